@@ -1,0 +1,176 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// config is everything the sidecar reads from its environment. Where Optimize has a variable for
+// the same thing, the sidecar uses Optimize's name, so one Kubernetes env block serves both.
+type config struct {
+	// Repository is the Elasticsearch snapshot repository backups go to. Not required to start
+	// (health, info and liveness work without it), but every backup call answers 400 until set.
+	Repository string `env:"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"`
+
+	// ESHost and ESPort address one Elasticsearch node; ESURLs overrides both.
+	ESHost string `env:"OPTIMIZE_ELASTICSEARCH_HOST" envDefault:"localhost"`
+	ESPort int    `env:"OPTIMIZE_ELASTICSEARCH_HTTP_PORT" envDefault:"9200"`
+	// ESURLs is a comma-separated list of node URLs such as http://es-0:9200,http://es-1:9200.
+	ESURLs []string `env:"OPTIMIZE_ELASTICSEARCH_URLS" envSeparator:","`
+
+	// ESUsername and ESPassword are basic-auth credentials; backups need the create_snapshot
+	// privilege, listing monitor_snapshot.
+	ESUsername string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME"`
+	ESPassword string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_PASSWORD"`
+
+	// ESSSLEnabled switches host/port addressing to https.
+	ESSSLEnabled bool `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_ENABLED" envDefault:"false"`
+	// ESCAFile is a PEM file with the CA that signed Elasticsearch's certificate.
+	ESCAFile string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES"`
+
+	// IndexPrefix is Optimize's index prefix: its indices are {prefix}-{name}.
+	IndexPrefix string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX" envDefault:"optimize"`
+
+	// Port is the management port the sidecar serves on (Optimize's actuator port).
+	Port int `env:"MANAGEMENT_SERVER_PORT" envDefault:"8092"`
+	// ListenAddress is the interface to bind; empty means all interfaces.
+	ListenAddress string `env:"OPTIMIZE_BACKUP_LISTEN_ADDRESS"`
+
+	// OptimizeVersion is the version tag of new backups; when empty it is read from the
+	// schemaVersion of the {prefix}-metadata index at each backup.
+	OptimizeVersion string `env:"OPTIMIZE_VERSION"`
+
+	// AdminToken guards DELETE; AdminTokenFile names a file holding it (a mounted secret).
+	AdminToken     string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN"`
+	AdminTokenFile string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE"`
+
+	// ESTimeout bounds every single Elasticsearch request, so a hung node never hangs a caller.
+	ESTimeout time.Duration `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT" envDefault:"30s"`
+	// PollInterval is how often the state of part 1 is read while waiting to start part 2.
+	PollInterval time.Duration `env:"OPTIMIZE_BACKUP_POLL_INTERVAL" envDefault:"1s"`
+	// Part2Grace is how long after part 1 ended a backup without part 2 still counts as
+	// IN_PROGRESS, so that every replica reports the same state while part 2 is being started.
+	Part2Grace time.Duration `env:"OPTIMIZE_BACKUP_PART2_GRACE" envDefault:"2m"`
+	// ShutdownTimeout is how long a stopping sidecar lets requests and part-2 starts finish.
+	ShutdownTimeout time.Duration `env:"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+}
+
+// versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
+var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
+
+// loadConfig reads the configuration through getenv (os.Getenv in production, a map in tests)
+// and returns every problem at once, one line each, naming the variable and what to set.
+func loadConfig(getenv func(string) string) (config, error) {
+	params, err := env.GetFieldParams(&config{})
+	if err != nil {
+		return config{}, err
+	}
+	vars := map[string]string{}
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			vars[p.Key] = v
+		}
+	}
+	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: vars})
+	var problems []error
+	if err != nil {
+		var agg env.AggregateError
+		if errors.As(err, &agg) {
+			for _, e := range agg.Errors {
+				problems = append(problems, fmt.Errorf("%v: set a valid value or unset it to use the default", e))
+			}
+		} else {
+			problems = append(problems, err)
+		}
+	}
+	problems = append(problems, cfg.validate()...)
+	if len(problems) > 0 {
+		return config{}, errors.Join(problems...)
+	}
+	if cfg.AdminTokenFile != "" {
+		b, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: cannot read %s: %v; mount the secret there or unset the variable", cfg.AdminTokenFile, err)
+		}
+		cfg.AdminToken = strings.TrimSpace(string(b))
+		if cfg.AdminToken == "" {
+			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: %s is empty; put the admin token in it", cfg.AdminTokenFile)
+		}
+	}
+	if cfg.OptimizeVersion != "" {
+		cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
+	}
+	return cfg, nil
+}
+
+// validate returns one error per configuration problem that parsing alone does not catch.
+func (c config) validate() []error {
+	var problems []error
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	if c.Port < 0 || c.Port > 65535 {
+		bad("MANAGEMENT_SERVER_PORT: %d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
+	}
+	if c.ESPort < 1 || c.ESPort > 65535 {
+		bad("OPTIMIZE_ELASTICSEARCH_HTTP_PORT: %d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
+	}
+	for _, u := range c.ESURLs {
+		parsed, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			bad("OPTIMIZE_ELASTICSEARCH_URLS: %q is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", u)
+		}
+	}
+	if c.Repository != "" && strings.ContainsAny(c.Repository, `/\*?"<>| ,#`) {
+		bad("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME: %q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
+	}
+	if c.IndexPrefix == "" || strings.ContainsAny(c.IndexPrefix, `/\*?"<>| ,#`) || strings.ToLower(c.IndexPrefix) != c.IndexPrefix {
+		bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX: %q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
+	}
+	if c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion) {
+		bad("OPTIMIZE_VERSION: %q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
+	}
+	if c.AdminToken != "" && c.AdminTokenFile != "" {
+		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN and OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE are both set; set only one")
+	}
+	if c.ESCAFile != "" {
+		if _, err := os.Stat(c.ESCAFile); err != nil {
+			bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %v; point it at a PEM file with Elasticsearch's CA", err)
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
+		"OPTIMIZE_BACKUP_POLL_INTERVAL":         c.PollInterval,
+		"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			bad("%s: %v must be positive; set a duration such as 30s", name, d)
+		}
+	}
+	if c.Part2Grace < 0 {
+		bad("OPTIMIZE_BACKUP_PART2_GRACE: %v must not be negative; set a duration such as 2m", c.Part2Grace)
+	}
+	return problems
+}
+
+// esAddresses is the list of Elasticsearch URLs the client connects to.
+func (c config) esAddresses() []string {
+	if len(c.ESURLs) > 0 {
+		out := make([]string, 0, len(c.ESURLs))
+		for _, u := range c.ESURLs {
+			out = append(out, strings.TrimSpace(u))
+		}
+		return out
+	}
+	scheme := "http"
+	if c.ESSSLEnabled {
+		scheme = "https"
+	}
+	return []string{scheme + "://" + c.ESHost + ":" + strconv.Itoa(c.ESPort)}
+}

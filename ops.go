@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// sidecarVersion is set at build time with -ldflags "-X main.sidecarVersion=...".
+var sidecarVersion = "dev"
+
+// handleAlive answers liveness and readiness: up whenever the process serves HTTP, so a slow
+// Elasticsearch never makes the Optimize pod unready.
+func (s *server) handleAlive(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "UP"})
+}
+
+// component is one part of the health answer.
+type component struct {
+	Status  string            `json:"status"`
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// handleHealth reports whether Elasticsearch answers and the repository exists; 503 when
+// either is down, with the reason in the component's details.
+func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	components := map[string]component{}
+	var cluster struct {
+		Status string `json:"status"`
+	}
+	if err := s.esCall(r.Context(), esapi.ClusterHealthRequest{FilterPath: []string{"status"}}, &cluster); err != nil {
+		components["elasticsearch"] = component{"DOWN", map[string]string{"error": err.Error()}}
+	} else {
+		components["elasticsearch"] = component{"UP", map[string]string{"clusterStatus": cluster.Status}}
+	}
+	switch {
+	case s.cfg.Repository == "":
+		components["repository"] = component{"DOWN", map[string]string{"error": "set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"}}
+	case components["elasticsearch"].Status == "DOWN":
+		components["repository"] = component{"UNKNOWN", nil}
+	default:
+		req := esapi.SnapshotGetRepositoryRequest{Repository: []string{s.cfg.Repository}}
+		if err := s.esCall(r.Context(), req, nil); err != nil {
+			components["repository"] = component{"DOWN", map[string]string{"name": s.cfg.Repository, "error": err.Error()}}
+		} else {
+			components["repository"] = component{"UP", map[string]string{"name": s.cfg.Repository}}
+		}
+	}
+	status, code := "UP", http.StatusOK
+	for _, c := range components {
+		if c.Status != "UP" {
+			status, code = "DOWN", http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, code, map[string]any{"status": status, "components": components})
+}
+
+// handleInfo reports the versions involved and the repository.
+func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) {
+	info := map[string]any{
+		"sidecarVersion": sidecarVersion,
+		"repository":     s.cfg.Repository,
+		"indexPrefix":    s.cfg.IndexPrefix,
+	}
+	if v, err := s.optimizeVersion(r.Context()); err == nil {
+		info["optimizeVersion"] = v
+	} else {
+		info["optimizeVersion"] = nil
+		info["optimizeVersionError"] = err.Error()
+	}
+	var nodes struct {
+		Nodes map[string]struct {
+			Version string `json:"version"`
+		} `json:"nodes"`
+	}
+	req := esapi.NodesInfoRequest{NodeID: []string{"_local"}, FilterPath: []string{"nodes.*.version"}}
+	if err := s.esCall(r.Context(), req, &nodes); err == nil {
+		for _, n := range nodes.Nodes {
+			info["elasticsearchVersion"] = n.Version
+		}
+	} else {
+		info["elasticsearchVersion"] = nil
+		info["elasticsearchError"] = err.Error()
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+// metrics counts answered requests by method, route and status for /actuator/prometheus.
+type metrics struct {
+	mu       sync.Mutex
+	requests map[string]int
+}
+
+// countRequests wraps the router so that every answer is counted.
+func (s *server) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern // set by the mux on this request
+		if route == "" || route == "/" {
+			route = "unknown"
+		} else if _, path, ok := strings.Cut(route, " "); ok {
+			route = path
+		}
+		key := fmt.Sprintf(`method=%q,route=%q,status="%d"`, r.Method, route, rec.status)
+		s.metrics.mu.Lock()
+		s.metrics.requests[key]++
+		s.metrics.mu.Unlock()
+	})
+}
+
+// handlePrometheus writes the counters in Prometheus' text format.
+func (s *server) handlePrometheus(w http.ResponseWriter, r *http.Request) {
+	s.metrics.mu.Lock()
+	keys := make([]string, 0, len(s.metrics.requests))
+	for k := range s.metrics.requests {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("# HELP optimize_backup_http_requests_total HTTP requests answered, by method, route and status.\n")
+	b.WriteString("# TYPE optimize_backup_http_requests_total counter\n")
+	for _, k := range keys {
+		fmt.Fprintf(&b, "optimize_backup_http_requests_total{%s} %d\n", k, s.metrics.requests[k])
+	}
+	s.metrics.mu.Unlock()
+	b.WriteString("# HELP optimize_backup_backups_in_flight Backups whose part 2 this process is still going to start.\n")
+	b.WriteString("# TYPE optimize_backup_backups_in_flight gauge\n")
+	fmt.Fprintf(&b, "optimize_backup_backups_in_flight %d\n", s.inflight.count())
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// count is how many IDs are in flight.
+func (f *inflight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.ids)
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The states of a backup, as Optimize reports them on the wire.
+const (
+	stateCompleted    = "COMPLETED"
+	stateInProgress   = "IN_PROGRESS"
+	stateFailed       = "FAILED"
+	stateIncompatible = "INCOMPATIBLE"
+	stateIncomplete   = "INCOMPLETE"
+)
+
+// backupInfo is what the API reports about one backup.
+type backupInfo struct {
+	BackupID      string           `json:"backupId"`
+	State         string           `json:"state"`
+	FailureReason *string          `json:"failureReason"`
+	Details       []snapshotDetail `json:"details"`
+
+	// newest is the start of the backup's newest snapshot: the list's sort key.
+	newest int64
+}
+
+// snapshotDetail is what the API reports about one snapshot of a backup.
+type snapshotDetail struct {
+	SnapshotName string     `json:"snapshotName"`
+	State        string     `json:"state"`
+	StartTime    *time.Time `json:"startTime"`
+	EndTime      *time.Time `json:"endTime"`
+	Failures     []string   `json:"failures"`
+}
+
+// partOf returns the part number a snapshot name declares, or 0 if the name does not follow
+// Optimize's naming.
+func partOf(name string) int {
+	m := snapshotNamePattern.FindStringSubmatch(name)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[3])
+	return n
+}
+
+// backupState computes what the API reports for the backup with this ID from its snapshots
+// (at least one, all named camunda_optimize_{id}_...). starting tells that this process is
+// still going to start part 2; grace is how long after part 1 ended a missing part 2 still
+// counts as being started (by this or another replica). It is a pure function of its inputs.
+func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
+	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
+	// Oldest first, so details read part 1 then part 2.
+	snaps = append([]snapshot(nil), snaps...)
+	sort.SliceStable(snaps, func(i, j int) bool {
+		if snaps[i].StartMillis != snaps[j].StartMillis {
+			return snaps[i].StartMillis < snaps[j].StartMillis
+		}
+		return snaps[i].Name < snaps[j].Name
+	})
+	count := map[string]int{}
+	parts := map[int]snapshot{}
+	var failed []string
+	for _, s := range snaps {
+		info.Details = append(info.Details, detailOf(s))
+		count[s.State]++
+		parts[partOf(s.Name)] = s
+		info.newest = max(info.newest, s.StartMillis)
+		if s.State == "FAILED" || s.State == "PARTIAL" {
+			failed = append(failed, failureOf(s))
+		}
+	}
+	part1, has1 := parts[1]
+	_, has2 := parts[2]
+	switch {
+	case len(snaps) == partCount && has1 && has2 && count["SUCCESS"] == partCount:
+		info.State = stateCompleted
+	case len(failed) > 0:
+		info.State = stateFailed
+		info.FailureReason = ptr(strings.Join(failed, "; "))
+	case count["INCOMPATIBLE"] > 0:
+		info.State = stateIncompatible
+	case count["IN_PROGRESS"] > 0:
+		info.State = stateInProgress
+	case len(snaps) < partCount:
+		info.State = stateIncomplete
+		// Part 2 is started only after part 1 ended: until then a lone successful part 1 is a
+		// backup in progress, not an incomplete one (Optimize's own API gets this wrong).
+		if has1 && part1.State == "SUCCESS" && (starting || now.Sub(time.UnixMilli(part1.EndMillis)) < grace) {
+			info.State = stateInProgress
+		}
+	default:
+		info.State = stateFailed
+		names := make([]string, len(snaps))
+		for i, s := range snaps {
+			names[i] = s.Name
+		}
+		info.FailureReason = ptr(fmt.Sprintf("Backup [%s] has %d snapshots but an Optimize backup has exactly %d parts: [%s]; delete the extra snapshots or the backup",
+			id, len(snaps), partCount, strings.Join(names, ", ")))
+	}
+	return info
+}
+
+// failureOf describes why a snapshot failed, for failureReason.
+func failureOf(s snapshot) string {
+	reason := s.Reason
+	if reason == "" {
+		var shards []string
+		for _, f := range s.Failures {
+			shards = append(shards, fmt.Sprintf("[%s][%d] %s", f.Index, f.ShardID, f.Reason))
+		}
+		reason = strings.Join(shards, ", ")
+	}
+	if reason == "" {
+		reason = "no reason given by Elasticsearch"
+	}
+	return fmt.Sprintf("Snapshot [%s] is %s: %s", s.Name, s.State, reason)
+}
+
+// detailOf is the API's view of one snapshot.
+func detailOf(s snapshot) snapshotDetail {
+	d := snapshotDetail{SnapshotName: s.Name, State: s.State, Failures: []string{}}
+	if s.StartMillis > 0 {
+		d.StartTime = ptr(time.UnixMilli(s.StartMillis).UTC())
+	}
+	if s.EndMillis > 0 && s.State != "IN_PROGRESS" {
+		d.EndTime = ptr(time.UnixMilli(s.EndMillis).UTC())
+	}
+	for _, f := range s.Failures {
+		d.Failures = append(d.Failures, fmt.Sprintf("index [%s] shard [%d] on node [%s]: %s (%s)", f.Index, f.ShardID, f.NodeID, f.Reason, f.Status))
+	}
+	return d
+}
+
+func ptr[T any](v T) *T { return &v }
