@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -81,17 +82,30 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: vars})
 	var problems []error
+	unparsable := map[string]bool{}
 	if err != nil {
 		var agg env.AggregateError
-		if errors.As(err, &agg) {
-			for _, e := range agg.Errors {
-				problems = append(problems, fmt.Errorf("%v: set a valid value or unset it to use the default", e))
+		if !errors.As(err, &agg) {
+			return config{}, err
+		}
+		for _, e := range agg.Errors {
+			var pe env.ParseError
+			if errors.As(e, &pe) {
+				key := envKey(pe.Name)
+				unparsable[key] = true
+				problems = append(problems, fmt.Errorf("%s: cannot read %q as %s; set a valid value or unset it to use the default", key, vars[key], pe.Type))
+			} else {
+				problems = append(problems, e)
 			}
-		} else {
-			problems = append(problems, err)
 		}
 	}
-	problems = append(problems, cfg.validate()...)
+	for _, p := range cfg.validate() {
+		// A variable that could not be parsed already has its line.
+		key, _, _ := strings.Cut(p.Error(), ":")
+		if !unparsable[key] {
+			problems = append(problems, p)
+		}
+	}
 	if len(problems) > 0 {
 		return config{}, errors.Join(problems...)
 	}
@@ -109,6 +123,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 		cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
 	}
 	return cfg, nil
+}
+
+// envKey is the variable behind a config field.
+func envKey(field string) string {
+	f, ok := reflect.TypeOf(config{}).FieldByName(field)
+	if !ok {
+		return field
+	}
+	key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	return key
 }
 
 // validate returns one error per configuration problem that parsing alone does not catch.

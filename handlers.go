@@ -96,8 +96,9 @@ func (s *server) backup(r *http.Request, id string) (backupInfo, error) {
 	return backupState(id, snaps, s.inflight.has(id), s.now(), s.cfg.Part2Grace), nil
 }
 
-// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
-const listPageSize = 1000
+// defaultListPageSize is how many snapshots one Elasticsearch page holds when listing
+// backups: large enough for few round trips, small enough to keep each answer bounded.
+const defaultListPageSize = 1000
 
 // handleListBackups reports every backup in the repository, newest first, paging through
 // Elasticsearch. ?limit=N keeps the N newest.
@@ -118,7 +119,7 @@ func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 	byID := map[string][]snapshot{}
 	var after string
 	for {
-		page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", listPageSize, after)
+		page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -273,14 +274,13 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // describeError maps an error to its HTTP status and body, with errors.Is/As.
 func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 	var (
-		bad       *badRequestError
-		tooLarge  *http.MaxBytesError
-		notFound  *notFoundError
-		conflict  *conflictError
-		route     *routeError
-		es        *esError
-		detail    = err.Error()
-		esRefused = "Elasticsearch refused the request. "
+		bad      *badRequestError
+		tooLarge *http.MaxBytesError
+		notFound *notFoundError
+		conflict *conflictError
+		route    *routeError
+		es       *esError
+		detail   = err.Error()
 	)
 	switch {
 	case errors.As(err, &bad):
@@ -314,7 +314,8 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 		return http.StatusInternalServerError, apiError{"serverError",
 			fmt.Sprintf("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository), detail}
 	case errors.As(err, &es):
-		return http.StatusInternalServerError, apiError{"serverError", esRefused + es.Reason + " See detailedMessage and Elasticsearch's log.", detail}
+		return http.StatusInternalServerError, apiError{"serverError",
+			fmt.Sprintf("Elasticsearch refused the request (%s: %s); see detailedMessage and Elasticsearch's log.", es.Type, es.Reason), detail}
 	case errors.Is(err, errNoVersion), errors.Is(err, errNoOptimizeIndices):
 		return http.StatusInternalServerError, apiError{"serverError", err.Error(), detail}
 	default:

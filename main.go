@@ -38,6 +38,8 @@ type server struct {
 	now      func() time.Time
 	inflight *inflight
 	metrics  *metrics
+	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
+	listPageSize int
 }
 
 // newServer builds a server around an Elasticsearch client.
@@ -49,6 +51,8 @@ func newServer(cfg config, es *elasticsearch.Client, log *slog.Logger) *server {
 		now:      time.Now,
 		inflight: newInflight(),
 		metrics:  &metrics{requests: map[string]int{}},
+
+		listPageSize: defaultListPageSize,
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 
 // errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
 // timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
-var errESUnreachable = errors.New("Elasticsearch could not be reached")
+var errESUnreachable = errors.New("elasticsearch could not be reached")
 
 // esError is an error answer from Elasticsearch, decoded from its error body.
 type esError struct {
@@ -142,14 +142,14 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 	if err := s.esCall(ctx, req, &answer); err != nil {
 		return answer, fmt.Errorf("get snapshots %s: %w", pattern, err)
 	}
-	for repo, raw := range answer.Failures {
+	for _, raw := range answer.Failures {
 		var failure struct{ Type, Reason string }
 		_ = json.Unmarshal(raw, &failure)
 		status := http.StatusInternalServerError
 		if failure.Type == "repository_missing_exception" {
 			status = http.StatusNotFound
 		}
-		return answer, fmt.Errorf("get snapshots %s: %w", pattern, &esError{Status: status, Type: failure.Type, Reason: fmt.Sprintf("[%s] %s", repo, failure.Reason)})
+		return answer, fmt.Errorf("get snapshots %s: %w", pattern, &esError{Status: status, Type: failure.Type, Reason: failure.Reason})
 	}
 	return answer, nil
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// mapEnv turns a map into a getenv.
+func mapEnv(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// TestConfigDefaults checks that an empty environment gives Optimize's defaults.
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"http://localhost:9200"}, cfg.esAddresses()); diff != "" {
+		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+	if cfg.Port != 8092 || cfg.IndexPrefix != "optimize" || cfg.Part2Grace != 2*time.Minute {
+		t.Errorf("got port %d prefix %q grace %v; want 8092, optimize, 2m", cfg.Port, cfg.IndexPrefix, cfg.Part2Grace)
+	}
+}
+
+// TestConfigValues checks Optimize's variable names, URL lists, version reduction and the
+// token file.
+func TestConfigValues(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	cfg, err := loadConfig(mapEnv(map[string]string{
+		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME":              "backups",
+		"OPTIMIZE_ELASTICSEARCH_URLS":                          "http://es-0:9200, https://es-1:9200",
+		"OPTIMIZE_VERSION":                                     "3.9.0-SNAPSHOT",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE":                     tokenFile,
+		"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX": "zeebe-optimize",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"http://es-0:9200", "https://es-1:9200"}, cfg.esAddresses()); diff != "" {
+		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+	if cfg.OptimizeVersion != "3.9.0" || cfg.AdminToken != "s3cret" || cfg.Repository != "backups" || cfg.IndexPrefix != "zeebe-optimize" {
+		t.Errorf("got version %q token %q repository %q prefix %q", cfg.OptimizeVersion, cfg.AdminToken, cfg.Repository, cfg.IndexPrefix)
+	}
+}
+
+// TestConfigErrors checks that every problem is reported at once, one line each, naming the
+// variable.
+func TestConfigErrors(t *testing.T) {
+	_, err := loadConfig(mapEnv(map[string]string{
+		"MANAGEMENT_SERVER_PORT":                  "80000",
+		"OPTIMIZE_ELASTICSEARCH_HTTP_PORT":        "nine",
+		"OPTIMIZE_ELASTICSEARCH_URLS":             "es-0:9200",
+		"OPTIMIZE_VERSION":                        "latest",
+		"OPTIMIZE_BACKUP_POLL_INTERVAL":           "0s",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN":             "a",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE":        "/nonexistent",
+		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "a/b",
+	}))
+	if err == nil {
+		t.Fatal("got no error; want one per problem")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, name := range []string{"MANAGEMENT_SERVER_PORT", "OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "OPTIMIZE_ELASTICSEARCH_URLS",
+		"OPTIMIZE_VERSION", "OPTIMIZE_BACKUP_POLL_INTERVAL", "OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"} {
+		found := false
+		for _, l := range lines {
+			found = found || strings.Contains(l, name)
+		}
+		if !found {
+			t.Errorf("got %q; want a line naming %s", err, name)
+		}
+	}
+}

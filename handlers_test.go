@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"gotest.tools/v3/golden"
+)
+
+// Routes of the fake Elasticsearch, by what the sidecar asks.
+const (
+	getBackup1   = "GET /_snapshot/test-repo/camunda_optimize_1_*"
+	putPart1     = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	putPart2     = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_2_of_2"
+	pollPart1    = "GET /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	resolveIdx   = "GET /_resolve/index/optimize-*"
+	readMetadata = "GET /optimize-metadata/_doc/1"
+	listAll      = "GET /_snapshot/test-repo/camunda_optimize_*"
+	deleteBoth1  = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
+)
+
+// createRoutes is what a successful create of backup 1 asks Elasticsearch, in order.
+func createRoutes() map[string]string {
+	return map[string]string{
+		getBackup1:   "get-unknown",
+		readMetadata: "metadata",
+		resolveIdx:   "resolve",
+		putPart1:     "create-accepted",
+		pollPart1:    "get-part1-done",
+		putPart2:     "create-accepted",
+	}
+}
+
+// apiCase is one request through the real router against a fake Elasticsearch, whose answer
+// is compared with testdata/golden/{name}.golden (status line, then body).
+type apiCase struct {
+	name    string
+	method  string
+	path    string
+	body    string
+	header  map[string]string
+	es      map[string]string // fake Elasticsearch routes; nil: no request expected
+	cfg     func(*config)
+	now     time.Time
+	status  int
+	wantES  []string // when set: exactly these requests, in order
+	noMutES bool     // when set: nothing but GETs reached Elasticsearch
+	// esRefused marks a 4xx that comes from Elasticsearch refusing a create: the one
+	// mutating request was sent, and refused, so nothing changed.
+	esRefused bool
+}
+
+// TestAPI checks every route's status and body against golden files, including every state,
+// every ID rule and every error status, and that refused requests change nothing.
+func TestAPI(t *testing.T) {
+	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
+	var part1Only getSnapshotsAnswer
+	if err := json.Unmarshal(loadRecording(t, "get-part1-only").Body, &part1Only); err != nil {
+		t.Fatal(err)
+	}
+	part1End := time.UnixMilli(part1Only.Snapshots[0].EndMillis)
+	cases := []apiCase{
+		// Create, both families.
+		{name: "create-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": "1"}`, es: createRoutes(), status: 200,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
+		{name: "create-integer", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, es: createRoutes(), status: 202,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
+		{name: "create-version-configured", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, es: createRoutes(), status: 202,
+			cfg:    func(c *config) { c.OptimizeVersion = "3.9.0" },
+			wantES: []string{getBackup1, resolveIdx, putPart1, pollPart1, putPart2}},
+		{name: "create-exists", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
+			es: map[string]string{getBackup1: "get-completed"}, noMutES: true},
+		{name: "create-name-in-use-running", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
+			es: map[string]string{getBackup1: "get-unknown", readMetadata: "metadata", resolveIdx: "resolve", putPart1: "create-in-use-running"}, esRefused: true},
+		{name: "create-name-in-use-exists", method: "POST", path: "/actuator/backup", body: `{"backupId": "1"}`, status: 409,
+			es: map[string]string{getBackup1: "get-unknown", readMetadata: "metadata", resolveIdx: "resolve", putPart1: "create-in-use-exists"}, esRefused: true},
+		{name: "create-missing-repo", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 500,
+			es: map[string]string{getBackup1: "get-missing-repo"}, noMutES: true},
+		{name: "create-missing-repo-on-put", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 500,
+			es: map[string]string{getBackup1: "get-unknown", readMetadata: "metadata", resolveIdx: "resolve", putPart1: "create-missing-repo"}},
+		{name: "create-no-indices", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 500,
+			es: map[string]string{getBackup1: "get-unknown", readMetadata: "metadata", resolveIdx: "resolve-empty"}, noMutES: true},
+		{name: "create-no-metadata", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 500,
+			es: map[string]string{getBackup1: "get-unknown", readMetadata: "metadata-missing"}, noMutES: true},
+		{name: "create-no-repository-configured", method: "POST", path: "/actuator/backup", body: `{"backupId": "1"}`, status: 400,
+			cfg: func(c *config) { c.Repository = "" }},
+
+		// Bodies.
+		{name: "body-malformed", method: "POST", path: "/actuator/backups", body: `{"backupId": `, status: 400},
+		{name: "body-unknown-field", method: "POST", path: "/actuator/backups", body: `{"backupId": 1, "force": true}`, status: 400},
+		{name: "body-empty", method: "POST", path: "/actuator/backups", body: ``, status: 400},
+		{name: "body-trailing", method: "POST", path: "/actuator/backups", body: `{"backupId": 1} {"backupId": 2}`, status: 400},
+		{name: "body-too-large", method: "POST", path: "/actuator/backups", body: `{"backupId": "` + strings.Repeat("a", maxBodyBytes) + `"}`, status: 413},
+		{name: "body-no-id", method: "POST", path: "/actuator/backups", body: `{}`, status: 400},
+
+		// ID rules, each a 400 naming the rule.
+		{name: "id-empty", method: "POST", path: "/actuator/backups", body: `{"backupId": ""}`, status: 400},
+		{name: "id-too-long", method: "POST", path: "/actuator/backups", body: `{"backupId": "` + strings.Repeat("a", maxIDBytes+1) + `"}`, status: 400},
+		{name: "id-uppercase", method: "POST", path: "/actuator/backups", body: `{"backupId": "Backup1"}`, status: 400},
+		{name: "id-whitespace", method: "POST", path: "/actuator/backups", body: `{"backupId": "a b"}`, status: 400},
+		{name: "id-control", method: "POST", path: "/actuator/backups", body: `{"backupId": "a\u0007b"}`, status: 400},
+		{name: "id-underscore", method: "POST", path: "/actuator/backups", body: `{"backupId": "a_b"}`, status: 400},
+		{name: "id-star", method: "POST", path: "/actuator/backups", body: `{"backupId": "a*"}`, status: 400},
+		{name: "id-slash", method: "POST", path: "/actuator/backups", body: `{"backupId": "a/b"}`, status: 400},
+		{name: "id-comma", method: "POST", path: "/actuator/backups", body: `{"backupId": "a,b"}`, status: 400},
+		{name: "id-hash", method: "POST", path: "/actuator/backups", body: `{"backupId": "a#b"}`, status: 400},
+		{name: "id-quote", method: "POST", path: "/actuator/backups", body: `{"backupId": "a\"b"}`, status: 400},
+		{name: "id-negative", method: "POST", path: "/actuator/backups", body: `{"backupId": -1}`, status: 400},
+		{name: "id-fraction", method: "POST", path: "/actuator/backups", body: `{"backupId": 1.5}`, status: 400},
+		{name: "id-exponent", method: "POST", path: "/actuator/backups", body: `{"backupId": 1e3}`, status: 400},
+		{name: "id-bool", method: "POST", path: "/actuator/backups", body: `{"backupId": true}`, status: 400},
+		{name: "id-in-path", method: "GET", path: "/actuator/backups/Backup1", status: 400},
+
+		// States, one request each.
+		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-completed"}, status: 200, wantES: []string{getBackup1}},
+		{name: "get-completed-legacy", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-completed"}, status: 200},
+		{name: "get-in-progress", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-in-progress"}, status: 200},
+		{name: "get-between-parts", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-part1-only"}, status: 200,
+			now: part1End.Add(30 * time.Second)},
+		{name: "get-incomplete", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-part1-only"}, status: 200},
+		{name: "get-failed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-partial"}, status: 200},
+		{name: "get-incompatible", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-incompatible"}, status: 200},
+		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-extra"}, status: 200},
+		{name: "get-unknown", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-unknown"}, status: 404},
+		{name: "get-missing-repo", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-missing-repo"}, status: 500},
+		{name: "get-no-repository-configured", method: "GET", path: "/actuator/backups/1", status: 400, cfg: func(c *config) { c.Repository = "" }},
+
+		// Listing.
+		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-empty"}, status: 200},
+		{name: "list-pages", method: "GET", path: "/actuator/backups", es: listRoutes(t), status: 200},
+		{name: "list-pages-legacy", method: "GET", path: "/actuator/backup", es: listRoutes(t), status: 200},
+		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: listRoutes(t), status: 200},
+		{name: "list-bad-limit", method: "GET", path: "/actuator/backups?limit=-2", status: 400},
+		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "get-missing-repo"}, status: 500},
+
+		// Delete and the admin token.
+		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
+			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-ack"}, wantES: []string{getBackup1, deleteBoth1}},
+		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
+			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-ack"}},
+		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
+			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
+		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
+			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-missing"}},
+		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
+		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
+		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},
+		{name: "delete-admin-disabled", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 403, cfg: func(c *config) { c.AdminToken = "" }},
+
+		// Operations routes.
+		{name: "health", method: "GET", path: "/actuator/health", status: 200,
+			es: map[string]string{"GET /_cluster/health": "cluster-health", "GET /_snapshot/test-repo": "get-repository"}},
+		{name: "health-repository-missing", method: "GET", path: "/actuator/health", status: 503,
+			es: map[string]string{"GET /_cluster/health": "cluster-health", "GET /_snapshot/test-repo": "get-repository-missing"}},
+		{name: "liveness", method: "GET", path: "/actuator/health/liveness", status: 200},
+		{name: "readiness", method: "GET", path: "/actuator/health/readiness", status: 200},
+		{name: "info", method: "GET", path: "/actuator/info", status: 200,
+			es: map[string]string{readMetadata: "metadata", "GET /_nodes/_local": "nodes-info"}},
+		{name: "unknown-route", method: "GET", path: "/actuator/nothing", status: 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := newFakeES(t, tc.es)
+			cfg := testConfig(fake.srv.URL)
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			srv := newTestServer(t, cfg)
+			if !tc.now.IsZero() {
+				srv.now = func() time.Time { return tc.now }
+			}
+			res := serve(t, srv, tc.method, tc.path, tc.body, tc.header)
+			srv.inflight.shutdown(context.Background()) // let part 2 be started
+
+			if res.Code != tc.status {
+				t.Errorf("got status %d; want %d; body %s", res.Code, tc.status, res.Body)
+			}
+			assertGolden(t, tc.name, res)
+			if tc.wantES != nil {
+				if diff := cmp.Diff(tc.wantES, fake.sent()); diff != "" {
+					t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
+				}
+			}
+			if (tc.noMutES || res.Code/100 == 4 && !tc.esRefused) && len(fake.mutations()) > 0 {
+				t.Errorf("got mutating requests %v for a refused request; want none", fake.mutations())
+			}
+			if res.Code == http.StatusUnauthorized && res.Header().Get("WWW-Authenticate") == "" {
+				t.Errorf("got 401 without WWW-Authenticate; want Bearer challenge")
+			}
+		})
+	}
+}
+
+// listRoutes serves the recorded list pages (3 snapshots each), chained by their cursors.
+func listRoutes(t *testing.T) map[string]string {
+	routes := map[string]string{}
+	key := listAll
+	for page := 1; ; page++ {
+		name := fmt.Sprintf("list-page-%d", page)
+		routes[key] = name
+		var answer getSnapshotsAnswer
+		if err := json.Unmarshal(loadRecording(t, name).Body, &answer); err != nil {
+			t.Fatal(err)
+		}
+		if answer.Next == "" {
+			return routes
+		}
+		key = listAll + "?after=" + answer.Next
+	}
+}
+
+// serve sends one request through the server's real router.
+func serve(t *testing.T, srv *server, method, path, body string, header map[string]string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	res := httptest.NewRecorder()
+	srv.routes().ServeHTTP(res, req)
+	return res
+}
+
+// assertGolden compares status and body with testdata/golden/name.golden (go test -update
+// rewrites them). Long request echoes are cut so golden files stay readable.
+func assertGolden(t *testing.T, name string, res *httptest.ResponseRecorder) {
+	t.Helper()
+	body := res.Body.String()
+	if len(body) > 4000 {
+		body = body[:2000] + "...[cut]..." + body[len(body)-500:]
+	}
+	golden.Assert(t, fmt.Sprintf("%d %s\n%s", res.Code, http.StatusText(res.Code), body), "golden/"+name+".golden")
+}
+
+// TestListPagesThroughElasticsearch checks that listing follows Elasticsearch's cursor with a
+// bounded page size instead of asking for everything at once.
+func TestListPagesThroughElasticsearch(t *testing.T) {
+	fake := newFakeES(t, listRoutes(t))
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	srv.listPageSize = 3
+	res := serve(t, srv, "GET", "/actuator/backups", "", nil)
+	if res.Code != 200 {
+		t.Fatalf("got %d %s; want 200", res.Code, res.Body)
+	}
+	if got, want := len(fake.sent()), len(listRoutes(t)); got != want {
+		t.Errorf("got %d Elasticsearch requests; want %d (one per page)", got, want)
+	}
+}
+
+// TestConcurrentCreateOneWins sends 50 creates of one new ID at once: exactly one starts the
+// backup, 49 get 409, and Elasticsearch sees one create of part 1.
+func TestConcurrentCreateOneWins(t *testing.T) {
+	fake := newFakeES(t, createRoutes())
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	const n = 50
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- serve(t, srv, "POST", "/actuator/backups", `{"backupId": 1}`, nil).Code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	srv.inflight.shutdown(context.Background())
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if diff := cmp.Diff(map[int]int{202: 1, 409: n - 1}, count); diff != "" {
+		t.Errorf("status counts (-want +got):\n%s", diff)
+	}
+	puts := 0
+	for _, r := range fake.sent() {
+		if r == putPart1 {
+			puts++
+		}
+	}
+	if puts != 1 {
+		t.Errorf("got %d creates of part 1; want 1", puts)
+	}
+}
+
+// TestElasticsearchUnreachable checks the status each route family gives when nothing answers
+// at Elasticsearch's address: 500 on 3.9's routes, 502 on 3.10+'s.
+func TestElasticsearchUnreachable(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"unreachable-create-legacy", "POST", "/actuator/backup", `{"backupId": "1"}`, 500},
+		{"unreachable-create", "POST", "/actuator/backups", `{"backupId": 1}`, 502},
+		{"unreachable-get-legacy", "GET", "/actuator/backup/1", "", 500},
+		{"unreachable-get", "GET", "/actuator/backups/1", "", 502},
+		{"unreachable-list", "GET", "/actuator/backups", "", 502},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newTestServer(t, testConfig(closed.URL))
+			res := serve(t, srv, tc.method, tc.path, tc.body, nil)
+			if res.Code != tc.status {
+				t.Errorf("got %d; want %d", res.Code, tc.status)
+			}
+			var body apiError
+			if err := json.Unmarshal(res.Body.Bytes(), &body); err != nil {
+				t.Fatalf("got non-JSON body %q", res.Body)
+			}
+			if !strings.Contains(body.ErrorMessage, closed.URL) || !strings.Contains(body.ErrorMessage, "OPTIMIZE_ELASTICSEARCH_URLS") {
+				t.Errorf("got message %q; want it to name the address and the variable that sets it", body.ErrorMessage)
+			}
+		})
+	}
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// record re-records testdata/es from a real Elasticsearch (make record). It is not called
+// -update: gotest.tools' golden package owns that flag.
+var record = flag.Bool("record", false, "re-record testdata/es from the Elasticsearch at OPTIMIZE_BACKUP_TEST_ES_URL")
+
+// recording is one recorded Elasticsearch answer: the request that produced it, its status and
+// its body, replayed by fakeES.
+type recording struct {
+	Request string          `json:"request"`
+	Note    string          `json:"note,omitempty"`
+	Status  int             `json:"status"`
+	Body    json.RawMessage `json:"body"`
+}
+
+// recorder sends requests to a real Elasticsearch and writes their answers to testdata/es.
+type recorder struct {
+	t    *testing.T
+	base string
+}
+
+// do sends one request and fails the test on a transport error.
+func (r recorder) do(method, path, body string) (int, []byte) {
+	r.t.Helper()
+	req, err := http.NewRequest(method, r.base+path, strings.NewReader(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// must sends one setup request and fails the test unless Elasticsearch accepted it.
+func (r recorder) must(method, path, body string) {
+	r.t.Helper()
+	if status, b := r.do(method, path, body); status >= 300 {
+		r.t.Fatalf("%s %s: got %d %s; want 2xx", method, path, status, b)
+	}
+}
+
+// save sends one request and writes its answer as testdata/es/name.json.
+func (r recorder) save(name, note, method, path, body string) {
+	r.t.Helper()
+	status, b := r.do(method, path, body)
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, b, "  ", "  "); err != nil {
+		r.t.Fatalf("%s %s answered non-JSON %q", method, path, b)
+	}
+	out, err := json.MarshalIndent(recording{Request: method + " " + path, Note: note, Status: status, Body: pretty.Bytes()}, "", "  ")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "es", name+".json"), append(out, '\n'), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// waitDone waits until no snapshot of the pattern in repo is IN_PROGRESS.
+func (r recorder) waitDone(repo, pattern string) {
+	r.t.Helper()
+	for i := 0; i < 300; i++ {
+		_, b := r.do("GET", "/_snapshot/"+repo+"/"+pattern, "")
+		if !bytes.Contains(b, []byte(`"IN_PROGRESS"`)) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.t.Fatalf("snapshots %s/%s still IN_PROGRESS after 30 s", repo, pattern)
+}
+
+// snapshotQuery is the query the sidecar sends to get snapshots (see getSnapshots).
+func snapshotQuery(size int, after string) string {
+	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(snapshotFields, ",")}}
+	if size > 0 {
+		q.Set("size", fmt.Sprint(size))
+	}
+	if after != "" {
+		q.Set("after", after)
+	}
+	return "?" + q.Encode()
+}
+
+const snapshotBody = `{"indices":[%q],"include_global_state":false,"feature_states":["none"],"metadata":{"backupId":%q,"version":"3.9.0","partNo":%d,"partCount":2,"createdBy":"optimize-backup"}}`
+
+// TestRecord re-records every Elasticsearch answer the golden tests replay, from the real
+// node that testenv/es-start.sh runs, loaded by testenv/load-data.sh. Run it with make record.
+func TestRecord(t *testing.T) {
+	if !*record {
+		t.Skip("re-recording only with -record (make record)")
+	}
+	base := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL")
+	runDir := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")
+	if base == "" || runDir == "" {
+		t.Fatal("set OPTIMIZE_BACKUP_TEST_ES_URL and OPTIMIZE_BACKUP_TEST_ES_RUN_DIR (make record does)")
+	}
+	r := recorder{t: t, base: base}
+	repo := "record-repo"
+	r.do("DELETE", "/_snapshot/"+repo, "")
+	r.must("PUT", "/_snapshot/"+repo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "record-"+fmt.Sprint(time.Now().UnixNano()))))
+	snap := func(repoName, name, index, id string, part int) {
+		r.must("PUT", "/_snapshot/"+repoName+"/"+name+"?wait_for_completion=true", fmt.Sprintf(snapshotBody, index, id, part))
+	}
+
+	// A completed backup 1 (and 12, whose ID starts like 1's).
+	for _, id := range []string{"1", "12"} {
+		snap(repo, "camunda_optimize_"+id+"_3.9.0_part_1_of_2", "optimize-import-index_v3", id, 1)
+		snap(repo, "camunda_optimize_"+id+"_3.9.0_part_2_of_2", "optimize-metadata_v3", id, 2)
+	}
+	r.save("get-completed", "backup 1: both parts SUCCESS", "GET", "/_snapshot/"+repo+"/camunda_optimize_1_*"+snapshotQuery(0, ""), "")
+	r.save("get-unknown", "no snapshot matches", "GET", "/_snapshot/"+repo+"/camunda_optimize_404_*"+snapshotQuery(0, ""), "")
+	r.save("get-missing-repo", "the repository is not registered: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_1_*"+snapshotQuery(0, ""), "")
+
+	// Backup 2: part 1 only (part 2 not started yet, or lost).
+	snap(repo, "camunda_optimize_2_3.9.0_part_1_of_2", "optimize-import-index_v3", "2", 1)
+	r.save("get-part1-only", "backup 2: part 1 SUCCESS, no part 2", "GET", "/_snapshot/"+repo+"/camunda_optimize_2_*"+snapshotQuery(0, ""), "")
+
+	// Backup 3: three snapshots matching the scheme (a part 1 of another version too).
+	snap(repo, "camunda_optimize_3_3.8.0_part_1_of_2", "optimize-import-index_v3", "3", 1)
+	snap(repo, "camunda_optimize_3_3.9.0_part_1_of_2", "optimize-import-index_v3", "3", 1)
+	snap(repo, "camunda_optimize_3_3.9.0_part_2_of_2", "optimize-metadata_v3", "3", 2)
+	r.save("get-extra", "backup 3: three snapshots", "GET", "/_snapshot/"+repo+"/camunda_optimize_3_*"+snapshotQuery(0, ""), "")
+
+	// Backup 4: part 1 PARTIAL, because a shard's files were unreadable to Elasticsearch.
+	shardDir := r.shardDir(runDir, "optimize-dashboard_v8")
+	files, _ := filepath.Glob(filepath.Join(shardDir, "_*"))
+	for _, f := range files {
+		os.Chmod(f, 0)
+	}
+	snap(repo, "camunda_optimize_4_3.9.0_part_1_of_2", "optimize-dashboard_v8", "4", 1)
+	for _, f := range files {
+		os.Chmod(f, 0o644)
+	}
+	r.save("get-partial", "backup 4: part 1 PARTIAL (shard files unreadable)", "GET", "/_snapshot/"+repo+"/camunda_optimize_4_*"+snapshotQuery(0, ""), "")
+
+	// Backup 5: part 1 IN_PROGRESS, in a repository throttled to 1 KB/s.
+	slow := "record-slow-repo"
+	r.do("DELETE", "/_snapshot/"+slow, "")
+	r.must("PUT", "/_snapshot/"+slow, fmt.Sprintf(`{"type":"fs","settings":{"location":%q,"max_snapshot_bytes_per_sec":"1kb"}}`, filepath.Join(runDir, "repo", "slow-"+fmt.Sprint(time.Now().UnixNano()))))
+	r.must("PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", fmt.Sprintf(snapshotBody, "optimize-process-instance-invoice_v8", "5", 1))
+	r.save("get-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled)", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+snapshotQuery(0, ""), "")
+	r.save("create-in-use-running", "a second create of a running snapshot's name", "PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "5", 1))
+	r.must("DELETE", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", "")
+	r.must("DELETE", "/_snapshot/"+slow, "")
+
+	// Creating and deleting.
+	r.save("create-accepted", "start part 1 of backup 6", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.waitDone(repo, "camunda_optimize_6_*")
+	r.save("create-in-use-exists", "a second create of an existing snapshot's name", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.save("create-missing-repo", "the repository is not registered", "PUT", "/_snapshot/no-such-repo/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.save("get-part1-done", "backup 6: part 1 SUCCESS, as the part-2 starter polls it", "GET", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2"+snapshotQuery(0, ""), "")
+	r.save("delete-ack", "delete both snapshots of backup 1", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2", "")
+	r.save("delete-missing", "delete a snapshot that is gone", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2", "")
+
+	// What a backup reads before it starts.
+	r.save("resolve", "the indices of prefix optimize (load-data.sh)", "GET", "/_resolve/index/optimize-*?expand_wildcards=all&filter_path=indices.name,indices.aliases", "")
+	r.save("resolve-empty", "a prefix without indices", "GET", "/_resolve/index/nothing-*?expand_wildcards=all&filter_path=indices.name,indices.aliases", "")
+	r.save("metadata", "Optimize's metadata document", "GET", "/optimize-metadata/_doc/1", "")
+	r.save("metadata-missing", "a prefix without metadata index", "GET", "/nothing-metadata/_doc/1", "")
+
+	// Listing: a repository with backups 12, 2 and 3 (1 was deleted above), 6, a snapshot
+	// named as Optimize 3.9 names them (no metadata) and a foreign one, read in pages of 3.
+	r.must("PUT", "/_snapshot/"+repo+"/camunda_optimize_legacy_3.9.0_part_1_of_2?wait_for_completion=true", `{"indices":"optimize-import-index_v3","include_global_state":false}`)
+	r.must("PUT", "/_snapshot/"+repo+"/nightly-cluster-snapshot?wait_for_completion=true", `{"indices":"unrelated-logs","include_global_state":false}`)
+	after := ""
+	for page := 1; ; page++ {
+		path := "/_snapshot/" + repo + "/camunda_optimize_*" + snapshotQuery(3, after)
+		_, b := r.do("GET", path, "")
+		r.save(fmt.Sprintf("list-page-%d", page), "all camunda_optimize_* snapshots, 3 a page", "GET", path, "")
+		var answer getSnapshotsAnswer
+		if err := json.Unmarshal(b, &answer); err != nil {
+			t.Fatal(err)
+		}
+		if answer.Next == "" {
+			break
+		}
+		after = answer.Next
+	}
+	r.save("list-empty", "no snapshot in the repository matches", "GET", "/_snapshot/"+repo+"/nothing_*"+snapshotQuery(defaultListPageSize, ""), "")
+
+	// Health and info.
+	r.save("cluster-health", "", "GET", "/_cluster/health?filter_path=status", "")
+	r.save("get-repository", "", "GET", "/_snapshot/"+repo, "")
+	r.save("get-repository-missing", "", "GET", "/_snapshot/no-such-repo", "")
+	r.save("nodes-info", "", "GET", "/_nodes/_local?filter_path=nodes.*.version", "")
+}
+
+// shardDir is the directory of shard 0 of an index on node 1.
+func (r recorder) shardDir(runDir, index string) string {
+	r.t.Helper()
+	_, b := r.do("GET", "/"+index+"/_settings?filter_path=*.settings.index.uuid", "")
+	var settings map[string]struct {
+		Settings struct {
+			Index struct {
+				UUID string `json:"uuid"`
+			} `json:"index"`
+		} `json:"settings"`
+	}
+	if err := json.Unmarshal(b, &settings); err != nil {
+		r.t.Fatal(err)
+	}
+	return filepath.Join(runDir, "node-1", "data", "indices", settings[index].Settings.Index.UUID, "0", "index")
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// TestBackupState checks the state rules of SPEC.md section 4 on hand-made snapshot lists,
+// including the grace period that keeps a backup between its parts IN_PROGRESS and the crash
+// case where it must become INCOMPLETE.
+func TestBackupState(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	ended := func(ago time.Duration) int64 { return now.Add(-ago).UnixMilli() }
+	p1 := func(state string, endedAgo time.Duration) snapshot {
+		return snapshot{Name: "camunda_optimize_7_3.9.0_part_1_of_2", State: state, StartMillis: ended(endedAgo + time.Second), EndMillis: ended(endedAgo)}
+	}
+	p2 := func(state string) snapshot {
+		return snapshot{Name: "camunda_optimize_7_3.9.0_part_2_of_2", State: state, StartMillis: ended(time.Second), EndMillis: ended(0)}
+	}
+	for _, tc := range []struct {
+		name     string
+		snaps    []snapshot
+		starting bool
+		want     string
+	}{
+		{"both parts succeeded", []snapshot{p1("SUCCESS", time.Hour), p2("SUCCESS")}, false, stateCompleted},
+		{"part 2 failed", []snapshot{p1("SUCCESS", time.Hour), p2("FAILED")}, false, stateFailed},
+		{"part 1 partial", []snapshot{p1("PARTIAL", time.Hour)}, false, stateFailed},
+		{"failure beats in progress", []snapshot{p1("FAILED", time.Hour), p2("IN_PROGRESS")}, false, stateFailed},
+		{"incompatible", []snapshot{p1("SUCCESS", time.Hour), p2("INCOMPATIBLE")}, false, stateIncompatible},
+		{"part 1 running", []snapshot{p1("IN_PROGRESS", 0)}, false, stateInProgress},
+		{"part 2 running", []snapshot{p1("SUCCESS", time.Hour), p2("IN_PROGRESS")}, false, stateInProgress},
+		{"between parts, this process starts part 2", []snapshot{p1("SUCCESS", time.Hour)}, true, stateInProgress},
+		{"between parts, within grace (another replica)", []snapshot{p1("SUCCESS", time.Minute)}, false, stateInProgress},
+		{"between parts, grace over (crashed)", []snapshot{p1("SUCCESS", 3*time.Minute)}, false, stateIncomplete},
+		{"part 1 lost", []snapshot{p2("SUCCESS")}, false, stateIncomplete},
+		{"three snapshots", []snapshot{p1("SUCCESS", time.Hour), p2("SUCCESS"), {Name: "camunda_optimize_7_3.8.0_part_2_of_2", State: "SUCCESS"}}, false, stateFailed},
+		{"two part 1s", []snapshot{p1("SUCCESS", time.Hour), {Name: "camunda_optimize_7_3.8.0_part_1_of_2", State: "SUCCESS"}}, false, stateFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := backupState("7", tc.snaps, tc.starting, now, 2*time.Minute)
+			if got.State != tc.want {
+				t.Errorf("got %s; want %s", got.State, tc.want)
+			}
+			if (got.State == stateFailed) != (got.FailureReason != nil) {
+				t.Errorf("got failureReason %v with state %s; want a reason exactly when FAILED", got.FailureReason, got.State)
+			}
+			if len(got.Details) != len(tc.snaps) {
+				t.Errorf("got %d details; want %d", len(got.Details), len(tc.snaps))
+			}
+		})
+	}
+}
