@@ -32,6 +32,11 @@ type config struct {
 	ESUsername string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME"`
 	ESPassword string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_PASSWORD"`
 
+	// RestoreESUsername and RestoreESPassword are used for restores, which need the manage
+	// privilege on the Optimize indices; without them the main credentials are used.
+	RestoreESUsername string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME"`
+	RestoreESPassword string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_PASSWORD"`
+
 	// ESSSLEnabled switches host/port addressing to https.
 	ESSSLEnabled bool `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_ENABLED" envDefault:"false"`
 	// ESCAFile is a PEM file with the CA that signed Elasticsearch's certificate.
@@ -49,7 +54,11 @@ type config struct {
 	// schemaVersion of the {prefix}-metadata index at each backup.
 	OptimizeVersion string `env:"OPTIMIZE_VERSION"`
 
-	// AdminToken guards DELETE; AdminTokenFile names a file holding it (a mounted secret).
+	// OptimizeHealthURL is an Optimize URL (e.g. http://localhost:8090/api/readyz); when set,
+	// a restore is refused while anything answers there.
+	OptimizeHealthURL string `env:"OPTIMIZE_HEALTH_URL"`
+
+	// AdminToken guards DELETE and restore; AdminTokenFile names a file holding it (a mounted secret).
 	AdminToken     string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN"`
 	AdminTokenFile string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE"`
 

@@ -117,7 +117,7 @@ func newTestServer(t *testing.T, cfg config) *server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	s := newServer(cfg, es, log)
+	s := newServer(cfg, es, es, log)
 	s.now = func() time.Time { return testNow }
 	return s
 }

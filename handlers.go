@@ -24,6 +24,8 @@ func (s *server) routes() http.Handler {
 		mux.HandleFunc("GET "+base, s.handleListBackups)
 		mux.HandleFunc("GET "+base+"/{id}", s.handleGetBackup)
 		mux.HandleFunc("DELETE "+base+"/{id}", s.admin(s.handleDeleteBackup))
+		mux.HandleFunc("POST "+base+"/{id}/restore", s.admin(s.handleRestore))
+		mux.HandleFunc("GET "+base+"/{id}/restore", s.handleRestoreStatus)
 	}
 	mux.HandleFunc("GET /actuator/health", s.handleHealth)
 	mux.HandleFunc("GET /actuator/health/liveness", s.handleAlive)
@@ -274,13 +276,15 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // describeError maps an error to its HTTP status and body, with errors.Is/As.
 func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 	var (
-		bad      *badRequestError
-		tooLarge *http.MaxBytesError
-		notFound *notFoundError
-		conflict *conflictError
-		route    *routeError
-		es       *esError
-		detail   = err.Error()
+		bad       *badRequestError
+		tooLarge  *http.MaxBytesError
+		notFound  *notFoundError
+		conflict  *conflictError
+		route     *routeError
+		restore   *restoreConflictError
+		noRestore *noRestoreError
+		es        *esError
+		detail    = err.Error()
 	)
 	switch {
 	case errors.As(err, &bad):
@@ -295,6 +299,10 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 		return http.StatusNotFound, apiError{"notFoundError", fmt.Sprintf("No Optimize backup with ID [%s] could be found.", notFound.id), detail}
 	case errors.As(err, &route):
 		return http.StatusNotFound, apiError{"notFoundError", fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", route.method, route.path), detail}
+	case errors.As(err, &noRestore):
+		return http.StatusNotFound, apiError{"notFoundError", noRestore.Error(), detail}
+	case errors.As(err, &restore):
+		return http.StatusConflict, apiError{"conflict", restore.Error(), detail}
 	case errors.As(err, &conflict):
 		return http.StatusConflict, apiError{"conflict", conflict.Error(), detail}
 	case errors.Is(err, errAdminDisabled):

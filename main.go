@@ -32,25 +32,30 @@ func main() {
 // server holds what every handler needs: the Elasticsearch client, the configuration, the
 // logger, and the little state this process has in flight.
 type server struct {
-	es       *elasticsearch.Client
-	cfg      config
-	log      *slog.Logger
-	now      func() time.Time
-	inflight *inflight
-	metrics  *metrics
+	es *elasticsearch.Client
+	// restoreES changes indices during a restore; it has its own credentials when configured.
+	restoreES *elasticsearch.Client
+	cfg       config
+	log       *slog.Logger
+	now       func() time.Time
+	inflight  *inflight
+	restores  *restores
+	metrics   *metrics
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
 }
 
 // newServer builds a server around an Elasticsearch client.
-func newServer(cfg config, es *elasticsearch.Client, log *slog.Logger) *server {
+func newServer(cfg config, es, restoreES *elasticsearch.Client, log *slog.Logger) *server {
 	return &server{
-		es:       es,
-		cfg:      cfg,
-		log:      log,
-		now:      time.Now,
-		inflight: newInflight(),
-		metrics:  &metrics{requests: map[string]int{}},
+		es:        es,
+		restoreES: restoreES,
+		restores:  &restores{},
+		cfg:       cfg,
+		log:       log,
+		now:       time.Now,
+		inflight:  newInflight(),
+		metrics:   &metrics{requests: map[string]int{}},
 
 		listPageSize: defaultListPageSize,
 	}
@@ -67,11 +72,17 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("optimize-backup: invalid configuration:\n%w", err)
 	}
-	es, err := newESClient(cfg)
+	es, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword)
 	if err != nil {
 		return fmt.Errorf("optimize-backup: %w", err)
 	}
-	srv := newServer(cfg, es, log)
+	restoreES := es
+	if cfg.RestoreESUsername != "" {
+		if restoreES, err = newESClient(cfg, cfg.RestoreESUsername, cfg.RestoreESPassword); err != nil {
+			return fmt.Errorf("optimize-backup: %w", err)
+		}
+	}
+	srv := newServer(cfg, es, restoreES, log)
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddress, strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -103,6 +114,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	defer cancel()
 	err = httpServer.Shutdown(shutdownCtx)
 	srv.inflight.shutdown(shutdownCtx)
+	srv.restores.shutdown(shutdownCtx)
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("optimize-backup: shutdown: %w", err)
 	}
@@ -110,12 +122,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	return nil
 }
 
-// newESClient builds the Elasticsearch client from the configuration.
-func newESClient(cfg config) (*elasticsearch.Client, error) {
+// newESClient builds an Elasticsearch client from the configuration with these credentials.
+func newESClient(cfg config, username, password string) (*elasticsearch.Client, error) {
 	esCfg := elasticsearch.Config{
 		Addresses: cfg.esAddresses(),
-		Username:  cfg.ESUsername,
-		Password:  cfg.ESPassword,
+		Username:  username,
+		Password:  password,
 		Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

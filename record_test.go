@@ -159,6 +159,7 @@ func TestRecord(t *testing.T) {
 	r.must("PUT", "/_snapshot/"+slow, fmt.Sprintf(`{"type":"fs","settings":{"location":%q,"max_snapshot_bytes_per_sec":"1kb"}}`, filepath.Join(runDir, "repo", "slow-"+fmt.Sprint(time.Now().UnixNano()))))
 	r.must("PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", fmt.Sprintf(snapshotBody, "optimize-process-instance-invoice_v8", "5", 1))
 	r.save("get-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled)", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+snapshotQuery(0, ""), "")
+	r.save("current-running", "a snapshot is running", "GET", "/_snapshot/"+slow+"/_current?filter_path=snapshots.snapshot", "")
 	r.save("create-in-use-running", "a second create of a running snapshot's name", "PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "5", 1))
 	r.must("DELETE", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", "")
 	r.must("DELETE", "/_snapshot/"+slow, "")
@@ -197,6 +198,21 @@ func TestRecord(t *testing.T) {
 		after = answer.Next
 	}
 	r.save("list-empty", "no snapshot in the repository matches", "GET", "/_snapshot/"+repo+"/nothing_*"+snapshotQuery(defaultListPageSize, ""), "")
+
+	// Restore: what the preconditions read, and a real restore of backup 12 (its indices
+	// deleted first; make record runs on a node of its own).
+	r.save("get-completed-12", "backup 12: both parts SUCCESS", "GET", "/_snapshot/"+repo+"/camunda_optimize_12_*"+snapshotQuery(0, ""), "")
+	r.save("current-none", "no snapshot running", "GET", "/_snapshot/"+repo+"/_current?filter_path=snapshots.snapshot", "")
+	r.save("restore-index-exists", "restore while the index exists", "POST", "/_snapshot/"+repo+"/camunda_optimize_12_3.9.0_part_1_of_2/_restore?wait_for_completion=false",
+		`{"include_aliases":true,"include_global_state":false,"indices":"optimize-import-index_v3"}`)
+	r.save("delete-indices", "delete the indices of backup 12", "DELETE", "/optimize-import-index_v3,optimize-metadata_v3", "")
+	for part, index := range map[string]string{"1": "optimize-import-index_v3", "2": "optimize-metadata_v3"} {
+		r.save("restore-accepted-"+part, "restore part "+part+" of backup 12", "POST", "/_snapshot/"+repo+"/camunda_optimize_12_3.9.0_part_"+part+"_of_2/_restore?wait_for_completion=false",
+			fmt.Sprintf(`{"include_aliases":true,"include_global_state":false,"indices":%q}`, index))
+		r.must("GET", "/_cluster/health/"+index+"?wait_for_status=green&timeout=30s", "")
+		r.save("recovery-done-"+part, "restore of part "+part+" of backup 12 done", "GET", "/"+index+"/_recovery?filter_path=*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
+	}
+	r.save("recovery-none", "indices that do not exist (yet)", "GET", "/nothing-1,nothing-2/_recovery?filter_path=*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
 
 	// Health and info.
 	r.save("cluster-health", "", "GET", "/_cluster/health?filter_path=status", "")

@@ -44,9 +44,19 @@ type esErrorBody struct {
 // error answers into *esError and transport failures into errESUnreachable, and decodes a
 // successful JSON answer into target (unless target is nil).
 func (s *server) esCall(ctx context.Context, req esapi.Request, target any) error {
+	return s.esCallWith(ctx, s.es, req, target)
+}
+
+// restoreCall is esCall with the restore credentials, for the calls that change indices.
+func (s *server) restoreCall(ctx context.Context, req esapi.Request, target any) error {
+	return s.esCallWith(ctx, s.restoreES, req, target)
+}
+
+// esCallWith is esCall through a given client.
+func (s *server) esCallWith(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
 	defer cancel()
-	res, err := req.Do(ctx, s.es)
+	res, err := req.Do(ctx, client)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errESUnreachable, err)
 	}
@@ -81,6 +91,10 @@ type snapshot struct {
 	Indices     []string          `json:"indices"`
 	Metadata    map[string]any    `json:"metadata"`
 	Failures    []snapshotFailure `json:"failures"`
+	Shards      struct {
+		Total      int `json:"total"`
+		Successful int `json:"successful"`
+	} `json:"shards"`
 }
 
 // snapshotFailure is one shard that could not be snapshotted.
@@ -96,7 +110,7 @@ type snapshotFailure struct {
 // repository holds thousands of snapshots.
 var snapshotFields = []string{
 	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
-	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures",
+	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures", "snapshots.shards",
 	"next", "failures",
 }
 

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// indexPrint is what a restore must bring back of one index: its documents and its aliases.
+type indexPrint struct {
+	Docs    int
+	Hash    string // sha256 over every document's _id and _source, in _id order
+	Aliases []string
+}
+
+// fingerprint reads every index of the prefix: document count, a hash of all documents and
+// the aliases.
+func (es realES) fingerprint(prefix string) map[string]indexPrint {
+	es.t.Helper()
+	var resolved struct {
+		Indices []resolvedIndex `json:"indices"`
+	}
+	json.Unmarshal(es.must("GET", "/_resolve/index/"+prefix+"-*?expand_wildcards=all", ""), &resolved)
+	out := map[string]indexPrint{}
+	for _, ix := range resolved.Indices {
+		var answer struct {
+			Hits struct {
+				Hits []struct {
+					ID     string          `json:"_id"`
+					Source json.RawMessage `json:"_source"`
+				} `json:"hits"`
+			} `json:"hits"`
+		}
+		json.Unmarshal(es.must("GET", "/"+ix.Name+"/_search?size=10000&track_total_hits=true", ""), &answer)
+		hits := answer.Hits.Hits
+		sort.Slice(hits, func(i, j int) bool { return hits[i].ID < hits[j].ID })
+		h := sha256.New()
+		for _, hit := range hits {
+			fmt.Fprintf(h, "%s\x00%s\x00", hit.ID, hit.Source)
+		}
+		var count struct{ Count int }
+		json.Unmarshal(es.must("GET", "/"+ix.Name+"/_count", ""), &count)
+		if count.Count != len(hits) {
+			es.t.Fatalf("index %s: %d documents but read %d (raise the search size)", ix.Name, count.Count, len(hits))
+		}
+		aliases := append([]string{}, ix.Aliases...)
+		sort.Strings(aliases)
+		out[ix.Name] = indexPrint{Docs: len(hits), Hash: hex.EncodeToString(h.Sum(nil)), Aliases: aliases}
+	}
+	return out
+}
+
+// deleteIndices deletes every index of the prefix by name.
+func (es realES) deleteIndices(prefix string) {
+	es.t.Helper()
+	var names []string
+	for name := range es.fingerprint(prefix) {
+		names = append(names, name)
+	}
+	if len(names) > 0 {
+		es.must("DELETE", "/"+strings.Join(names, ","), "")
+	}
+}
+
+// restoreJobOf polls GET .../restore until the job has ended and returns it.
+func (s sidecar) waitRestore(id string) restoreJob {
+	s.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		status, body := s.call("GET", "/actuator/backups/"+id+"/restore", "")
+		var job restoreJob
+		json.Unmarshal(body, &job)
+		if status != 200 {
+			s.t.Fatalf("restore status of %s: got %d %s; want 200", id, status, body)
+		}
+		if job.State == restoreCompleted || job.State == restoreFailed {
+			return job
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("restore of %s still %s after 3 min: %s", id, job.State, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkRestore runs the end-to-end restore proof on one cluster: back up, fingerprint, delete,
+// restore through the API, compare (zero documents lost or changed, aliases back); then the
+// same over live, changed indices with replaceExisting, and the safety backup restored in turn.
+func checkRestore(t *testing.T, es realES) {
+	repo := es.newRepo("restore")
+	sc := startSidecar(t, es.sidecarEnv(repo))
+	before := es.fingerprint("optimize")
+	if len(before) < 9 {
+		t.Fatalf("got %d optimize indices; want the loaded data set", len(before))
+	}
+	if status, body := sc.call("POST", "/actuator/backups", `{"backupId": 1}`); status != 202 {
+		t.Fatalf("create: got %d %s", status, body)
+	}
+	sc.waitState("1", stateCompleted)
+
+	// With the indices still there: refused, every failed check named, nothing changed.
+	status, body := sc.call("POST", "/actuator/backups/1/restore", "")
+	if status != 409 || !strings.Contains(string(body), "replaceExisting") {
+		t.Errorf("restore over existing indices: got %d %s; want 409 naming the way out", status, body)
+	}
+	status, body = sc.call("POST", "/actuator/backups/1/restore", `{"dryRun": true}`)
+	if status != 200 || !strings.Contains(string(body), `"wouldRestore":false`) {
+		t.Errorf("dry run: got %d %s; want 200 with wouldRestore false", status, body)
+	}
+	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+		t.Fatalf("refused restore changed data (-before +after):\n%s", diff)
+	}
+
+	// The runbook: no Optimize index left, then restore.
+	es.deleteIndices("optimize")
+	if status, body := sc.call("POST", "/actuator/backups/1/restore", ""); status != 202 {
+		t.Fatalf("restore: got %d %s; want 202", status, body)
+	}
+	if job := sc.waitRestore("1"); job.State != restoreCompleted {
+		t.Fatalf("restore: got %+v; want COMPLETED", job)
+	}
+	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+		t.Fatalf("restored data differs (-backed up +restored):\n%s", diff)
+	}
+
+	// Over live indices that changed since the backup: replaceExisting.
+	es.must("PUT", "/optimize-dashboard/_doc/added-after-backup?refresh=true", `{"kind":"dashboard","name":"new"}`)
+	changed := es.fingerprint("optimize")
+	status, body = sc.call("POST", "/actuator/backups/1/restore", `{"replaceExisting": true}`)
+	if status != 202 {
+		t.Fatalf("restore with replaceExisting: got %d %s; want 202", status, body)
+	}
+	job := sc.waitRestore("1")
+	if job.State != restoreCompleted || job.SafetyBackupID == nil {
+		t.Fatalf("restore with replaceExisting: got %+v; want COMPLETED with a safety backup", job)
+	}
+	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+		t.Fatalf("data after replace differs from the backup (-backed up +restored):\n%s", diff)
+	}
+	safety := *job.SafetyBackupID
+	if got := sc.state(safety); got != stateCompleted {
+		t.Fatalf("safety backup %s: got %s; want COMPLETED", safety, got)
+	}
+
+	// The safety backup holds the changed data and restores it.
+	if status, body := sc.call("POST", "/actuator/backups/"+safety+"/restore", `{"replaceExisting": true}`); status != 202 {
+		t.Fatalf("restore safety backup: got %d %s", status, body)
+	}
+	if job := sc.waitRestore(safety); job.State != restoreCompleted {
+		t.Fatalf("restore safety backup: got %+v; want COMPLETED", job)
+	}
+	if diff := cmp.Diff(changed, es.fingerprint("optimize")); diff != "" {
+		t.Fatalf("data from the safety backup differs (-live +restored):\n%s", diff)
+	}
+	// Leave the data as the other tests expect it.
+	es.must("DELETE", "/optimize-dashboard/_doc/added-after-backup?refresh=true", "")
+}
+
+// TestIntegrationRestore proves a restore through the API loses and changes no document, on
+// the single node of the test run.
+func TestIntegrationRestore(t *testing.T) {
+	checkRestore(t, needES(t))
+}
+
+// TestIntegrationRestoreThreeNodes starts a 3-node cluster of its own (testenv/es-start.sh
+// ES_NODES=3), checks all three joined one cluster, loads data and runs the same proof.
+func TestIntegrationRestoreThreeNodes(t *testing.T) {
+	single := needES(t) // only where the test environment runs
+	port := "9280"
+	runDir := filepath.Join(filepath.Dir(single.runDir), port)
+	envs := append(os.Environ(), "ES_NODES=3", "ES_HTTP_PORT="+port, "ES_RUN_DIR="+runDir)
+	stop := exec.Command("testenv/es-stop.sh")
+	stop.Env = envs
+	stop.Run()
+	t.Cleanup(func() {
+		stop := exec.Command("testenv/es-stop.sh")
+		stop.Env = envs
+		if out, err := stop.CombinedOutput(); err != nil {
+			t.Errorf("es-stop: %v %s", err, out)
+		}
+	})
+	start := exec.Command("testenv/es-start.sh")
+	start.Env = envs
+	out, err := start.Output()
+	if err != nil {
+		t.Fatalf("starting 3 nodes: %v %s", err, out)
+	}
+	es := realES{t: t, url: strings.TrimSpace(string(out)), runDir: runDir}
+	var health struct {
+		NumberOfNodes int    `json:"number_of_nodes"`
+		ClusterName   string `json:"cluster_name"`
+	}
+	json.Unmarshal(es.must("GET", "/_cluster/health", ""), &health)
+	if health.NumberOfNodes != 3 {
+		t.Fatalf("got %d nodes in cluster %s; want 3", health.NumberOfNodes, health.ClusterName)
+	}
+	load := exec.Command("testenv/load-data.sh", es.url)
+	load.Env = append(envs, "DOCS=3000")
+	if out, err := load.CombinedOutput(); err != nil {
+		t.Fatalf("load-data: %v %s", err, out)
+	}
+	checkRestore(t, es)
+}
