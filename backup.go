@@ -83,7 +83,7 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 			return
 		case <-ticker.C:
 		}
-		answer, err := s.getSnapshots(ctx, names[0], 0, "")
+		answer, err := s.getSnapshots(ctx, names[0], 0, "", []string{"snapshots.state", "failures"})
 		var ee *esError
 		switch {
 		case errors.As(err, &ee) && ee.Status == http.StatusNotFound:

@@ -110,7 +110,7 @@ func testConfig(esURL string) config {
 
 // newTestServer builds a server on cfg whose client talks to cfg's Elasticsearch without
 // retries (no test here is about retries) and logs into the test log.
-func newTestServer(t *testing.T, cfg config) *server {
+func newTestServer(t testing.TB, cfg config) *server {
 	t.Helper()
 	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.esAddresses(), DisableRetry: true})
 	if err != nil {
@@ -123,7 +123,7 @@ func newTestServer(t *testing.T, cfg config) *server {
 }
 
 // testWriter sends log lines to t.Log, so they show only for failing tests.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()

@@ -121,7 +121,7 @@ func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 	byID := map[string][]snapshot{}
 	var after string
 	for {
-		page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after)
+		page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after, listFields)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

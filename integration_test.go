@@ -23,7 +23,7 @@ import (
 
 // realES is the Elasticsearch that testenv/with-es.sh started for this test run.
 type realES struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	runDir string
 }
@@ -85,7 +85,7 @@ func (es realES) snapshots(repo, pattern string) []snapshot {
 }
 
 // httpDo sends one HTTP request and returns status and body.
-func httpDo(t *testing.T, method, url, body string, header map[string]string) (int, []byte) {
+func httpDo(t testing.TB, method, url, body string, header map[string]string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

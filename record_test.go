@@ -91,7 +91,11 @@ func (r recorder) waitDone(repo, pattern string) {
 
 // snapshotQuery is the query the sidecar sends to get snapshots (see getSnapshots).
 func snapshotQuery(size int, after string) string {
-	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(snapshotFields, ",")}}
+	fields := snapshotFields
+	if size > 0 {
+		fields = listFields
+	}
+	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(fields, ",")}}
 	if size > 0 {
 		q.Set("size", fmt.Sprint(size))
 	}

@@ -114,6 +114,13 @@ var snapshotFields = []string{
 	"next", "failures",
 }
 
+// listFields are the fields listing needs: without the index lists and metadata, which
+// dominate the size of a page.
+var listFields = []string{
+	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
+	"snapshots.end_time_in_millis", "snapshots.failures", "next", "failures",
+}
+
 // getSnapshotsAnswer is the get-snapshots answer. Elasticsearch reports a missing repository
 // inside a 200 answer, in failures, not as an error status.
 type getSnapshotsAnswer struct {
@@ -139,15 +146,16 @@ const partCount = 2
 var snapshotNamePattern = regexp.MustCompile(`^camunda_optimize_([^_]+)_([^_]+)_part_(\d+)_of_(\d+)$`)
 
 // getSnapshots returns the snapshots whose names match pattern (a name or a wildcard), one
-// page of size at most size (0: no limit) after the cursor after, newest first.
-func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string) (getSnapshotsAnswer, error) {
+// page of size at most size (0: no limit) after the cursor after, newest first, with the
+// fields named in fields.
+func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
 	req := esapi.SnapshotGetRequest{
 		Repository: s.cfg.Repository,
 		Snapshot:   []string{pattern},
 		Sort:       "start_time",
 		Order:      "desc",
 		After:      after,
-		FilterPath: snapshotFields,
+		FilterPath: fields,
 	}
 	if size > 0 {
 		req.Size = &size
@@ -170,7 +178,7 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 
 // backupSnapshots returns every snapshot of the backup with this ID: one request.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
-	answer, err := s.getSnapshots(ctx, snapshotPrefix(id)+"*", 0, "")
+	answer, err := s.getSnapshots(ctx, snapshotPrefix(id)+"*", 0, "", snapshotFields)
 	if err != nil {
 		return nil, err
 	}
