@@ -223,6 +223,50 @@ func TestRecord(t *testing.T) {
 	r.save("get-repository", "", "GET", "/_snapshot/"+repo, "")
 	r.save("get-repository-missing", "", "GET", "/_snapshot/no-such-repo", "")
 	r.save("nodes-info", "", "GET", "/_nodes/_local?filter_path=nodes.*.version", "")
+
+	// Two states a single node cannot produce on demand, edited from real recordings.
+	edit(t, "get-completed", "get-incompatible", "EDITED from get-completed: part 2 set to INCOMPATIBLE (a node reports that only for a snapshot of a newer version)",
+		func(body map[string]any) {
+			for _, s := range body["snapshots"].([]any) {
+				if snap := s.(map[string]any); strings.Contains(snap["snapshot"].(string), "part_2") {
+					snap["state"] = "INCOMPATIBLE"
+				}
+			}
+		})
+	edit(t, "recovery-done-1", "recovery-running", "EDITED from recovery-done-1: stage INDEX, half the bytes recovered (a tiny index restores before it can be recorded running)",
+		func(body map[string]any) {
+			for _, ix := range body {
+				for _, sh := range ix.(map[string]any)["shards"].([]any) {
+					shard := sh.(map[string]any)
+					shard["stage"] = "INDEX"
+					size := shard["index"].(map[string]any)["size"].(map[string]any)
+					size["recovered_in_bytes"] = float64(int64(size["total_in_bytes"].(float64)) / 2)
+				}
+			}
+		})
+}
+
+// edit writes recording to as from, changed by change, with the note set.
+func edit(t *testing.T, from, to, note string, change func(body map[string]any)) {
+	t.Helper()
+	rec := loadRecording(t, from)
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	change(body)
+	b, err := json.MarshalIndent(body, "  ", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Note, rec.Body = note, b
+	out, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("testdata", "es", to+".json"), append(out, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // shardDir is the directory of shard 0 of an index on node 1.
