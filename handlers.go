@@ -82,20 +82,27 @@ func (s *server) handleGetBackup(w http.ResponseWriter, r *http.Request) {
 
 // backup reads the backup with this ID after checking the ID and the configuration.
 func (s *server) backup(r *http.Request, id string) (backupInfo, error) {
+	info, _, err := s.backupAndSnapshots(r, id)
+	return info, err
+}
+
+// backupAndSnapshots is backup that also returns the snapshots it was computed from: one
+// Elasticsearch request.
+func (s *server) backupAndSnapshots(r *http.Request, id string) (backupInfo, []snapshot, error) {
 	if err := validateBackupID(id); err != nil {
-		return backupInfo{}, err
+		return backupInfo{}, nil, err
 	}
 	if err := s.requireRepository(); err != nil {
-		return backupInfo{}, err
+		return backupInfo{}, nil, err
 	}
 	snaps, err := s.backupSnapshots(r.Context(), id)
 	if err != nil {
-		return backupInfo{}, err
+		return backupInfo{}, nil, err
 	}
 	if len(snaps) == 0 {
-		return backupInfo{}, &notFoundError{id: id}
+		return backupInfo{}, nil, &notFoundError{id: id}
 	}
-	return backupState(id, snaps, s.inflight.has(id), s.now(), s.cfg.Part2Grace), nil
+	return backupState(id, snaps, s.inflight.has(id), s.now(), s.cfg.Part2Grace), snaps, nil
 }
 
 // defaultListPageSize is how many snapshots one Elasticsearch page holds when listing

@@ -460,12 +460,7 @@ func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, job)
 		return
 	}
-	info, err := s.backup(r, id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	snaps, err := s.backupSnapshots(r.Context(), id)
+	info, snaps, err := s.backupAndSnapshots(r, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -47,7 +47,8 @@ func TestRestoreChecks(t *testing.T) {
 
 		// Status from Elasticsearch, when this process did not run the job (e.g. restarted).
 		{name: "restore-status-completed", method: "GET", path: "/actuator/backups/12/restore", status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-done-1", recoverPart2: "recovery-done-2"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-done-1", recoverPart2: "recovery-done-2"}, noMutES: true,
+			wantES: []string{getBackup12, recoverPart1, recoverPart2}},
 		{name: "restore-status-running", method: "GET", path: "/actuator/backups/12/restore", status: 200,
 			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-running", recoverPart2: "recovery-none"}, noMutES: true},
 		{name: "restore-status-interrupted", method: "GET", path: "/actuator/backups/12/restore", status: 200,
