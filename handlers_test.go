@@ -336,3 +336,21 @@ func TestElasticsearchUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// TestPrometheusCountsRequests checks that answered requests are counted by route pattern (not
+// by raw path, which would grow without bound) and status.
+func TestPrometheusCountsRequests(t *testing.T) {
+	srv := newTestServer(t, testConfig("http://127.0.0.1:1"))
+	serve(t, srv, "GET", "/actuator/health/liveness", "", nil)
+	serve(t, srv, "GET", "/actuator/backups/Bad", "", nil)
+	body := serve(t, srv, "GET", "/actuator/prometheus", "", nil).Body.String()
+	for _, want := range []string{
+		`optimize_backup_http_requests_total{method="GET",route="/actuator/health/liveness",status="200"} 1`,
+		`optimize_backup_http_requests_total{method="GET",route="/actuator/backups/{id}",status="400"} 1`,
+		`optimize_backup_backups_in_flight 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("got metrics\n%s\nwant a line %s", body, want)
+		}
+	}
+}
