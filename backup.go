@@ -165,6 +165,13 @@ func (f *inflight) has(id string) bool {
 	return ok
 }
 
+// count is how many IDs are in flight.
+func (f *inflight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.ids)
+}
+
 // cancel stops the background work of one ID, if any.
 func (f *inflight) cancel(id string) {
 	f.mu.Lock()

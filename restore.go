@@ -107,6 +107,11 @@ func (r *restores) shutdown(ctx context.Context) {
 func (r *restores) running() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.activeLocked()
+}
+
+// activeLocked tells, with mu held, whether the job is pending or running.
+func (r *restores) activeLocked() bool {
 	return r.job != nil && (r.job.State == restorePending || r.job.State == restoreRunning)
 }
 
@@ -261,7 +266,7 @@ func (s *server) busyWith(ctx context.Context) (string, error) {
 // startRestore registers the job and runs it in the background.
 func (s *server) startRestore(info backupInfo, existing []string) (restoreJob, error) {
 	s.restores.mu.Lock()
-	if s.restores.job != nil && (s.restores.job.State == restorePending || s.restores.job.State == restoreRunning) {
+	if s.restores.activeLocked() {
 		s.restores.mu.Unlock()
 		return restoreJob{}, &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: "Another restore is running in this sidecar; wait until it has finished."}}}
 	}
