@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -18,13 +17,13 @@ var errNoOptimizeIndices = errors.New("no Optimize indices to back up")
 func (s *server) createBackup(ctx context.Context, id string) ([]string, error) {
 	// Within this process one ID is created once at a time; across replicas Elasticsearch's
 	// refusal of a taken snapshot name decides.
-	if !s.inflight.claim(id) {
+	if !s.backups.claim(id) {
 		return nil, &conflictError{id: id}
 	}
 	started := false
 	defer func() {
 		if !started {
-			s.inflight.release(id)
+			s.backups.release(id)
 		}
 	}()
 
@@ -43,7 +42,7 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 	if err != nil {
 		return nil, err
 	}
-	part1, part2, err := s.optimizeIndices(ctx)
+	_, part1, part2, err := s.installationIndices(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -55,17 +54,16 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 	names := []string{snapshotName(id, version, 1), snapshotName(id, version, 2)}
 	meta := snapshotMetadata{BackupID: id, Version: version, PartNo: 1, PartCount: partCount, CreatedBy: "optimize-backup"}
 	if err := s.startSnapshot(ctx, names[0], part1, meta); err != nil {
-		var ee *esError
-		if errors.As(err, &ee) && ee.Type == "snapshot_name_already_in_use_exception" {
+		if errors.Is(err, errSnapshotNameTaken) {
 			// Another replica took this ID between our check and our request: the name
-			// "already exists" or "is already in-progress".
+			// "already exists" or "is already in-progress" (or holds it with another nonce).
 			return nil, &conflictError{id: id, existing: []string{names[0]}}
 		}
 		return nil, err
 	}
 	meta.PartNo = 2
 	started = true
-	s.inflight.start(id, func(ctx context.Context) { s.finishBackup(ctx, id, names, part2, meta) })
+	s.backups.start(id, func(ctx context.Context) { s.finishBackup(ctx, id, names, part2, meta) })
 	return names, nil
 }
 
@@ -83,7 +81,7 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 			return
 		case <-ticker.C:
 		}
-		answer, err := s.getSnapshots(ctx, names[0], 0, "", []string{"snapshots.state", "failures"})
+		answer, err := s.getSnapshots(ctx, seg(names[0]), 0, "", []string{"snapshots.state", "failures"})
 		var ee *esError
 		switch {
 		case errors.As(err, &ee) && ee.Status == http.StatusNotFound:
@@ -111,92 +109,4 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 			return
 		}
 	}
-}
-
-// inflight tracks the backups this process is still going to start part 2 of. It is the only
-// state the sidecar keeps in memory; everything else is read from Elasticsearch.
-type inflight struct {
-	mu     sync.Mutex
-	ids    map[string]context.CancelFunc
-	wg     sync.WaitGroup
-	closed bool
-}
-
-func newInflight() *inflight { return &inflight{ids: map[string]context.CancelFunc{}} }
-
-// claim reserves an ID; false if it is already reserved or the process is stopping.
-func (f *inflight) claim(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, taken := f.ids[id]; taken || f.closed {
-		return false
-	}
-	f.ids[id] = func() {}
-	return true
-}
-
-// release gives up a claimed ID.
-func (f *inflight) release(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.ids, id)
-}
-
-// start runs work for a claimed ID in the background and releases the ID when it returns.
-func (f *inflight) start(id string, work func(context.Context)) {
-	ctx, cancel := context.WithCancel(context.Background())
-	f.mu.Lock()
-	f.ids[id] = cancel
-	f.wg.Add(1)
-	f.mu.Unlock()
-	go func() {
-		defer f.wg.Done()
-		defer cancel()
-		defer f.release(id)
-		work(ctx)
-	}()
-}
-
-// has tells whether this process is still working on the ID.
-func (f *inflight) has(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.ids[id]
-	return ok
-}
-
-// count is how many IDs are in flight.
-func (f *inflight) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.ids)
-}
-
-// cancel stops the background work of one ID, if any.
-func (f *inflight) cancel(id string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if cancel, ok := f.ids[id]; ok {
-		cancel()
-	}
-}
-
-// shutdown refuses new work, waits for running work until ctx ends, then cancels what is left.
-func (f *inflight) shutdown(ctx context.Context) {
-	f.mu.Lock()
-	f.closed = true
-	f.mu.Unlock()
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	case <-ctx.Done():
-	}
-	f.mu.Lock()
-	for _, cancel := range f.ids {
-		cancel()
-	}
-	f.mu.Unlock()
-	<-done
 }

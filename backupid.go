@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // maxIDBytes keeps snapshot names within Elasticsearch's 4096-byte limit on index-like names
@@ -58,6 +59,9 @@ func parseBackupIDJSON(raw json.RawMessage) (string, error) {
 func validateBackupID(id string) error {
 	if id == "" {
 		return badRequest("The backupId is empty; use a non-empty ID such as 1 or backup-2024-01-01.")
+	}
+	if !utf8.ValidString(id) {
+		return badRequest("The backupId is not valid UTF-8; Elasticsearch snapshot names are UTF-8 text.")
 	}
 	if len(id) > maxIDBytes {
 		return badRequest("The backupId is %d bytes long; it must be at most %d bytes.", len(id), maxIDBytes)

@@ -71,7 +71,17 @@ type config struct {
 	Part2Grace time.Duration `env:"OPTIMIZE_BACKUP_PART2_GRACE" envDefault:"2m"`
 	// ShutdownTimeout is how long a stopping sidecar lets requests and part-2 starts finish.
 	ShutdownTimeout time.Duration `env:"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+
+	// JobsIndex is the index that holds each installation's restore job, so that every replica
+	// and a restarted sidecar see it. It is no installation's index (no {prefix}-{name}_v{N}).
+	JobsIndex string `env:"OPTIMIZE_BACKUP_JOBS_INDEX" envDefault:"camunda-optimize-backup-jobs"`
+	// RestoreWaitTimeout bounds each wait of a restore (the safety backup's snapshots, each
+	// part's recovery); the default fits 100 GB on slow disks.
+	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
 }
+
+// minAdminTokenLength is the shortest admin token accepted: shorter ones can be guessed.
+const minAdminTokenLength = 16
 
 // versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
@@ -127,7 +137,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		if cfg.AdminToken == "" {
 			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: %s is empty; put the admin token in it", cfg.AdminTokenFile)
 		}
+		if len(cfg.AdminToken) < minAdminTokenLength {
+			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: the token in %s has %d characters; use at least %d (e.g. openssl rand -hex 32)", cfg.AdminTokenFile, len(cfg.AdminToken), minAdminTokenLength)
+		}
 	}
+	cfg.AdminToken = strings.TrimSpace(cfg.AdminToken)
 	if cfg.OptimizeVersion != "" {
 		cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
 	}
@@ -157,7 +171,11 @@ func (c config) validate() []error {
 	for _, u := range c.ESURLs {
 		parsed, err := url.Parse(strings.TrimSpace(u))
 		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			bad("OPTIMIZE_ELASTICSEARCH_URLS: %q is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", u)
+			shown := "an entry"
+			if err == nil {
+				shown = fmt.Sprintf("%q", parsed.Redacted())
+			}
+			bad("OPTIMIZE_ELASTICSEARCH_URLS: %s is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", shown)
 		}
 	}
 	if c.Repository != "" && strings.ContainsAny(c.Repository, `/\*?"<>| ,#`) {
@@ -168,6 +186,12 @@ func (c config) validate() []error {
 	}
 	if c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion) {
 		bad("OPTIMIZE_VERSION: %q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
+	}
+	if t := strings.TrimSpace(c.AdminToken); c.AdminToken != "" && len(t) < minAdminTokenLength {
+		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN: the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(t), minAdminTokenLength)
+	}
+	if c.JobsIndex == "" || strings.ContainsAny(c.JobsIndex, `/\*?"<>| ,#`) || strings.ToLower(c.JobsIndex) != c.JobsIndex || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-") {
+		bad("OPTIMIZE_BACKUP_JOBS_INDEX: %q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
 	}
 	if c.AdminToken != "" && c.AdminTokenFile != "" {
 		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN and OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE are both set; set only one")
@@ -181,6 +205,7 @@ func (c config) validate() []error {
 		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
 		"OPTIMIZE_BACKUP_POLL_INTERVAL":         c.PollInterval,
 		"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout,
+		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
 	} {
 		if d <= 0 {
 			bad("%s: %v must be positive; set a duration such as 30s", name, d)
@@ -206,4 +231,18 @@ func (c config) esAddresses() []string {
 		scheme = "https"
 	}
 	return []string{scheme + "://" + c.ESHost + ":" + strconv.Itoa(c.ESPort)}
+}
+
+// esAddressesRedacted is esAddresses with passwords in URLs replaced by xxxxx: for answers and
+// logs, which unauthenticated callers and log readers see.
+func (c config) esAddressesRedacted() []string {
+	out := c.esAddresses()
+	for i, a := range out {
+		if u, err := url.Parse(a); err == nil {
+			out[i] = u.Redacted()
+		} else {
+			out[i] = "(unparsable URL)"
+		}
+	}
+	return out
 }

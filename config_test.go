@@ -31,7 +31,7 @@ func TestConfigDefaults(t *testing.T) {
 // token file.
 func TestConfigValues(t *testing.T) {
 	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	os.WriteFile(tokenFile, []byte("  s3cret-s3cret-s3cret\n"), 0o600)
 	cfg, err := loadConfig(mapEnv(map[string]string{
 		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME":              "backups",
 		"OPTIMIZE_ELASTICSEARCH_URLS":                          "http://es-0:9200, https://es-1:9200",
@@ -45,7 +45,7 @@ func TestConfigValues(t *testing.T) {
 	if diff := cmp.Diff([]string{"http://es-0:9200", "https://es-1:9200"}, cfg.esAddresses()); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
-	if cfg.OptimizeVersion != "3.9.0" || cfg.AdminToken != "s3cret" || cfg.Repository != "backups" || cfg.IndexPrefix != "zeebe-optimize" {
+	if cfg.OptimizeVersion != "3.9.0" || cfg.AdminToken != "s3cret-s3cret-s3cret" || cfg.Repository != "backups" || cfg.IndexPrefix != "zeebe-optimize" {
 		t.Errorf("got version %q token %q repository %q prefix %q", cfg.OptimizeVersion, cfg.AdminToken, cfg.Repository, cfg.IndexPrefix)
 	}
 }
@@ -76,5 +76,40 @@ func TestConfigErrors(t *testing.T) {
 		if !found {
 			t.Errorf("got %q; want a line naming %s", err, name)
 		}
+	}
+}
+
+// TestConfigSecrets checks the rules that keep secrets in: an admin token is trimmed and must
+// have 16 characters or more (from the variable and from the file), and a password in an
+// Elasticsearch URL shows redacted in what the sidecar prints.
+func TestConfigSecrets(t *testing.T) {
+	cfg, err := loadConfig(mapEnv(map[string]string{
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN": "  0123456789abcdef\n",
+		"OPTIMIZE_ELASTICSEARCH_URLS": "http://elastic:hunter2-password@es-0:9200",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AdminToken != "0123456789abcdef" {
+		t.Errorf("got token %q; want it trimmed", cfg.AdminToken)
+	}
+	if got := strings.Join(cfg.esAddressesRedacted(), ","); strings.Contains(got, "hunter2") {
+		t.Errorf("got redacted addresses %q; want no password", got)
+	}
+
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("short\n"), 0o600)
+	for name, env := range map[string]map[string]string{
+		"variable": {"OPTIMIZE_BACKUP_ADMIN_TOKEN": " short-token "},
+		"file":     {"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE": tokenFile},
+	} {
+		_, err := loadConfig(mapEnv(env))
+		if err == nil || !strings.Contains(err.Error(), "at least 16") {
+			t.Errorf("%s: got %v; want an error asking for at least 16 characters", name, err)
+		}
+	}
+	_, err = loadConfig(mapEnv(map[string]string{"OPTIMIZE_ELASTICSEARCH_URLS": "ftp://elastic:hunter2-password@es-0:9200"}))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("got %v; want an error that does not show the password", err)
 	}
 }

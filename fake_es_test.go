@@ -25,11 +25,12 @@ type fakeES struct {
 	mu       sync.Mutex
 	routes   map[string]string
 	requests []string
+	bodies   map[string][]string // request bodies by key, in order
 }
 
 // newFakeES starts a fake Elasticsearch answering routes (key -> recording name).
 func newFakeES(t *testing.T, routes map[string]string) *fakeES {
-	f := &fakeES{t: t, routes: routes}
+	f := &fakeES{t: t, routes: routes, bodies: map[string][]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -40,8 +41,12 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 	if after := r.URL.Query().Get("after"); after != "" {
 		key += "?after=" + after
 	}
+	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.requests = append(f.requests, key)
+	if len(body) > 0 {
+		f.bodies[key] = append(f.bodies[key], string(body))
+	}
 	name, ok := f.routes[key]
 	f.mu.Unlock()
 	// The v8 client refuses answers that do not say they come from Elasticsearch.
@@ -65,11 +70,18 @@ func (f *fakeES) sent() []string {
 	return append([]string(nil), f.requests...)
 }
 
+// bodiesOf returns the bodies sent with requests of this key, in order.
+func (f *fakeES) bodiesOf(key string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.bodies[key]...)
+}
+
 // mutations returns the requests that could have changed something in Elasticsearch.
 func (f *fakeES) mutations() []string {
 	var out []string
 	for _, r := range f.sent() {
-		if !strings.HasPrefix(r, "GET ") {
+		if !strings.HasPrefix(r, "GET ") && r != "POST /_mget" { // _mget reads documents
 			out = append(out, r)
 		}
 	}
@@ -105,6 +117,9 @@ func testConfig(esURL string) config {
 		Part2Grace:      2 * time.Minute,
 		ShutdownTimeout: 5 * time.Second,
 		AdminToken:      "test-admin-token",
+		JobsIndex:       "camunda-optimize-backup-jobs",
+
+		RestoreWaitTimeout: time.Minute,
 	}
 }
 
@@ -117,7 +132,7 @@ func newTestServer(t testing.TB, cfg config) *server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	s := newServer(cfg, es, es, log)
+	s := newServer(cfg, esClients{read: es, write: es, restore: es}, log)
 	s.now = func() time.Time { return testNow }
 	return s
 }

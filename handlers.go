@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -52,7 +54,8 @@ func (s *server) handleCreateBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		var names []string
-		names, err = s.createBackup(r.Context(), id)
+		// A create goes on if the caller hangs up: once part 1 is asked for, part 2 must follow.
+		names, err = s.createBackup(context.WithoutCancel(r.Context()), id)
 		if err == nil {
 			s.log.Info("backup started", "backup_id", id, "repository", s.cfg.Repository, "snapshot", names[0])
 			if isLegacyRoute(r) {
@@ -72,7 +75,7 @@ func (s *server) handleCreateBackup(w http.ResponseWriter, r *http.Request) {
 // handleGetBackup reports one backup: one Elasticsearch request.
 func (s *server) handleGetBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	info, err := s.backup(r, id)
+	info, _, err := s.backupAndSnapshots(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -80,29 +83,23 @@ func (s *server) handleGetBackup(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info.wire(isLegacyRoute(r)))
 }
 
-// backup reads the backup with this ID after checking the ID and the configuration.
-func (s *server) backup(r *http.Request, id string) (backupInfo, error) {
-	info, _, err := s.backupAndSnapshots(r, id)
-	return info, err
-}
-
 // backupAndSnapshots is backup that also returns the snapshots it was computed from: one
 // Elasticsearch request.
-func (s *server) backupAndSnapshots(r *http.Request, id string) (backupInfo, []snapshot, error) {
+func (s *server) backupAndSnapshots(ctx context.Context, id string) (backupInfo, []snapshot, error) {
 	if err := validateBackupID(id); err != nil {
 		return backupInfo{}, nil, err
 	}
 	if err := s.requireRepository(); err != nil {
 		return backupInfo{}, nil, err
 	}
-	snaps, err := s.backupSnapshots(r.Context(), id)
+	snaps, err := s.backupSnapshots(ctx, id)
 	if err != nil {
 		return backupInfo{}, nil, err
 	}
 	if len(snaps) == 0 {
 		return backupInfo{}, nil, &notFoundError{id: id}
 	}
-	return backupState(id, snaps, s.inflight.has(id), s.now(), s.cfg.Part2Grace), snaps, nil
+	return backupState(id, snaps, s.backups.has(id), s.now(), s.cfg.Part2Grace), snaps, nil
 }
 
 // defaultListPageSize is how many snapshots one Elasticsearch page holds when listing
@@ -135,8 +132,8 @@ func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, snap := range page.Snapshots {
 			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
-			if m := snapshotNamePattern.FindStringSubmatch(snap.Name); m != nil {
-				byID[m[1]] = append(byID[m[1]], snap)
+			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
+				byID[id] = append(byID[id], snap)
 			}
 		}
 		if page.Next == "" || len(page.Snapshots) == 0 {
@@ -147,7 +144,7 @@ func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	infos := make([]backupInfo, 0, len(byID))
 	for id, snaps := range byID {
-		infos = append(infos, backupState(id, snaps, s.inflight.has(id), now, s.cfg.Part2Grace))
+		infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
 	}
 	sort.Slice(infos, func(i, j int) bool {
 		if infos[i].newest != infos[j].newest {
@@ -166,28 +163,32 @@ func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// handleDeleteBackup deletes both snapshots of exactly one backup (admin only).
+// handleDeleteBackup deletes both snapshots of exactly one backup (admin only), unless the
+// running restore needs it.
 func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	info, err := s.backup(r, id)
+	_, snaps, err := s.backupAndSnapshots(r.Context(), id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	// Only snapshots named for exactly this ID, never a pattern: a foreign snapshot whose name
-	// merely starts like this backup's stays.
-	var names []string
-	for _, d := range info.Details {
-		if m := snapshotNamePattern.FindStringSubmatch(d.SnapshotName); m != nil && m[1] == id {
-			names = append(names, d.SnapshotName)
-		}
-	}
-	if len(names) == 0 {
-		s.writeError(w, r, &notFoundError{id: id})
+	job, _, found, err := s.loadJob(r.Context())
+	if err != nil {
+		s.writeError(w, r, err) // unknown whether a restore needs it: delete nothing
 		return
 	}
+	if found && job.uses(id) {
+		s.writeError(w, r, &backupInUseError{id: id, job: job})
+		return
+	}
+	// Exactly the snapshots read for this ID, never a pattern.
+	names := make([]string, len(snaps))
+	for i, snap := range snaps {
+		names[i] = snap.Name
+	}
+	slices.Sort(names)
 	// A part 2 this process was about to start must not appear after the delete.
-	s.inflight.cancel(id)
+	s.backups.cancel(id)
 	if err := s.deleteSnapshots(r.Context(), names); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -289,6 +290,7 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 		conflict  *conflictError
 		route     *routeError
 		restore   *restoreConflictError
+		inUse     *backupInUseError
 		noRestore *noRestoreError
 		es        *esError
 		detail    = err.Error()
@@ -308,6 +310,8 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 		return http.StatusNotFound, apiError{"notFoundError", fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", route.method, route.path), detail}
 	case errors.As(err, &noRestore):
 		return http.StatusNotFound, apiError{"notFoundError", noRestore.Error(), detail}
+	case errors.As(err, &inUse):
+		return http.StatusConflict, apiError{"conflict", inUse.Error(), detail}
 	case errors.As(err, &restore):
 		return http.StatusConflict, apiError{"conflict", restore.Error(), detail}
 	case errors.As(err, &conflict):
@@ -320,7 +324,7 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 			"This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.", detail}
 	case errors.Is(err, errESUnreachable):
 		msg := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
-			strings.Join(s.cfg.esAddresses(), ","))
+			strings.Join(s.cfg.esAddressesRedacted(), ","))
 		if isLegacyRoute(r) {
 			return http.StatusInternalServerError, apiError{"serverError", msg, detail}
 		}
@@ -331,6 +335,8 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 	case errors.As(err, &es):
 		return http.StatusInternalServerError, apiError{"serverError",
 			fmt.Sprintf("Elasticsearch refused the request (%s: %s); see detailedMessage and Elasticsearch's log.", es.Type, es.Reason), detail}
+	case errors.Is(err, errAnswerTooLarge):
+		return http.StatusInternalServerError, apiError{"serverError", "Elasticsearch's answer was larger than the sidecar reads; " + err.Error(), detail}
 	case errors.Is(err, errNoVersion), errors.Is(err, errNoOptimizeIndices):
 		return http.StatusInternalServerError, apiError{"serverError", err.Error(), detail}
 	default:

@@ -18,15 +18,21 @@ import (
 
 // Routes of the fake Elasticsearch, by what the sidecar asks.
 const (
-	getBackup1   = "GET /_snapshot/test-repo/camunda_optimize_1_*"
-	putPart1     = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
-	putPart2     = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_2_of_2"
-	pollPart1    = "GET /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
-	resolveIdx   = "GET /_resolve/index/optimize-*"
-	readMetadata = "GET /optimize-metadata/_doc/1"
-	listAll      = "GET /_snapshot/test-repo/camunda_optimize_*"
-	deleteBoth1  = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
+	getBackup1        = "GET /_snapshot/test-repo/camunda_optimize_1_*"
+	putPart1          = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	putPart2          = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_2_of_2"
+	pollPart1         = "GET /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	resolveIdx        = "GET /_resolve/index/optimize-*"
+	readMetadata      = "GET /optimize-metadata/_doc/1"
+	listAll           = "GET /_snapshot/test-repo/camunda_optimize_*"
+	deleteBoth1       = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
+	getJob            = "GET /camunda-optimize-backup-jobs/_doc/restore-optimize"
+	mgetInstallations = "POST /_mget"
 )
+
+// getBackup is the route of reading the snapshots of one backup: recordings are served under
+// their own backup's ID, since the sidecar keeps only the snapshots of exactly the ID asked for.
+func getBackup(id string) string { return "GET /_snapshot/test-repo/camunda_optimize_" + id + "_*" }
 
 // createRoutes is what a successful create of backup 1 asks Elasticsearch, in order.
 func createRoutes() map[string]string {
@@ -123,13 +129,13 @@ func TestAPI(t *testing.T) {
 		// States, one request each.
 		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-completed"}, status: 200, wantES: []string{getBackup1}},
 		{name: "get-completed-legacy", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-completed"}, status: 200},
-		{name: "get-in-progress", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-in-progress"}, status: 200},
-		{name: "get-between-parts", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-part1-only"}, status: 200,
+		{name: "get-in-progress", method: "GET", path: "/actuator/backups/5", es: map[string]string{getBackup("5"): "get-in-progress"}, status: 200},
+		{name: "get-between-parts", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "get-part1-only"}, status: 200,
 			now: part1End.Add(30 * time.Second)},
-		{name: "get-incomplete", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-part1-only"}, status: 200},
-		{name: "get-failed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-partial"}, status: 200},
+		{name: "get-incomplete", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "get-part1-only"}, status: 200},
+		{name: "get-failed", method: "GET", path: "/actuator/backups/4", es: map[string]string{getBackup("4"): "get-partial"}, status: 200},
 		{name: "get-incompatible", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-incompatible"}, status: 200},
-		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-extra"}, status: 200},
+		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/3", es: map[string]string{getBackup("3"): "get-extra"}, status: 200},
 		{name: "get-unknown", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-unknown"}, status: 404},
 		{name: "get-missing-repo", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-missing-repo"}, status: 500},
 		{name: "get-no-repository-configured", method: "GET", path: "/actuator/backups/1", status: 400, cfg: func(c *config) { c.Repository = "" }},
@@ -144,13 +150,17 @@ func TestAPI(t *testing.T) {
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-ack"}, wantES: []string{getBackup1, deleteBoth1}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", deleteBoth1: "delete-ack"}, wantES: []string{getBackup1, getJob, deleteBoth1}},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-ack"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", deleteBoth1: "delete-ack"}},
+		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
+			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running"}, noMutES: true},
+		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
+			es: map[string]string{getBackup1: "get-completed", getJob: "cluster-health"}, noMutES: true},
 		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
 		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", deleteBoth1: "delete-missing"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", deleteBoth1: "delete-missing"}},
 		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
 		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},
@@ -184,7 +194,7 @@ func runAPICases(t *testing.T, cases []apiCase) {
 				srv.now = func() time.Time { return tc.now }
 			}
 			res := serve(t, srv, tc.method, tc.path, tc.body, tc.header)
-			srv.inflight.shutdown(context.Background()) // let part 2 be started
+			srv.backups.shutdown(context.Background()) // let part 2 be started
 
 			if res.Code != tc.status {
 				t.Errorf("got status %d; want %d; body %s", res.Code, tc.status, res.Body)
@@ -286,7 +296,7 @@ func TestConcurrentCreateOneWins(t *testing.T) {
 	close(codes)
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
-	srv.inflight.shutdown(stopped)
+	srv.backups.shutdown(stopped)
 	count := map[int]int{}
 	for c := range codes {
 		count[c]++

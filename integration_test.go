@@ -104,6 +104,9 @@ func httpDo(t testing.TB, method, url, body string, header map[string]string) (i
 	return res.StatusCode, b
 }
 
+// itToken is the admin token of the sidecars the integration tests start.
+const itToken = "integration-test-admin-token"
+
 // sidecar is an optimize-backup started through run, as main starts it.
 type sidecar struct {
 	t   *testing.T
@@ -113,7 +116,7 @@ type sidecar struct {
 // startSidecar runs the sidecar with this environment (plus a free port) until the test ends.
 func startSidecar(t *testing.T, environment map[string]string) sidecar {
 	t.Helper()
-	vars := map[string]string{"MANAGEMENT_SERVER_PORT": "0", "OPTIMIZE_BACKUP_POLL_INTERVAL": "100ms", "OPTIMIZE_BACKUP_ADMIN_TOKEN": "it-token"}
+	vars := map[string]string{"MANAGEMENT_SERVER_PORT": "0", "OPTIMIZE_BACKUP_POLL_INTERVAL": "100ms", "OPTIMIZE_BACKUP_ADMIN_TOKEN": itToken}
 	for k, v := range environment {
 		vars[k] = v
 	}
@@ -145,6 +148,7 @@ func startSidecar(t *testing.T, environment map[string]string) sidecar {
 		_, port, _ := net.SplitHostPort(a)
 		return sidecar{t: t, url: "http://127.0.0.1:" + port}
 	case err := <-done:
+		done <- err // for the cleanup
 		t.Fatalf("run ended before serving: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("sidecar did not serve within 10 s")
@@ -155,7 +159,7 @@ func startSidecar(t *testing.T, environment map[string]string) sidecar {
 // call sends one request to the sidecar.
 func (s sidecar) call(method, path, body string) (int, []byte) {
 	s.t.Helper()
-	return httpDo(s.t, method, s.url+path, body, map[string]string{"Authorization": "Bearer it-token"})
+	return httpDo(s.t, method, s.url+path, body, map[string]string{"Authorization": "Bearer " + itToken})
 }
 
 // state returns the state the sidecar reports for a backup.
@@ -194,8 +198,8 @@ func (es realES) sidecarEnv(repo string) map[string]string {
 
 // TestIntegrationBackupLifecycle creates a backup on the real node and checks what lands in
 // Elasticsearch: IN_PROGRESS then COMPLETED, both names with the version tag read from the
-// metadata index, the metadata, and the exact index split (the second prefix and the
-// unrelated index absent), then a duplicate (409) and an unknown ID (404).
+// metadata index, the metadata, and the exact index split (the nested installation
+// optimize-east, the foreign optimize-logs-2026.11 and the unrelated index absent), then a duplicate (409) and an unknown ID (404).
 func TestIntegrationBackupLifecycle(t *testing.T) {
 	es := needES(t)
 	repo := es.newRepo("lifecycle")
@@ -227,6 +231,11 @@ func TestIntegrationBackupLifecycle(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("indices of part %d (-want +got):\n%s", i+1, diff)
 		}
+		// The nonce differs per request: it must be there, and is compared apart.
+		if nonce, _ := snaps[i].Metadata["nonce"].(string); len(nonce) < 16 {
+			t.Errorf("metadata of part %d: got nonce %q; want a random token", i+1, snaps[i].Metadata["nonce"])
+		}
+		delete(snaps[i].Metadata, "nonce")
 		wantMeta := map[string]any{"backupId": "100", "version": "3.9.0", "partNo": float64(i + 1), "partCount": float64(2), "createdBy": "optimize-backup"}
 		if diff := cmp.Diff(wantMeta, snaps[i].Metadata); diff != "" {
 			t.Errorf("metadata of part %d (-want +got):\n%s", i+1, diff)

@@ -18,8 +18,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/elastic/go-elasticsearch/v8"
 )
 
 func main() {
@@ -32,30 +30,32 @@ func main() {
 // server holds what every handler needs: the Elasticsearch client, the configuration, the
 // logger, and the little state this process has in flight.
 type server struct {
-	es *elasticsearch.Client
-	// restoreES changes indices during a restore; it has its own credentials when configured.
-	restoreES *elasticsearch.Client
-	cfg       config
-	log       *slog.Logger
-	now       func() time.Time
-	inflight  *inflight
-	restores  *restores
-	metrics   *metrics
+	es  esClients
+	cfg config
+	log *slog.Logger
+	now func() time.Time
+	// owner names this process in the restore jobs it runs (stored in Elasticsearch).
+	owner string
+	// backups holds the backups whose part 2 this process is still going to start; restores
+	// the restore job it runs.
+	backups  *registry
+	restores *registry
+	metrics  *metrics
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
 }
 
 // newServer builds a server around an Elasticsearch client.
-func newServer(cfg config, es, restoreES *elasticsearch.Client, log *slog.Logger) *server {
+func newServer(cfg config, es esClients, log *slog.Logger) *server {
 	return &server{
-		es:        es,
-		restoreES: restoreES,
-		restores:  &restores{},
-		cfg:       cfg,
-		log:       log,
-		now:       time.Now,
-		inflight:  newInflight(),
-		metrics:   &metrics{requests: map[string]int{}},
+		es:       es,
+		cfg:      cfg,
+		log:      log,
+		now:      time.Now,
+		owner:    ownerID(),
+		backups:  newRegistry(),
+		restores: newRegistry(),
+		metrics:  &metrics{requests: map[string]int{}},
 
 		listPageSize: defaultListPageSize,
 	}
@@ -72,17 +72,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("optimize-backup: invalid configuration:\n%w", err)
 	}
-	es, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword)
+	es, err := newESClients(cfg)
 	if err != nil {
 		return fmt.Errorf("optimize-backup: %w", err)
 	}
-	restoreES := es
-	if cfg.RestoreESUsername != "" {
-		if restoreES, err = newESClient(cfg, cfg.RestoreESUsername, cfg.RestoreESPassword); err != nil {
-			return fmt.Errorf("optimize-backup: %w", err)
-		}
-	}
-	srv := newServer(cfg, es, restoreES, log)
+	srv := newServer(cfg, es, log)
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddress, strconv.Itoa(cfg.Port)))
 	if err != nil {
@@ -96,12 +90,22 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		// Listing thousands of backups reads several Elasticsearch pages; leave room for that.
 		WriteTimeout: 5 * time.Minute,
 		IdleTimeout:  2 * time.Minute,
-		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No request of this API needs large headers; bound what a client can make us hold.
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "elasticsearch", cfg.esAddresses(), "repository", cfg.Repository, "index_prefix", cfg.IndexPrefix)
+	log.Info("serving", "addr", ln.Addr().String(), "elasticsearch", cfg.esAddressesRedacted(), "repository", cfg.Repository, "index_prefix", cfg.IndexPrefix)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
+	if cfg.Repository != "" {
+		// A restore whose sidecar stopped mid-way (this one, before a restart) goes on here.
+		go func() {
+			if err := srv.resumeRestore(ctx); err != nil {
+				log.Error("cannot take over the restore job", "err", err)
+			}
+		}()
+	}
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("optimize-backup: serving: %w", err)
@@ -113,37 +117,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	err = httpServer.Shutdown(shutdownCtx)
-	srv.inflight.shutdown(shutdownCtx)
-	srv.restores.shutdown(shutdownCtx)
+	srv.backups.shutdown(shutdownCtx)
+	// A restore takes far longer than a shutdown: stop it now; it hands itself over (or, before
+	// deleting anything, fails and lifts its write block).
+	stopped, cancelNow := context.WithCancel(shutdownCtx)
+	cancelNow()
+	srv.restores.shutdown(stopped)
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("optimize-backup: shutdown: %w", err)
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// newESClient builds an Elasticsearch client from the configuration with these credentials.
-func newESClient(cfg config, username, password string) (*elasticsearch.Client, error) {
-	esCfg := elasticsearch.Config{
-		Addresses: cfg.esAddresses(),
-		Username:  username,
-		Password:  password,
-		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout: 5 * time.Second,
-			// Up to 64 concurrent clients share a few keep-alive connections.
-			MaxIdleConnsPerHost: 16,
-			IdleConnTimeout:     90 * time.Second,
-		},
-	}
-	if cfg.ESCAFile != "" {
-		ca, err := os.ReadFile(cfg.ESCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
-		}
-		esCfg.CACert = ca
-		esCfg.Transport = nil // the client builds a TLS transport with the CA
-	}
-	return elasticsearch.NewClient(esCfg)
 }

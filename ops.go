@@ -3,11 +3,10 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
-
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
 // sidecarVersion is set at build time with -ldflags "-X main.sidecarVersion=...".
@@ -29,13 +28,10 @@ type component struct {
 // either is down, with the reason in the component's details.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	components := map[string]component{}
-	var cluster struct {
-		Status string `json:"status"`
-	}
-	if err := s.esCall(r.Context(), esapi.ClusterHealthRequest{FilterPath: []string{"status"}}, &cluster); err != nil {
+	if status, err := s.clusterStatus(r.Context()); err != nil {
 		components["elasticsearch"] = component{"DOWN", map[string]string{"error": err.Error()}}
 	} else {
-		components["elasticsearch"] = component{"UP", map[string]string{"clusterStatus": cluster.Status}}
+		components["elasticsearch"] = component{"UP", map[string]string{"clusterStatus": status}}
 	}
 	switch {
 	case s.cfg.Repository == "":
@@ -43,8 +39,7 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	case components["elasticsearch"].Status == "DOWN":
 		components["repository"] = component{"UNKNOWN", nil}
 	default:
-		req := esapi.SnapshotGetRepositoryRequest{Repository: []string{s.cfg.Repository}}
-		if err := s.esCall(r.Context(), req, nil); err != nil {
+		if err := s.checkRepository(r.Context()); err != nil {
 			components["repository"] = component{"DOWN", map[string]string{"name": s.cfg.Repository, "error": err.Error()}}
 		} else {
 			components["repository"] = component{"UP", map[string]string{"name": s.cfg.Repository}}
@@ -72,16 +67,8 @@ func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		info["optimizeVersion"] = nil
 		info["optimizeVersionError"] = err.Error()
 	}
-	var nodes struct {
-		Nodes map[string]struct {
-			Version string `json:"version"`
-		} `json:"nodes"`
-	}
-	req := esapi.NodesInfoRequest{NodeID: []string{"_local"}, FilterPath: []string{"nodes.*.version"}}
-	if err := s.esCall(r.Context(), req, &nodes); err == nil {
-		for _, n := range nodes.Nodes {
-			info["elasticsearchVersion"] = n.Version
-		}
+	if version, err := s.elasticsearchVersion(r.Context()); err == nil {
+		info["elasticsearchVersion"] = version
 	} else {
 		info["elasticsearchVersion"] = nil
 		info["elasticsearchError"] = err.Error()
@@ -95,6 +82,9 @@ type metrics struct {
 	requests map[string]int
 }
 
+// knownMethods are the HTTP methods counted under their own name; any other is "other".
+var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+
 // countRequests wraps the router so that every answer is counted.
 func (s *server) countRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -106,7 +96,12 @@ func (s *server) countRequests(next http.Handler) http.Handler {
 		} else if _, path, ok := strings.Cut(route, " "); ok {
 			route = path
 		}
-		key := fmt.Sprintf(`method=%q,route=%q,status="%d"`, r.Method, route, rec.status)
+		// Labels come from fixed sets only: a client's made-up methods must not grow the map.
+		method := r.Method
+		if !slices.Contains(knownMethods, method) {
+			method = "other"
+		}
+		key := fmt.Sprintf(`method=%q,route=%q,status="%d"`, method, route, rec.status)
 		s.metrics.mu.Lock()
 		s.metrics.requests[key]++
 		s.metrics.mu.Unlock()
@@ -130,7 +125,7 @@ func (s *server) handlePrometheus(w http.ResponseWriter, r *http.Request) {
 	s.metrics.mu.Unlock()
 	b.WriteString("# HELP optimize_backup_backups_in_flight Backups whose part 2 this process is still going to start.\n")
 	b.WriteString("# TYPE optimize_backup_backups_in_flight gauge\n")
-	fmt.Fprintf(&b, "optimize_backup_backups_in_flight %d\n", s.inflight.count())
+	fmt.Fprintf(&b, "optimize_backup_backups_in_flight %d\n", s.backups.count())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, _ = w.Write([]byte(b.String()))
 }

@@ -285,3 +285,97 @@ func (r recorder) shardDir(runDir, index string) string {
 	}
 	return filepath.Join(runDir, "node-1", "data", "indices", settings[index].Settings.Index.UUID, "0", "index")
 }
+
+// TestRecordRestoreJobs records the answers behind the restore job stored in Elasticsearch,
+// the index rule (two installations whose prefixes nest) and the restore's batched index
+// requests, from the real node (make record). It also proves on the node that a restore with
+// ignore_index_settings drops a write block the snapshot was taken with.
+func TestRecordRestoreJobs(t *testing.T) {
+	if !*record {
+		t.Skip("re-recording only with -record (make record)")
+	}
+	base := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL")
+	runDir := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")
+	if base == "" || runDir == "" {
+		t.Fatal("set OPTIMIZE_BACKUP_TEST_ES_URL and OPTIMIZE_BACKUP_TEST_ES_RUN_DIR (make record does)")
+	}
+	r := recorder{t: t, base: base}
+	jobs := "/camunda-optimize-backup-jobs"
+	doc := jobs + "/_doc/restore-optimize"
+	r.do("DELETE", jobs, "")
+	jobBody := func(state, step string) string {
+		d := jobDoc{
+			restoreJob: restoreJob{BackupID: "12", State: state, Step: step, SafetyBackupID: ptr("safety-20270101t000000000z"),
+				Snapshots: []restoreProgress{
+					{SnapshotName: "camunda_optimize_12_3.9.0_part_1_of_2", State: restoreCompleted, ShardsDone: 1, ShardsTotal: 1, BytesRecovered: 5000, BytesTotal: 5000},
+					{SnapshotName: "camunda_optimize_12_3.9.0_part_2_of_2", State: restoreRunning, ShardsTotal: 1, BytesTotal: 7000, BytesRecovered: 3500}},
+				StartTime: ptr(time.Date(2026, 11, 26, 1, 0, 0, 0, time.UTC))},
+			Repository: "test-repo",
+			Plan: restorePlan{Version: "3.9.0", Replace: []string{"optimize-import-index_v3", "optimize-metadata_v3"}, Parts: []planPart{
+				{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Indices: []string{"optimize-import-index_v3"}, Shards: 1},
+				{Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Indices: []string{"optimize-metadata_v3"}, Shards: 1}}},
+			Owner: "recorder/1/abcd", Heartbeat: time.Date(2026, 11, 26, 1, 0, 5, 0, time.UTC).UnixMilli(), Rev: "rec",
+		}
+		if state == restoreCompleted {
+			d.EndTime = ptr(time.Date(2026, 11, 26, 1, 2, 0, 0, time.UTC))
+			d.Snapshots[1] = restoreProgress{SnapshotName: d.Snapshots[1].SnapshotName, State: restoreCompleted, ShardsDone: 1, ShardsTotal: 1, BytesRecovered: 7000, BytesTotal: 7000}
+		}
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	r.save("job-none", "no restore job: the jobs index does not exist yet", "GET", doc, "")
+	r.save("jobs-index-created", "create the jobs index", "PUT", jobs, `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
+	r.save("jobs-index-exists", "create the jobs index again", "PUT", jobs, `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
+	r.save("job-created", "take the restore lock: create the job document", "PUT", doc+"?op_type=create&refresh=false", jobBody(restoreRunning, "restore-part-2"))
+	r.save("job-create-conflict", "a second create of the job document", "PUT", doc+"?op_type=create&refresh=false", jobBody(restoreRunning, "restore-part-2"))
+	r.save("job-found-running", "the stored job of backup 12, restoring part 2", "GET", doc, "")
+	r.save("job-updated", "compare-and-set at the current version", "PUT", doc+"?if_primary_term=1&if_seq_no=0&refresh=false", jobBody(restoreCompleted, stepDone))
+	r.save("job-update-conflict", "compare-and-set at a stale version", "PUT", doc+"?if_primary_term=1&if_seq_no=0&refresh=false", jobBody(restoreCompleted, stepDone))
+	r.save("job-found-completed", "the stored job of backup 12, completed", "GET", doc, "")
+	r.must("DELETE", jobs, "")
+
+	// Two installations whose prefixes nest, and a foreign index starting with the prefix.
+	r.save("resolve-installations", "indices of optimize-* with optimize-east and optimize-logs-2026.11 (load-data.sh)", "GET", "/_resolve/index/optimize-*?expand_wildcards=all&filter_path=indices.name,aliases.name", "")
+	r.save("mget-installations", "the metadata documents of the candidate installations", "POST", "/_mget",
+		`{"docs":[{"_index":"optimize-east-metadata","_id":"1","_source":["schemaVersion"]}]}`)
+	r.save("indices-exist", "which of two names exist", "GET", "/_resolve/index/optimize-import-index_v3,optimize-nothing_v1?expand_wildcards=all&filter_path=indices.name&ignore_unavailable=true", "")
+
+	r.save("indices-exist-none", "which of two names exist: none", "GET", "/_resolve/index/optimize-nothing_v1,optimize-nothing_v2?expand_wildcards=all&filter_path=indices.name&ignore_unavailable=true", "")
+
+	// Backup 13 as a sidecar that did not tell installations apart took it: part 2 holds
+	// optimize-east's indices too.
+	twoRepo := "record-two-repo"
+	r.do("DELETE", "/_snapshot/"+twoRepo, "")
+	r.must("PUT", "/_snapshot/"+twoRepo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "two-"+fmt.Sprint(time.Now().UnixNano()))))
+	r.must("PUT", "/_snapshot/"+twoRepo+"/camunda_optimize_13_3.9.0_part_1_of_2?wait_for_completion=true", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "13", 1))
+	r.must("PUT", "/_snapshot/"+twoRepo+"/camunda_optimize_13_3.9.0_part_2_of_2?wait_for_completion=true",
+		`{"indices":["optimize-metadata_v3","optimize-east-metadata_v3","optimize-east-dashboard_v8"],"include_global_state":false,"metadata":{"backupId":"13","version":"3.9.0","partNo":2,"partCount":2,"createdBy":"optimize-backup"}}`)
+	r.save("get-two-installations-13", "backup 13: part 2 holds optimize-east's indices too", "GET", "/_snapshot/"+twoRepo+"/camunda_optimize_13_*"+snapshotQuery(0, ""), "")
+	r.must("DELETE", "/_snapshot/"+twoRepo+"/camunda_optimize_13_3.9.0_part_1_of_2,camunda_optimize_13_3.9.0_part_2_of_2", "")
+	r.must("DELETE", "/_snapshot/"+twoRepo, "")
+
+	// Write block, snapshot with it, restore without it.
+	r.do("DELETE", "/rec-blocked_v1", "")
+	r.must("PUT", "/rec-blocked_v1", `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
+	r.must("POST", "/rec-blocked_v1/_doc?refresh=true", `{"a":1}`)
+	r.save("write-block-set", "write block on an index", "PUT", "/rec-blocked_v1/_settings", `{"index.blocks.write":true}`)
+	repo := "record-block-repo"
+	r.do("DELETE", "/_snapshot/"+repo, "")
+	r.must("PUT", "/_snapshot/"+repo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "block-"+fmt.Sprint(time.Now().UnixNano()))))
+	r.must("PUT", "/_snapshot/"+repo+"/blocked?wait_for_completion=true", `{"indices":["rec-blocked_v1"],"include_global_state":false}`)
+	r.save("write-block-lifted", "lift the write block", "PUT", "/rec-blocked_v1/_settings", `{"index.blocks.write":null}`)
+	r.save("delete-indices-batch", "delete one batch of indices", "DELETE", "/rec-blocked_v1?expand_wildcards=none&ignore_unavailable=true", "")
+	r.save("restore-accepted-unblocked", "restore an index snapshotted with a write block, dropping the block", "POST", "/_snapshot/"+repo+"/blocked/_restore?wait_for_completion=false",
+		`{"indices":["rec-blocked_v1"],"include_global_state":false,"include_aliases":true,"ignore_index_settings":["index.blocks.write"]}`)
+	r.must("GET", "/_cluster/health/rec-blocked_v1?wait_for_status=green&timeout=30s", "")
+	_, settings := r.do("GET", "/rec-blocked_v1/_settings?flat_settings=true", "")
+	if bytes.Contains(settings, []byte("blocks.write")) {
+		t.Errorf("restored index settings %s; want no write block", settings)
+	}
+	r.must("DELETE", "/rec-blocked_v1", "")
+	r.must("DELETE", "/_snapshot/"+repo+"/blocked", "")
+	r.must("DELETE", "/_snapshot/"+repo, "")
+}

@@ -1,23 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
+	"syscall"
 	"time"
-
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// Restore follows Optimize's documented runbook as one admin call: every precondition is
-// checked before anything changes, then part 1 and part 2 are restored in the background and
-// followed through _recovery.
+// Restore follows Optimize's documented runbook as one admin call. The handler reads the
+// backup's snapshots once, checks every precondition against them without changing anything,
+// and fixes a plan (exact snapshot and index names); the job (restorejob.go) carries out that
+// plan and nothing else, stored in Elasticsearch so that every replica sees it.
 
 // The states of a restore job.
 const (
@@ -78,61 +75,30 @@ func (e *restoreConflictError) Error() string {
 	return "Restore refused, nothing was changed: " + strings.Join(failed, " ")
 }
 
-// restores holds the one restore job this process runs or ran last. Only one runs at a time.
-type restores struct {
-	mu     sync.Mutex
-	job    *restoreJob
-	cancel context.CancelFunc // stops following the running job
-	done   chan struct{}      // closed when the running job's goroutine has returned
+// backupInUseError is a DELETE of a backup that the running restore needs.
+type backupInUseError struct {
+	id  string
+	job jobDoc
 }
 
-// shutdown lets a running job go on until ctx ends, then stops following it. Elasticsearch
-// goes on restoring; GET .../restore then reports from _recovery.
-func (r *restores) shutdown(ctx context.Context) {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if done == nil {
-		return
+func (e *backupInUseError) Error() string {
+	role := "restores it"
+	if e.job.BackupID != e.id {
+		role = "holds its safety backup"
 	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		cancel()
-		<-done
-	}
+	return fmt.Sprintf("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
+		e.id, e.job.BackupID, role, e.job.Step, e.job.BackupID)
 }
 
-// running tells whether a restore job is under way.
-func (r *restores) running() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.activeLocked()
+// noRestoreError means no restore of the backup is recorded in Elasticsearch.
+type noRestoreError struct{ id string }
+
+func (e *noRestoreError) Error() string {
+	return fmt.Sprintf("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", e.id, e.id)
 }
 
-// activeLocked tells, with mu held, whether the job is pending or running.
-func (r *restores) activeLocked() bool {
-	return r.job != nil && (r.job.State == restorePending || r.job.State == restoreRunning)
-}
-
-// update changes the job under the lock.
-func (r *restores) update(change func(*restoreJob)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	change(r.job)
-}
-
-// snapshotOf returns a copy of the job of this backup, if it is the one this process knows.
-func (r *restores) snapshotOf(id string) (restoreJob, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.job == nil || r.job.BackupID != id {
-		return restoreJob{}, false
-	}
-	job := *r.job
-	job.Snapshots = slices.Clone(r.job.Snapshots)
-	return job, true
-}
+// restoreKey is the registry key of the one restore job a process runs.
+const restoreKey = "restore"
 
 // handleRestore checks the preconditions of restoring a backup and, unless it is a dry run,
 // starts the restore job (admin only).
@@ -145,12 +111,14 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	info, err := s.backup(r, id)
+	// The checks and the start go on if the caller hangs up: a half-started job is worse.
+	ctx := context.WithoutCancel(r.Context())
+	info, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	checks, existing, err := s.restoreChecks(r.Context(), info, req.ReplaceExisting)
+	checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -164,7 +132,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &restoreConflictError{checks: checks})
 		return
 	}
-	job, err := s.startRestore(info, existing)
+	job, err := s.startRestore(ctx, info.BackupID, plan)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -172,356 +140,148 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, job)
 }
 
-// restoreChecks evaluates every precondition without changing anything and returns the
-// Optimize indices that exist now (to be replaced when replaceExisting is set).
-func (s *server) restoreChecks(ctx context.Context, info backupInfo, replaceExisting bool) ([]restoreCheck, []string, error) {
+// restoreChecks evaluates every precondition without changing anything, and returns the plan
+// the job will carry out if they all pass: the backup's snapshots as read (in part order) and,
+// with replaceExisting, this installation's indices that exist now.
+func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool) ([]restoreCheck, restorePlan, error) {
 	var checks []restoreCheck
 	check := func(name string, passed bool, message string) {
 		checks = append(checks, restoreCheck{Name: name, Passed: passed, Message: message})
 	}
+	var plan restorePlan
+	snaps = slices.Clone(snaps)
+	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
+	var backupIndices []string
+	for _, sn := range snaps {
+		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
+		backupIndices = append(backupIndices, sn.Indices...)
+		if _, v, _, _, ok := parseSnapshotName(sn.Name); ok {
+			plan.Version = v
+		}
+	}
 
 	check("backupCompleted", info.State == stateCompleted, fmt.Sprintf("Backup [%s] is %s; only a COMPLETED backup can be restored: pick another backup.", info.BackupID, info.State))
 
-	version := ""
-	if m := snapshotNamePattern.FindStringSubmatch(info.Details[0].SnapshotName); m != nil {
-		version = m[2]
-	}
 	if s.cfg.OptimizeVersion == "" {
-		check("versionMatches", true, fmt.Sprintf("Backup version %s; OPTIMIZE_VERSION is not set, so it is not compared.", version))
+		check("versionMatches", true, fmt.Sprintf("Backup version %s; OPTIMIZE_VERSION is not set, so it is not compared.", plan.Version))
 	} else {
-		check("versionMatches", version == s.cfg.OptimizeVersion, fmt.Sprintf("Backup [%s] was taken of Optimize %s but the sidecar is configured for %s (OPTIMIZE_VERSION); restore it with Optimize %s.", info.BackupID, version, s.cfg.OptimizeVersion, version))
+		check("versionMatches", plan.Version == s.cfg.OptimizeVersion, fmt.Sprintf("Backup [%s] was taken of Optimize %s but the sidecar is configured for %s (OPTIMIZE_VERSION); restore it with Optimize %s.", info.BackupID, plan.Version, s.cfg.OptimizeVersion, plan.Version))
 	}
 
 	if s.cfg.OptimizeHealthURL == "" {
 		check("optimizeStopped", true, "OPTIMIZE_HEALTH_URL is not set, so whether Optimize runs is not checked; make sure it is stopped.")
 	} else {
-		running, detail := s.optimizeAnswers(ctx)
-		check("optimizeStopped", !running, fmt.Sprintf("Optimize answers at %s (%s); stop Optimize before restoring.", s.cfg.OptimizeHealthURL, detail))
+		stopped, detail := s.optimizeStopped(ctx)
+		check("optimizeStopped", stopped, detail)
 	}
 
-	part1, part2, err := s.optimizeIndices(ctx)
+	in, part1, part2, err := s.installationIndices(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, plan, err
 	}
-	existing := append(part1, part2...)
+	// The backup's own index list can name another installation too (a backup taken before
+	// installations were told apart): its metadata index then shows in the list.
+	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), metadataCandidates(s.cfg.IndexPrefix, backupIndices)...))
+	if _, _, foreign := snapIn.split(backupIndices); len(foreign) > 0 {
+		check("backupHoldsOnlyThisInstallation", false, fmt.Sprintf("Backup [%s] holds indices that are not this installation's (prefix [%s], see the README's index rule): [%s]; restoring it could overwrite another installation. Restore those snapshots by hand with the Elasticsearch restore API, naming only this installation's indices.",
+			info.BackupID, s.cfg.IndexPrefix, strings.Join(foreign, ", ")))
+	} else {
+		check("backupHoldsOnlyThisInstallation", true, fmt.Sprintf("Every index of backup [%s] belongs to the installation with prefix [%s].", info.BackupID, s.cfg.IndexPrefix))
+	}
+
+	existing := append(slices.Clone(part1), part2...)
 	switch {
 	case len(existing) == 0:
-		check("noOptimizeIndices", true, fmt.Sprintf("No index with the prefix [%s-] exists.", s.cfg.IndexPrefix))
+		check("noOptimizeIndices", true, fmt.Sprintf("No index of the installation with prefix [%s] exists.", s.cfg.IndexPrefix))
 	case replaceExisting:
-		check("noOptimizeIndices", true, fmt.Sprintf("%d indices with the prefix [%s-] exist and will be replaced after a safety backup of them has COMPLETED.", len(existing), s.cfg.IndexPrefix))
+		plan.Replace = existing
+		check("noOptimizeIndices", true, fmt.Sprintf("%d indices of the installation with prefix [%s] exist and will be replaced: they get a write block, a safety backup of them must COMPLETE, and only then are they deleted.", len(existing), s.cfg.IndexPrefix))
 	default:
-		check("noOptimizeIndices", false, fmt.Sprintf("%d indices with the prefix [%s-] exist (%s); delete them, or send {\"replaceExisting\": true} to replace them after a safety backup.", len(existing), s.cfg.IndexPrefix, strings.Join(existing, ", ")))
+		check("noOptimizeIndices", false, fmt.Sprintf("%d indices of the installation with prefix [%s] exist (%s); delete them, or send {\"replaceExisting\": true} to replace them after a safety backup.", len(existing), s.cfg.IndexPrefix, strings.Join(existing, ", ")))
 	}
 
 	busy, err := s.busyWith(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, plan, err
 	}
 	if busy == "" {
 		check("nothingRunning", true, "No backup or restore is running.")
 	} else {
 		check("nothingRunning", false, busy+"; wait until it has finished.")
 	}
-	return checks, existing, nil
+	return checks, plan, nil
 }
 
-// optimizeAnswers tells whether anything answers at OPTIMIZE_HEALTH_URL: any HTTP answer means
-// Optimize runs; no answer within 5 s means it does not.
-func (s *server) optimizeAnswers(ctx context.Context) (bool, string) {
+// optimizeStopped tells whether Optimize is provably stopped: only a refused connection at
+// OPTIMIZE_HEALTH_URL proves it. Any answer means it runs; a timeout, a TLS error or a name
+// that does not resolve cannot confirm anything, and the restore is refused then too.
+func (s *server) optimizeStopped(ctx context.Context) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.OptimizeHealthURL, nil)
 	if err != nil {
-		return false, err.Error()
+		return false, fmt.Sprintf("OPTIMIZE_HEALTH_URL %s is not a URL (%v); fix it, or unset it and make sure Optimize is stopped.", s.cfg.OptimizeHealthURL, err)
 	}
 	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false, err.Error()
+	if err == nil {
+		res.Body.Close()
+		return false, fmt.Sprintf("Optimize answers at %s (HTTP %s); stop Optimize before restoring.", s.cfg.OptimizeHealthURL, res.Status)
 	}
-	res.Body.Close()
-	return true, "HTTP " + res.Status
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true, fmt.Sprintf("Nothing listens at %s: Optimize is stopped.", s.cfg.OptimizeHealthURL)
+	}
+	return false, fmt.Sprintf("Cannot confirm that Optimize is stopped: %s did not refuse the connection but gave no answer (%v); stop Optimize, or fix OPTIMIZE_HEALTH_URL so that it points at Optimize.", s.cfg.OptimizeHealthURL, err)
 }
 
 // busyWith names a backup or restore that is running, or returns "".
 func (s *server) busyWith(ctx context.Context) (string, error) {
-	if s.restores.running() {
-		return "Another restore is running in this sidecar", nil
+	job, _, found, err := s.loadJob(ctx)
+	if err != nil {
+		return "", err
 	}
-	if n := s.inflight.count(); n > 0 {
+	if found && job.active() {
+		return fmt.Sprintf("The restore of backup [%s] is %s (step %s)", job.BackupID, job.State, job.Step), nil
+	}
+	if n := s.backups.count(); n > 0 {
 		return fmt.Sprintf("%d backup(s) started by this sidecar are still running", n), nil
 	}
-	var current struct {
-		Snapshots []snapshot `json:"snapshots"`
+	running, err := s.runningSnapshots(ctx)
+	if err != nil {
+		return "", err
 	}
-	req := esapi.SnapshotGetRequest{Repository: s.cfg.Repository, Snapshot: []string{"_current"}, FilterPath: []string{"snapshots.snapshot"}}
-	if err := s.esCall(ctx, req, &current); err != nil {
-		return "", fmt.Errorf("get running snapshots: %w", err)
-	}
-	if len(current.Snapshots) > 0 {
-		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", current.Snapshots[0].Name, s.cfg.Repository), nil
+	if len(running) > 0 {
+		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", running[0], s.cfg.Repository), nil
 	}
 	return "", nil
 }
 
-// startRestore registers the job and runs it in the background.
-func (s *server) startRestore(info backupInfo, existing []string) (restoreJob, error) {
-	s.restores.mu.Lock()
-	if s.restores.activeLocked() {
-		s.restores.mu.Unlock()
-		return restoreJob{}, &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: "Another restore is running in this sidecar; wait until it has finished."}}}
-	}
-	job := &restoreJob{BackupID: info.BackupID, State: restorePending, Step: "starting", StartTime: ptr(s.now().UTC())}
-	for _, d := range info.Details {
-		job.Snapshots = append(job.Snapshots, restoreProgress{SnapshotName: d.SnapshotName, State: restorePending})
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	s.restores.job, s.restores.cancel, s.restores.done = job, cancel, done
-	copied := *job
-	copied.Snapshots = slices.Clone(job.Snapshots)
-	s.restores.mu.Unlock()
-
-	s.log.Info("restore started", "backup_id", info.BackupID, "repository", s.cfg.Repository, "replace", len(existing) > 0)
-	go func() {
-		defer close(done)
-		defer cancel()
-		err := s.runRestore(ctx, info, existing)
-		s.restores.update(func(j *restoreJob) {
-			j.EndTime = ptr(s.now().UTC())
-			if err != nil {
-				j.State = restoreFailed
-				j.FailureReason = ptr(err.Error())
-				return
-			}
-			j.State, j.Step = restoreCompleted, "done"
-		})
-		if err != nil {
-			s.log.Error("restore failed", "backup_id", info.BackupID, "err", err)
-		} else {
-			s.log.Info("restore completed", "backup_id", info.BackupID)
-		}
-	}()
-	return copied, nil
-}
-
-// runRestore replaces existing indices (after a safety backup) and restores both parts, one
-// after the other, following each through _recovery.
-func (s *server) runRestore(ctx context.Context, info backupInfo, existing []string) error {
-	step := func(name string) {
-		s.restores.update(func(j *restoreJob) { j.State, j.Step = restoreRunning, name })
-	}
-	if len(existing) > 0 {
-		step("safety-backup")
-		safetyID, safe, err := s.safetyBackup(ctx)
-		s.restores.update(func(j *restoreJob) { j.SafetyBackupID = ptr(safetyID) })
-		if err != nil {
-			return fmt.Errorf("safety backup [%s] did not complete, nothing was deleted: %w", safetyID, err)
-		}
-		// Delete only what the completed safety backup holds: data in no snapshot is never
-		// deleted.
-		if extra := slices.DeleteFunc(slices.Clone(existing), func(ix string) bool { return slices.Contains(safe, ix) }); len(extra) > 0 {
-			return fmt.Errorf("indices %v are not in safety backup [%s], nothing was deleted; is Optimize still running?", extra, safetyID)
-		}
-		step("delete-indices")
-		if err := s.restoreCall(ctx, esapi.IndicesDeleteRequest{Index: existing}, nil); err != nil {
-			return fmt.Errorf("delete indices %v (all are in safety backup [%s]): %w", existing, safetyID, err)
-		}
-	}
-	snaps, err := s.backupSnapshots(ctx, info.BackupID)
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
-	for i, snap := range snaps {
-		step(fmt.Sprintf("restore-part-%d", partOf(snap.Name)))
-		if err := s.restoreSnapshot(ctx, snap, i); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// safetyBackup takes a normal two-part backup of the current indices and waits until it is
-// COMPLETED. It returns its ID and the indices it holds.
-func (s *server) safetyBackup(ctx context.Context) (string, []string, error) {
-	id := "safety-" + strings.ToLower(s.now().UTC().Format("20060102t150405z"))
-	if _, err := s.createBackup(ctx, id); err != nil {
-		return id, nil, err
-	}
-	for {
-		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
-			return id, nil, err
-		}
-		if s.inflight.has(id) {
-			continue // part 2 not started yet
-		}
-		snaps, err := s.backupSnapshots(ctx, id)
-		if err != nil {
-			return id, nil, err
-		}
-		if len(snaps) == 0 {
-			return id, nil, errors.New("its snapshots disappeared")
-		}
-		info := backupState(id, snaps, false, s.now(), 0)
-		switch info.State {
-		case stateInProgress:
-			continue
-		case stateCompleted:
-			var indices []string
-			for _, snap := range snaps {
-				indices = append(indices, snap.Indices...)
-			}
-			return id, indices, nil
-		default:
-			reason := ""
-			if info.FailureReason != nil {
-				reason = ": " + *info.FailureReason
-			}
-			return id, nil, fmt.Errorf("it is %s%s", info.State, reason)
-		}
-	}
-}
-
-// restoreSnapshot starts restoring one snapshot (indices and their aliases, no global state)
-// and follows it through _recovery until every shard is done.
-func (s *server) restoreSnapshot(ctx context.Context, snap snapshot, index int) error {
-	body, _ := json.Marshal(map[string]any{"indices": strings.Join(snap.Indices, ","), "include_global_state": false, "include_aliases": true})
-	wait := false
-	req := esapi.SnapshotRestoreRequest{Repository: s.cfg.Repository, Snapshot: snap.Name, Body: bytes.NewReader(body), WaitForCompletion: &wait}
-	if err := s.restoreCall(ctx, req, nil); err != nil {
-		return fmt.Errorf("restore snapshot %s: %w", snap.Name, err)
-	}
-	for {
-		progress, err := s.recoveryProgress(ctx, snap)
-		if err != nil {
-			return err
-		}
-		s.restores.update(func(j *restoreJob) { j.Snapshots[index] = progress })
-		if progress.State == restoreCompleted {
-			return nil
-		}
-		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
-			return err
-		}
-	}
-}
-
-// recoveryShards is the part of the _recovery answer the progress is read from.
-type recoveryShards map[string]struct {
-	Shards []struct {
-		Type    string `json:"type"`
-		Stage   string `json:"stage"`
-		Primary bool   `json:"primary"`
-		Source  struct {
-			Snapshot string `json:"snapshot"`
-		} `json:"source"`
-		Index struct {
-			Size struct {
-				Total     int64 `json:"total_in_bytes"`
-				Recovered int64 `json:"recovered_in_bytes"`
-			} `json:"size"`
-		} `json:"index"`
-	} `json:"shards"`
-}
-
-// recoveryProgress reads how far the restore of one snapshot is: shards whose recovery from
-// this snapshot is DONE out of the snapshot's shards, and bytes recovered.
-func (s *server) recoveryProgress(ctx context.Context, snap snapshot) (restoreProgress, error) {
-	ignore := true
-	req := esapi.IndicesRecoveryRequest{Index: snap.Indices, IgnoreUnavailable: &ignore,
-		FilterPath: []string{"*.shards.type", "*.shards.stage", "*.shards.primary", "*.shards.source.snapshot", "*.shards.index.size"}}
-	var answer recoveryShards
-	if err := s.esCall(ctx, req, &answer); err != nil {
-		return restoreProgress{}, fmt.Errorf("read restore progress of %s: %w", snap.Name, err)
-	}
-	p := restoreProgress{SnapshotName: snap.Name, State: restoreRunning, ShardsTotal: snap.Shards.Successful}
-	for _, ix := range answer {
-		for _, sh := range ix.Shards {
-			if sh.Type != "SNAPSHOT" || !sh.Primary || sh.Source.Snapshot != snap.Name {
-				continue
-			}
-			p.BytesTotal += sh.Index.Size.Total
-			p.BytesRecovered += sh.Index.Size.Recovered
-			if sh.Stage == "DONE" {
-				p.ShardsDone++
-			}
-		}
-	}
-	if p.ShardsTotal > 0 && p.ShardsDone >= p.ShardsTotal {
-		p.State = restoreCompleted
-	}
-	return p, nil
-}
-
-// handleRestoreStatus reports the restore job of a backup: this process's job if it ran it,
-// else what Elasticsearch's _recovery shows (after a restart the job is rebuilt from there).
+// handleRestoreStatus reports the restore job of a backup, as stored in Elasticsearch: one
+// request. A job whose sidecar stopped or went silent is taken over here.
 func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := validateBackupID(id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if job, ok := s.restores.snapshotOf(id); ok {
-		writeJSON(w, http.StatusOK, job)
+	if err := s.requireRepository(); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	info, snaps, err := s.backupAndSnapshots(r, id)
+	doc, _, found, err := s.loadJob(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
-	job := restoreJob{BackupID: info.BackupID, Step: "unknown (not started by this process)"}
-	seen, done := 0, 0
-	for _, snap := range snaps {
-		p, err := s.recoveryProgress(r.Context(), snap)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		switch {
-		case p.State == restoreCompleted:
-			seen++
-			done++
-		case p.ShardsDone > 0 || p.BytesTotal > 0:
-			seen++
-		default:
-			p.State = restorePending
-		}
-		job.Snapshots = append(job.Snapshots, p)
-	}
-	switch {
-	case seen == 0:
+	if !found || doc.BackupID != id {
 		s.writeError(w, r, &noRestoreError{id: id})
 		return
-	case done == len(snaps):
-		job.State = restoreCompleted
-	case seen > done:
-		job.State = restoreRunning
-	default:
-		// Some parts restored, the others never started, and no job runs here: the sidecar
-		// that ran it stopped in between.
-		job.State = restoreFailed
-		job.FailureReason = ptr("Elasticsearch shows only part of this backup restored and no restore job is running (the sidecar stopped during the restore?); delete the restored indices and restore again.")
 	}
-	writeJSON(w, http.StatusOK, job)
-}
-
-// noRestoreError means no restore of the backup is known to this process or Elasticsearch.
-type noRestoreError struct{ id string }
-
-func (e *noRestoreError) Error() string {
-	return fmt.Sprintf("No restore of backup [%s] is running or recorded in Elasticsearch; start one with POST .../%s/restore.", e.id, e.id)
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	if doc.active() && s.stale(doc) && !s.restores.has(restoreKey) {
+		go func() {
+			if err := s.resumeRestore(context.WithoutCancel(r.Context())); err != nil {
+				s.log.Error("cannot take over the restore job", "backup_id", doc.BackupID, "err", err)
+			}
+		}()
 	}
+	writeJSON(w, http.StatusOK, doc.restoreJob)
 }

@@ -28,7 +28,10 @@ type indexPrint struct {
 func (es realES) fingerprint(prefix string) map[string]indexPrint {
 	es.t.Helper()
 	var resolved struct {
-		Indices []resolvedIndex `json:"indices"`
+		Indices []struct {
+			Name    string   `json:"name"`
+			Aliases []string `json:"aliases"`
+		} `json:"indices"`
 	}
 	json.Unmarshal(es.must("GET", "/_resolve/index/"+prefix+"-*?expand_wildcards=all", ""), &resolved)
 	out := map[string]indexPrint{}
@@ -60,11 +63,48 @@ func (es realES) fingerprint(prefix string) map[string]indexPrint {
 	return out
 }
 
-// deleteIndices deletes every index of the prefix by name.
-func (es realES) deleteIndices(prefix string) {
+// testInstallation is the rule of the test data (load-data.sh): optimize, next to the nested
+// installation optimize-east and the foreign optimize-logs-2026.11.
+var testInstallation = newInstallation("optimize", []string{"optimize-east"})
+
+// installationPrint is the fingerprint of the optimize installation's indices only.
+func (es realES) installationPrint() map[string]indexPrint {
+	es.t.Helper()
+	out := map[string]indexPrint{}
+	for name, p := range es.fingerprint("optimize") {
+		if testInstallation.owns(name) {
+			out[name] = p
+		}
+	}
+	return out
+}
+
+// othersPrint is the fingerprint of every other index the tests load, that no backup, restore
+// or delete of the optimize installation may touch: optimize-east's, the foreign
+// optimize-logs-2026.11 and unrelated-logs. It also fails if any index still has a write block.
+func (es realES) othersPrint() map[string]indexPrint {
+	es.t.Helper()
+	out := map[string]indexPrint{}
+	for name, p := range es.fingerprint("optimize") {
+		if !testInstallation.owns(name) {
+			out[name] = p
+		}
+	}
+	for name, p := range es.fingerprint("unrelated") {
+		out[name] = p
+	}
+	if settings := es.must("GET", "/_all/_settings/index.blocks.write?expand_wildcards=all", ""); strings.Contains(string(settings), `"write":"true"`) {
+		es.t.Errorf("an index still has a write block: %s", settings)
+	}
+	return out
+}
+
+// deleteIndices deletes every index of the optimize installation by name, as an operator
+// following Optimize's runbook would.
+func (es realES) deleteIndices() {
 	es.t.Helper()
 	var names []string
-	for name := range es.fingerprint(prefix) {
+	for name := range es.installationPrint() {
 		names = append(names, name)
 	}
 	if len(names) > 0 {
@@ -99,7 +139,11 @@ func (s sidecar) waitRestore(id string) restoreJob {
 func checkRestore(t *testing.T, es realES) {
 	repo := es.newRepo("restore")
 	sc := startSidecar(t, es.sidecarEnv(repo))
-	before := es.fingerprint("optimize")
+	before := es.installationPrint()
+	others := es.othersPrint()
+	if len(others) < 14 {
+		t.Fatalf("got %d indices of other installations and foreign ones; want optimize-east's, optimize-logs-2026.11 and unrelated-logs", len(others))
+	}
 	if len(before) < 9 {
 		t.Fatalf("got %d optimize indices; want the loaded data set", len(before))
 	}
@@ -117,25 +161,25 @@ func checkRestore(t *testing.T, es realES) {
 	if status != 200 || !strings.Contains(string(body), `"wouldRestore":false`) {
 		t.Errorf("dry run: got %d %s; want 200 with wouldRestore false", status, body)
 	}
-	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+	if diff := cmp.Diff(before, es.installationPrint()); diff != "" {
 		t.Fatalf("refused restore changed data (-before +after):\n%s", diff)
 	}
 
 	// The runbook: no Optimize index left, then restore.
-	es.deleteIndices("optimize")
+	es.deleteIndices()
 	if status, body := sc.call("POST", "/actuator/backups/1/restore", ""); status != 202 {
 		t.Fatalf("restore: got %d %s; want 202", status, body)
 	}
 	if job := sc.waitRestore("1"); job.State != restoreCompleted {
 		t.Fatalf("restore: got %+v; want COMPLETED", job)
 	}
-	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+	if diff := cmp.Diff(before, es.installationPrint()); diff != "" {
 		t.Fatalf("restored data differs (-backed up +restored):\n%s", diff)
 	}
 
 	// Over live indices that changed since the backup: replaceExisting.
 	es.must("PUT", "/optimize-dashboard/_doc/added-after-backup?refresh=true", `{"kind":"dashboard","name":"new"}`)
-	changed := es.fingerprint("optimize")
+	changed := es.installationPrint()
 	status, body = sc.call("POST", "/actuator/backups/1/restore", `{"replaceExisting": true}`)
 	if status != 202 {
 		t.Fatalf("restore with replaceExisting: got %d %s; want 202", status, body)
@@ -144,7 +188,7 @@ func checkRestore(t *testing.T, es realES) {
 	if job.State != restoreCompleted || job.SafetyBackupID == nil {
 		t.Fatalf("restore with replaceExisting: got %+v; want COMPLETED with a safety backup", job)
 	}
-	if diff := cmp.Diff(before, es.fingerprint("optimize")); diff != "" {
+	if diff := cmp.Diff(before, es.installationPrint()); diff != "" {
 		t.Fatalf("data after replace differs from the backup (-backed up +restored):\n%s", diff)
 	}
 	safety := *job.SafetyBackupID
@@ -159,8 +203,13 @@ func checkRestore(t *testing.T, es realES) {
 	if job := sc.waitRestore(safety); job.State != restoreCompleted {
 		t.Fatalf("restore safety backup: got %+v; want COMPLETED", job)
 	}
-	if diff := cmp.Diff(changed, es.fingerprint("optimize")); diff != "" {
+	if diff := cmp.Diff(changed, es.installationPrint()); diff != "" {
 		t.Fatalf("data from the safety backup differs (-live +restored):\n%s", diff)
+	}
+	// Nothing of another installation, nor a foreign index, was touched, and no write block is
+	// left anywhere.
+	if diff := cmp.Diff(others, es.othersPrint()); diff != "" {
+		t.Errorf("indices outside the installation changed (-before +after):\n%s", diff)
 	}
 	// Leave the data as the other tests expect it.
 	es.must("DELETE", "/optimize-dashboard/_doc/added-after-backup?refresh=true", "")

@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -16,28 +20,42 @@ const (
 	restorePart2  = "POST /_snapshot/test-repo/camunda_optimize_12_3.9.0_part_2_of_2/_restore"
 	recoverPart1  = "GET /optimize-import-index_v3/_recovery"
 	recoverPart2  = "GET /optimize-metadata_v3/_recovery"
+	existPart1    = "GET /_resolve/index/optimize-import-index_v3"
+	existPart2    = "GET /_resolve/index/optimize-metadata_v3"
+	createJobs    = "PUT /camunda-optimize-backup-jobs"
+	putJob        = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
 	optimizeAlive = "GET /optimize/api/readyz"
 )
 
 // TestRestoreChecks checks the precondition answers: a dry run that would pass, a dry run
 // and a real request where every check fails (409 listing all, nothing sent that changes
-// anything), and the admin token.
+// anything), a backup that holds another installation's indices, the admin token, and the
+// status of the job stored in Elasticsearch.
 func TestRestoreChecks(t *testing.T) {
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
 	allFail := func(c *config) {
 		c.OptimizeVersion = "3.10.0"
 		c.OptimizeHealthURL = c.ESURLs[0] + "/optimize/api/readyz"
 	}
-	allFailRoutes := map[string]string{getBackup1: "get-partial", resolveIdx: "resolve", getCurrent: "current-running", optimizeAlive: "cluster-health"}
+	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-found-running", optimizeAlive: "cluster-health"}
+	var running jobDoc
+	if err := json.Unmarshal(loadRecording(t, "job-found-running").Body, &struct {
+		Source *jobDoc `json:"_source"`
+	}{&running}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := time.UnixMilli(running.Heartbeat).Add(time.Second) // the job's owner wrote a moment ago
 	cases := []apiCase{
 		{name: "restore-dry-run-ok", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getCurrent: "current-none"}, noMutES: true},
-		{name: "restore-dry-run-all-fail", method: "POST", path: "/actuator/backups/1/restore", body: `{"dryRun": true}`, header: admin, status: 200,
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+		{name: "restore-dry-run-all-fail", method: "POST", path: "/actuator/backups/4/restore", body: `{"dryRun": true}`, header: admin, status: 200,
 			cfg: allFail, es: allFailRoutes, noMutES: true},
-		{name: "restore-all-checks-fail", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 409,
+		{name: "restore-all-checks-fail", method: "POST", path: "/actuator/backups/4/restore", header: admin, status: 409,
 			cfg: allFail, es: allFailRoutes, noMutES: true},
 		{name: "restore-indices-exist", method: "POST", path: "/actuator/backup/12/restore", body: `{"replaceExisting": false}`, header: admin, status: 409,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+		{name: "restore-other-installation", method: "POST", path: "/actuator/backups/13/restore", body: `{"replaceExisting": true}`, header: admin, status: 409,
+			es: map[string]string{getBackup("13"): "get-two-installations-13", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
@@ -45,27 +63,28 @@ func TestRestoreChecks(t *testing.T) {
 		{name: "restore-admin-disabled", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 403,
 			cfg: func(c *config) { c.AdminToken = "" }},
 
-		// Status from Elasticsearch, when this process did not run the job (e.g. restarted).
+		// Status: the job stored in Elasticsearch, one request.
+		{name: "restore-status-running", method: "GET", path: "/actuator/backups/12/restore", status: 200, now: fresh,
+			es: map[string]string{getJob: "job-found-running"}, wantES: []string{getJob}},
 		{name: "restore-status-completed", method: "GET", path: "/actuator/backups/12/restore", status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-done-1", recoverPart2: "recovery-done-2"}, noMutES: true,
-			wantES: []string{getBackup12, recoverPart1, recoverPart2}},
-		{name: "restore-status-running", method: "GET", path: "/actuator/backups/12/restore", status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-running", recoverPart2: "recovery-none"}, noMutES: true},
-		{name: "restore-status-interrupted", method: "GET", path: "/actuator/backups/12/restore", status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-done-1", recoverPart2: "recovery-none"}, noMutES: true},
+			es: map[string]string{getJob: "job-found-completed"}, wantES: []string{getJob}},
+		{name: "restore-status-other-backup", method: "GET", path: "/actuator/backups/1/restore", status: 404,
+			es: map[string]string{getJob: "job-found-completed"}},
 		{name: "restore-status-none", method: "GET", path: "/actuator/backups/12/restore", status: 404,
-			es: map[string]string{getBackup12: "get-completed-12", recoverPart1: "recovery-none", recoverPart2: "recovery-none"}, noMutES: true},
+			es: map[string]string{getJob: "job-none"}},
 	}
 	runAPICases(t, cases)
 }
 
-// TestRestoreJob starts a restore of backup 12 into an empty cluster and follows the job:
-// 202 PENDING, then both parts restored in order and the job COMPLETED with full progress.
+// TestRestoreJob starts a restore of backup 12 into an empty cluster and follows the job: 202
+// PENDING, the lock taken with an atomic create, both parts restored in order by their exact
+// snapshot names, and the stored job COMPLETED with full progress.
 func TestRestoreJob(t *testing.T) {
 	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getCurrent: "current-none",
-		restorePart1: "restore-accepted-1", recoverPart1: "recovery-done-1",
-		restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
+		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none",
+		createJobs: "jobs-index-created", putJob: "job-created",
+		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-done-1",
+		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
 	})
 	srv := newTestServer(t, testConfig(fake.srv.URL))
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
@@ -76,22 +95,40 @@ func TestRestoreJob(t *testing.T) {
 	assertGolden(t, "restore-started", res)
 	srv.restores.shutdown(context.Background()) // wait for the job
 
-	res = serve(t, srv, "GET", "/actuator/backups/12/restore", "", nil)
-	assertGolden(t, "restore-completed", res)
-	want := []string{getBackup12, resolveIdx, getCurrent, getBackup12, restorePart1, recoverPart1, restorePart2, recoverPart2}
+	want := []string{getBackup12, resolveIdx, getJob, getCurrent, getJob, createJobs, putJob,
+		putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, putJob}
 	if diff := cmp.Diff(want, fake.sent()); diff != "" {
 		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
+	}
+	jobs := fake.bodiesOf(putJob)
+	var last jobDoc
+	if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last.State != restoreCompleted || last.Step != stepDone || last.Owner != srv.owner || last.FailureReason != nil {
+		t.Errorf("got stored job %+v; want COMPLETED at step done, owned by this sidecar", last)
+	}
+	for _, p := range last.Snapshots {
+		if p.State != restoreCompleted || p.ShardsDone != p.ShardsTotal || p.BytesRecovered != p.BytesTotal {
+			t.Errorf("got progress %+v; want every shard and byte restored", p)
+		}
+	}
+	for _, b := range fake.bodiesOf(restorePart1) {
+		if !strings.Contains(b, `"indices":["optimize-import-index_v3"]`) || !strings.Contains(b, `"ignore_index_settings":["index.blocks.write"]`) {
+			t.Errorf("got restore body %s; want exactly the checked index, without a write block", b)
+		}
 	}
 }
 
 // TestRestoreSafetyBackupFails replaces existing indices, but the safety backup cannot be
-// taken: the job fails and no index is deleted.
+// taken: the job fails, the write block it set is lifted again, and no index is deleted or
+// restored.
 func TestRestoreSafetyBackupFails(t *testing.T) {
-	safety := "GET /_snapshot/test-repo/camunda_optimize_safety-20270101t000000z_*"
+	settings := "PUT /optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings"
 	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve", getCurrent: "current-none",
-		safety: "get-unknown", readMetadata: "metadata",
-		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000z_3.9.0_part_1_of_2": "create-missing-repo",
+		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-none", getCurrent: "current-none",
+		createJobs: "jobs-index-created", putJob: "job-created", settings: "write-block-set", readMetadata: "metadata",
+		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000000z_3.9.0_part_1_of_2": "create-missing-repo",
 	})
 	srv := newTestServer(t, testConfig(fake.srv.URL))
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
@@ -100,11 +137,69 @@ func TestRestoreSafetyBackupFails(t *testing.T) {
 		t.Fatalf("got %d %s; want 202", res.Code, res.Body)
 	}
 	srv.restores.shutdown(context.Background())
-	res = serve(t, srv, "GET", "/actuator/backups/12/restore", "", nil)
-	assertGolden(t, "restore-safety-failed", res)
+	blocks := fake.bodiesOf(settings)
+	if diff := cmp.Diff([]string{`{"index.blocks.write":true}`, `{"index.blocks.write":null}`}, blocks); diff != "" {
+		t.Errorf("write block bodies (-want +got):\n%s", diff)
+	}
 	for _, r := range fake.mutations() {
-		if r[:6] == "DELETE" || r[:4] == "POST" {
+		if strings.HasPrefix(r, "DELETE") || strings.HasPrefix(r, "POST /_snapshot") {
 			t.Errorf("got %s after a failed safety backup; want nothing deleted or restored", r)
+		}
+	}
+	jobs := fake.bodiesOf(putJob)
+	var last jobDoc
+	if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last.State != restoreFailed || last.WriteBlocked || last.FailureReason == nil || !strings.Contains(*last.FailureReason, "nothing was deleted") {
+		t.Errorf("got stored job %+v; want FAILED, write block lifted, saying nothing was deleted", last)
+	}
+	if !slices.Contains(last.Plan.Replace, "optimize-metadata_v3") || slices.ContainsFunc(last.Plan.Replace, func(ix string) bool {
+		return strings.HasPrefix(ix, "optimize-east-") || strings.HasPrefix(ix, "optimize-logs")
+	}) {
+		t.Errorf("got indices to replace %v; want this installation's only", last.Plan.Replace)
+	}
+}
+
+// TestRestoreProgress checks the progress rules on hand-made recovery answers: only primaries
+// recovered from exactly this snapshot count, and the part is done when all its shards are.
+func TestRestoreProgress(t *testing.T) {
+	part := planPart{Snapshot: "snap-a", Indices: []string{"ix-1", "ix-2"}, Shards: 2}
+	shard := func(stage, source string, primary bool, recovered int64) recoveryShard {
+		sh := recoveryShard{Type: "SNAPSHOT", Stage: stage, Primary: primary}
+		sh.Source.Snapshot = source
+		sh.Index.Size.Total, sh.Index.Size.Recovered = 100, recovered
+		return sh
+	}
+	rec := func(a, b []recoveryShard) recoveryShards {
+		out := recoveryShards{}
+		if a != nil {
+			out["ix-1"] = struct {
+				Shards []recoveryShard `json:"shards"`
+			}{a}
+		}
+		if b != nil {
+			out["ix-2"] = struct {
+				Shards []recoveryShard `json:"shards"`
+			}{b}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		rec  recoveryShards
+		want restoreProgress
+	}{
+		{"nothing yet", rec(nil, nil), restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
+		{"half", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("INDEX", "snap-a", true, 40)}),
+			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsDone: 1, ShardsTotal: 2, BytesRecovered: 140, BytesTotal: 200}},
+		{"done", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("DONE", "snap-a", true, 100)}),
+			restoreProgress{SnapshotName: "snap-a", State: restoreCompleted, ShardsDone: 2, ShardsTotal: 2, BytesRecovered: 200, BytesTotal: 200}},
+		{"replicas and other snapshots do not count", rec([]recoveryShard{shard("DONE", "snap-a", false, 100), shard("DONE", "snap-b", true, 100)}, nil),
+			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
+	} {
+		if diff := cmp.Diff(tc.want, restoreProgressOf(part, tc.rec)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
 }

@@ -3,83 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// This file holds every call the sidecar makes to Elasticsearch, all through esCall.
-
-// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
-// timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
-var errESUnreachable = errors.New("elasticsearch could not be reached")
-
-// esError is an error answer from Elasticsearch, decoded from its error body.
-type esError struct {
-	Status int
-	Type   string
-	Reason string
-}
-
-func (e *esError) Error() string {
-	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
-}
-
-// esErrorBody is the shape of Elasticsearch's error answers.
-type esErrorBody struct {
-	Error struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	} `json:"error"`
-	Status int `json:"status"`
-}
-
-// esCall runs one Elasticsearch request with the per-call deadline, closes its body, turns
-// error answers into *esError and transport failures into errESUnreachable, and decodes a
-// successful JSON answer into target (unless target is nil).
-func (s *server) esCall(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCallWith(ctx, s.es, req, target)
-}
-
-// restoreCall is esCall with the restore credentials, for the calls that change indices.
-func (s *server) restoreCall(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCallWith(ctx, s.restoreES, req, target)
-}
-
-// esCallWith is esCall through a given client.
-func (s *server) esCallWith(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
-	defer cancel()
-	res, err := req.Do(ctx, client)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errESUnreachable, err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		return fmt.Errorf("%w: reading the answer: %v", errESUnreachable, err)
-	}
-	if res.IsError() {
-		var eb esErrorBody
-		if json.Unmarshal(body, &eb) != nil || eb.Error.Type == "" {
-			return &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
-		}
-		return &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
-	}
-	if target == nil {
-		return nil
-	}
-	if err := json.Unmarshal(body, target); err != nil {
-		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
-	}
-	return nil
-}
+// The snapshot requests: every one names its snapshots exactly (escaped, see seg), and only
+// the read of one backup and the list use a pattern, whose answers are filtered by parsed name.
 
 // snapshot is one Elasticsearch snapshot as the get-snapshots API reports it.
 type snapshot struct {
@@ -140,17 +78,32 @@ func snapshotName(id, version string, partNo int) string {
 // partCount is how many snapshots make one Optimize backup.
 const partCount = 2
 
-// snapshotNamePattern parses the names Optimize and this sidecar give snapshots:
-// camunda_optimize_{id}_{version}_part_{n}_of_{m}. IDs never contain '_', so the ID ends at the
-// first '_' after the prefix.
-var snapshotNamePattern = regexp.MustCompile(`^camunda_optimize_([^_]+)_([^_]+)_part_(\d+)_of_(\d+)$`)
+// snapshotNamePattern parses the names Optimize and this sidecar give snapshots,
+// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}, with the version as anchor and a greedy ID.
+// Part numbers are written without leading zeros, so every part has exactly one name.
+var snapshotNamePattern = regexp.MustCompile(`^camunda_optimize_(.+)_(\d+\.\d+\.\d+)_part_([1-9]\d{0,8})_of_([1-9]\d{0,8})$`)
 
-// getSnapshots returns the snapshots whose names match pattern (a name or a wildcard), one
-// page of size at most size (0: no limit) after the cursor after, newest first, with the
-// fields named in fields.
+// parseSnapshotName splits a snapshot name into backup ID, version tag, part number and part
+// count; ok is false for a name that does not follow Optimize's scheme.
+func parseSnapshotName(name string) (id, version string, part, of int, ok bool) {
+	m := snapshotNamePattern.FindStringSubmatch(name)
+	if m == nil {
+		return "", "", 0, 0, false
+	}
+	part, err1 := strconv.Atoi(m[3])
+	of, err2 := strconv.Atoi(m[4])
+	if err1 != nil || err2 != nil {
+		return "", "", 0, 0, false
+	}
+	return m[1], m[2], part, of, true
+}
+
+// getSnapshots returns the snapshots whose names match pattern (an escaped name, or an escaped
+// prefix followed by *), one page of size at most size (0: no limit) after the cursor after,
+// newest first, with the fields named in fields.
 func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
 	req := esapi.SnapshotGetRequest{
-		Repository: s.cfg.Repository,
+		Repository: seg(s.cfg.Repository),
 		Snapshot:   []string{pattern},
 		Sort:       "start_time",
 		Order:      "desc",
@@ -161,7 +114,7 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 		req.Size = &size
 	}
 	var answer getSnapshotsAnswer
-	if err := s.esCall(ctx, req, &answer); err != nil {
+	if err := s.read(ctx, req, &answer); err != nil {
 		return answer, fmt.Errorf("get snapshots %s: %w", pattern, err)
 	}
 	for _, raw := range answer.Failures {
@@ -176,13 +129,55 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 	return answer, nil
 }
 
-// backupSnapshots returns every snapshot of the backup with this ID: one request.
+// backupSnapshots returns every snapshot of the backup with exactly this ID: one request. The
+// pattern camunda_optimize_{id}_* also matches IDs that start with id_ (Optimize 3.9 allowed
+// '_'); those are dropped by parsed name.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
-	answer, err := s.getSnapshots(ctx, snapshotPrefix(id)+"*", 0, "", snapshotFields)
+	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", 0, "", snapshotFields)
 	if err != nil {
 		return nil, err
 	}
-	return answer.Snapshots, nil
+	own := answer.Snapshots[:0]
+	for _, snap := range answer.Snapshots {
+		if got, _, _, _, ok := parseSnapshotName(snap.Name); ok && got == id {
+			own = append(own, snap)
+		}
+	}
+	return own, nil
+}
+
+// snapshotByName returns one snapshot by its exact name, or ok false if it does not exist.
+func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot, ok bool, err error) {
+	answer, err := s.getSnapshots(ctx, seg(name), 0, "", snapshotFields)
+	var ee *esError
+	if errors.As(err, &ee) && ee.Type == "snapshot_missing_exception" {
+		return snapshot{}, false, nil
+	}
+	if err != nil {
+		return snapshot{}, false, err
+	}
+	for _, sn := range answer.Snapshots {
+		if sn.Name == name {
+			return sn, true, nil
+		}
+	}
+	return snapshot{}, false, nil
+}
+
+// runningSnapshots returns the names of the snapshots running in the repository.
+func (s *server) runningSnapshots(ctx context.Context) ([]string, error) {
+	var current struct {
+		Snapshots []snapshot `json:"snapshots"`
+	}
+	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{"_current"}, FilterPath: []string{"snapshots.snapshot"}}
+	if err := s.read(ctx, req, &current); err != nil {
+		return nil, fmt.Errorf("get running snapshots: %w", err)
+	}
+	names := make([]string, len(current.Snapshots))
+	for i, sn := range current.Snapshots {
+		names[i] = sn.Name
+	}
+	return names, nil
 }
 
 // snapshotRequest is the body of a create-snapshot request.
@@ -200,15 +195,33 @@ type snapshotMetadata struct {
 	PartNo    int    `json:"partNo"`
 	PartCount int    `json:"partCount"`
 	CreatedBy string `json:"createdBy"`
+	// Kind is "safety" for the backup a restore takes before it replaces indices.
+	Kind string `json:"kind,omitempty"`
+	// Nonce tells this request's snapshot from another's of the same name, when an answer got
+	// lost and the snapshot is read back.
+	Nonce string `json:"nonce"`
 }
 
-// startSnapshot asks Elasticsearch to start a snapshot of exactly these indices and returns as
-// soon as it is accepted.
+// newNonce is a random token for one snapshot create.
+func newNonce() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b)
+}
+
+// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
+var errSnapshotNameTaken = errors.New("snapshot name already in use")
+
+// startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices and
+// returns as soon as it is accepted. When the answer is lost (no answer, or a gateway's
+// 502/503/504), it reads the snapshot back: if it is there with this request's nonce, the
+// create went through. A name someone else holds is errSnapshotNameTaken.
 func (s *server) startSnapshot(ctx context.Context, name string, indices []string, meta snapshotMetadata) error {
 	if len(indices) == 0 {
 		// An empty list would snapshot the whole cluster.
 		return fmt.Errorf("create snapshot %s: refusing to snapshot an empty index list", name)
 	}
+	meta.Nonce = newNonce()
 	body, err := json.Marshal(snapshotRequest{
 		Indices:            indices,
 		IncludeGlobalState: false,
@@ -219,71 +232,63 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 		return err
 	}
 	wait := false
-	req := esapi.SnapshotCreateRequest{Repository: s.cfg.Repository, Snapshot: name, Body: bytes.NewReader(body), WaitForCompletion: &wait}
-	if err := s.esCall(ctx, req, nil); err != nil {
+	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	err = s.write(ctx, req, nil)
+	var ee *esError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee) && ee.Type == "snapshot_name_already_in_use_exception":
+		return fmt.Errorf("create snapshot %s: %w: %v", name, errSnapshotNameTaken, err)
+	case !answerLost(err):
 		return fmt.Errorf("create snapshot %s: %w", name, err)
 	}
+	snap, found, readErr := s.snapshotByName(ctx, name)
+	switch {
+	case readErr != nil:
+		return fmt.Errorf("create snapshot %s: the answer was lost (%v) and reading it back failed: %w", name, err, readErr)
+	case !found:
+		return fmt.Errorf("create snapshot %s (not created): %w", name, err)
+	case snap.Metadata["nonce"] != meta.Nonce:
+		return fmt.Errorf("create snapshot %s: %w: the answer was lost (%v) and the snapshot that exists is not this request's", name, errSnapshotNameTaken, err)
+	}
+	s.log.Warn("snapshot create answer lost, but the snapshot exists with this request's nonce; carrying on", "snapshot", name, "err", err)
 	return nil
 }
 
 // deleteSnapshots deletes exactly these snapshots (never a pattern) and returns once
 // Elasticsearch acknowledged; a running snapshot is aborted.
 func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
-	req := esapi.SnapshotDeleteRequest{Repository: s.cfg.Repository, Snapshot: names}
-	if err := s.esCall(ctx, req, nil); err != nil {
+	req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(names)}
+	if err := s.write(ctx, req, nil); err != nil {
 		return fmt.Errorf("delete snapshots %s: %w", strings.Join(names, ","), err)
 	}
 	return nil
 }
 
-// importIndexNames are the Optimize indices that go into part 1 of a backup.
-var importIndexNames = []string{"import-index", "timestamp-based-import-index", "position-based-import-index"}
-
-// resolvedIndex is one index as the resolve-index API reports it.
-type resolvedIndex struct {
-	Name    string   `json:"name"`
-	Aliases []string `json:"aliases"`
+// restoreRequest is the body of a snapshot restore.
+type snapshotRestoreBody struct {
+	Indices            []string `json:"indices"`
+	IncludeGlobalState bool     `json:"include_global_state"`
+	IncludeAliases     bool     `json:"include_aliases"`
+	// IgnoreIndexSettings drops the write block a safety backup's indices were snapshotted
+	// with, so Optimize never starts against read-only indices.
+	IgnoreIndexSettings []string `json:"ignore_index_settings"`
 }
 
-// optimizeIndices returns the physical indices of the Optimize prefix, split into part 1 (the
-// import indices) and part 2 (every other index of the prefix), as they exist right now.
-func (s *server) optimizeIndices(ctx context.Context) (part1, part2 []string, err error) {
-	req := esapi.IndicesResolveIndexRequest{
-		Name:            []string{s.cfg.IndexPrefix + "-*"},
-		ExpandWildcards: "all",
-		FilterPath:      []string{"indices.name", "indices.aliases"},
+// restoreSnapshot asks Elasticsearch, once, to start restoring exactly these indices of one
+// snapshot with their aliases and without global state.
+func (s *server) restoreSnapshot(ctx context.Context, name string, indices []string) error {
+	body, err := json.Marshal(snapshotRestoreBody{Indices: indices, IncludeAliases: true, IgnoreIndexSettings: []string{"index.blocks.write"}})
+	if err != nil {
+		return err
 	}
-	var answer struct {
-		Indices []resolvedIndex `json:"indices"`
+	wait := false
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	if err := s.restoreWrite(ctx, req, nil); err != nil {
+		return fmt.Errorf("restore snapshot %s: %w", name, err)
 	}
-	if err := s.esCall(ctx, req, &answer); err != nil {
-		return nil, nil, fmt.Errorf("resolve indices %s-*: %w", s.cfg.IndexPrefix, err)
-	}
-	for _, ix := range answer.Indices {
-		if isImportIndex(s.cfg.IndexPrefix, ix) {
-			part1 = append(part1, ix.Name)
-		} else {
-			part2 = append(part2, ix.Name)
-		}
-	}
-	return part1, part2, nil
-}
-
-// isImportIndex tells whether an index is one of Optimize's import indices, by its alias or by
-// its physical name {prefix}-{name}_v{N}.
-func isImportIndex(prefix string, ix resolvedIndex) bool {
-	for _, name := range importIndexNames {
-		alias := prefix + "-" + name
-		if ix.Name == alias || strings.HasPrefix(ix.Name, alias+"_v") {
-			return true
-		}
-		for _, a := range ix.Aliases {
-			if a == alias {
-				return true
-			}
-		}
-	}
-	return false
+	return nil
 }
 
 // optimizeVersion is the version tag for new backups: OPTIMIZE_VERSION, else the schemaVersion
@@ -298,7 +303,7 @@ func (s *server) optimizeVersion(ctx context.Context) (string, error) {
 			SchemaVersion string `json:"schemaVersion"`
 		} `json:"_source"`
 	}
-	if err := s.esCall(ctx, esapi.GetRequest{Index: index, DocumentID: "1"}, &doc); err != nil {
+	if err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc); err != nil {
 		var ee *esError
 		if errors.As(err, &ee) && ee.Status == http.StatusNotFound {
 			return "", fmt.Errorf("%w: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", errNoVersion, index, ee.Reason)

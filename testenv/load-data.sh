@@ -3,21 +3,23 @@
 # as Optimize names them (SPEC.md section 1): physical indices {prefix}-{name}_v{N} behind
 # aliases {prefix}-{name}, the three import indices, the metadata index with document 1 and its
 # schemaVersion, process-instance indices per definition key (one a rollover index -000001),
-# report, dashboard and collection indices. It also loads a second Optimize prefix and an
-# unrelated index, which must stay out of every backup of the first prefix.
+# report, dashboard and collection indices. It also loads a second installation whose prefix
+# starts with the first one's (optimize-east, with its own metadata index), a foreign index that
+# merely starts with the prefix (optimize-logs-2026.11) and an unrelated index: none of them may
+# ever be backed up, blocked, deleted or restored for the first prefix.
 #
 #   testenv/load-data.sh http://127.0.0.1:9250
 #
 # Environment (all optional):
 #   PREFIX          index prefix (default optimize)
-#   OTHER_PREFIX    the second prefix that must never be backed up (default optimize2)
+#   OTHER_PREFIX    the second installation's prefix (default PREFIX-east)
 #   DOCS            documents in total for PREFIX (default 10000)
 #   SCHEMA_VERSION  Optimize version written to {prefix}-metadata (default 3.9.0-SNAPSHOT)
 set -euo pipefail
 
 url=${1:?usage: load-data.sh ELASTICSEARCH_URL}
 prefix=${PREFIX:-optimize}
-other=${OTHER_PREFIX:-optimize2}
+other=${OTHER_PREFIX:-$prefix-east}
 docs=${DOCS:-10000}
 schema_version=${SCHEMA_VERSION:-3.9.0-SNAPSHOT}
 
@@ -99,7 +101,9 @@ dataset() {
 
 dataset "$prefix" "$docs"
 dataset "$other" 100
-# An index that belongs to nobody's Optimize.
+# Indices that belong to nobody's Optimize: one merely starts with the prefix.
 create_index "unrelated-logs" "unrelated"
 load "unrelated-logs" 50 log
-echo "load-data: loaded $docs documents under $prefix-*, 100 under $other-*, 50 in unrelated-logs into $url"
+create_index "$prefix-logs-2026.11" "$prefix-logs"
+load "$prefix-logs-2026.11" 20 log
+echo "load-data: loaded $docs documents under $prefix-*, 100 under $other-*, 50 in unrelated-logs, 20 in $prefix-logs-2026.11 into $url"

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// This file holds how the sidecar talks to Elasticsearch: the clients, the one call helper and
+// the escaping of names that go into URLs. The requests themselves are in snapshots.go,
+// indices.go and jobstore.go.
+
+// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
+// timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
+var errESUnreachable = errors.New("elasticsearch could not be reached")
+
+// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
+var errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
+
+// maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
+// snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
+// and reading it whole would break the memory target.
+const maxAnswerBytes = 16 << 20
+
+// esError is an error answer from Elasticsearch (or from a gateway in front of it), decoded
+// from its error body.
+type esError struct {
+	Status int
+	Type   string
+	Reason string
+}
+
+func (e *esError) Error() string {
+	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
+}
+
+// esErrorBody is the shape of Elasticsearch's error answers.
+type esErrorBody struct {
+	Error struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	} `json:"error"`
+	Status int `json:"status"`
+}
+
+// esClients are the sidecar's Elasticsearch clients, by what their requests may do. Only reads
+// are retried: a retried snapshot create, index delete or restore could act twice.
+type esClients struct {
+	// read sends requests that change nothing; the client retries them on 502/503/504 and
+	// network errors.
+	read esapi.Transport
+	// write sends requests that change Elasticsearch (snapshot create and delete, the restore
+	// job document), exactly once.
+	write esapi.Transport
+	// restore sends the restore's changes (write blocks, index delete, snapshot restore), with
+	// the restore credentials when configured, exactly once.
+	restore esapi.Transport
+}
+
+// newESClients builds the clients from the configuration.
+func newESClients(cfg config) (esClients, error) {
+	read, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword, true)
+	if err != nil {
+		return esClients{}, err
+	}
+	write, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword, false)
+	if err != nil {
+		return esClients{}, err
+	}
+	restore := write
+	if cfg.RestoreESUsername != "" {
+		if restore, err = newESClient(cfg, cfg.RestoreESUsername, cfg.RestoreESPassword, false); err != nil {
+			return esClients{}, err
+		}
+	}
+	return esClients{read: read, write: write, restore: restore}, nil
+}
+
+// newESClient builds one Elasticsearch client with these credentials; retry tells whether the
+// client may resend a request that got no usable answer.
+func newESClient(cfg config, username, password string, retry bool) (*elasticsearch.Client, error) {
+	transport := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		// Up to 64 concurrent clients share a few keep-alive connections.
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if cfg.ESCAFile != "" {
+		// The CA goes into the tuned transport, so TLS keeps its dialer and idle settings.
+		ca, err := os.ReadFile(cfg.ESCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return elasticsearch.NewClient(elasticsearch.Config{
+		Addresses:    cfg.esAddresses(),
+		Username:     username,
+		Password:     password,
+		Transport:    transport,
+		DisableRetry: !retry,
+	})
+}
+
+// esCall runs one Elasticsearch request through client with the per-call deadline, closes its
+// body, turns error answers into *esError and transport failures into errESUnreachable, and
+// decodes a successful JSON answer into target (unless target is nil).
+func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
+	defer cancel()
+	res, err := req.Do(ctx, client)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errESUnreachable, err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes+1))
+	if err != nil {
+		return fmt.Errorf("%w: reading the answer: %v", errESUnreachable, err)
+	}
+	if len(body) > maxAnswerBytes {
+		return fmt.Errorf("%w: more than %d MiB; ask for less (e.g. ?limit=) or raise Elasticsearch's filter", errAnswerTooLarge, maxAnswerBytes>>20)
+	}
+	if res.IsError() {
+		var eb esErrorBody
+		if json.Unmarshal(body, &eb) != nil || eb.Error.Type == "" {
+			return &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
+		}
+		return &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
+	}
+	if target == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, target); err != nil {
+		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
+	}
+	return nil
+}
+
+// read, write and restoreWrite are esCall through the client for that kind of request.
+func (s *server) read(ctx context.Context, req esapi.Request, target any) error {
+	return s.esCall(ctx, s.es.read, req, target)
+}
+
+func (s *server) write(ctx context.Context, req esapi.Request, target any) error {
+	return s.esCall(ctx, s.es.write, req, target)
+}
+
+func (s *server) restoreWrite(ctx context.Context, req esapi.Request, target any) error {
+	return s.esCall(ctx, s.es.restore, req, target)
+}
+
+// answerLost tells whether a request that changes something may have been carried out although
+// its answer did not arrive: no answer at all, or a gateway's 502/503/504 instead of
+// Elasticsearch's own.
+func answerLost(err error) bool {
+	var ee *esError
+	if errors.As(err, &ee) {
+		return ee.Status == http.StatusBadGateway || ee.Status == http.StatusServiceUnavailable || ee.Status == http.StatusGatewayTimeout
+	}
+	return errors.Is(err, errESUnreachable)
+}
+
+// seg escapes one name for a URL path segment. esapi puts names into paths as they are, and
+// Elasticsearch URL-decodes them: unescaped, the ID a%5fb would reach it as a_b, and %2a as a
+// wildcard. Escaped, every name reaches Elasticsearch exactly as given.
+func seg(name string) string { return url.PathEscape(name) }
+
+// segs escapes each name of a comma-separated path segment.
+func segs(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = seg(n)
+	}
+	return out
+}
+
+// maxNamesBytes bounds the index names put into one URL: Elasticsearch refuses request lines
+// over 4 KB, which about 100 dynamic index names exceed.
+const maxNamesBytes = 3000
+
+// batches splits names into groups whose escaped, comma-joined length stays under
+// maxNamesBytes, so that no request line grows with the number of indices.
+func batches(names []string) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, n := range names {
+		l := len(seg(n)) + 1
+		if len(cur) > 0 && size+l > maxNamesBytes {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, n)
+		size += l
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// clusterStatus is the cluster's health status (green, yellow, red).
+func (s *server) clusterStatus(ctx context.Context) (string, error) {
+	var cluster struct {
+		Status string `json:"status"`
+	}
+	if err := s.read(ctx, esapi.ClusterHealthRequest{FilterPath: []string{"status"}}, &cluster); err != nil {
+		return "", fmt.Errorf("cluster health: %w", err)
+	}
+	return cluster.Status, nil
+}
+
+// checkRepository fails unless the configured snapshot repository is registered.
+func (s *server) checkRepository(ctx context.Context) error {
+	req := esapi.SnapshotGetRepositoryRequest{Repository: []string{seg(s.cfg.Repository)}}
+	if err := s.read(ctx, req, nil); err != nil {
+		return fmt.Errorf("get repository %s: %w", s.cfg.Repository, err)
+	}
+	return nil
+}
+
+// elasticsearchVersion is the version of the node the client talks to.
+func (s *server) elasticsearchVersion(ctx context.Context) (string, error) {
+	var nodes struct {
+		Nodes map[string]struct {
+			Version string `json:"version"`
+		} `json:"nodes"`
+	}
+	req := esapi.NodesInfoRequest{NodeID: []string{"_local"}, FilterPath: []string{"nodes.*.version"}}
+	if err := s.read(ctx, req, &nodes); err != nil {
+		return "", fmt.Errorf("nodes info: %w", err)
+	}
+	for _, n := range nodes.Nodes {
+		return n.Version, nil
+	}
+	return "", errors.New("nodes info: no node in the answer")
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// A restore job lives in Elasticsearch, as one document per installation in the jobs index,
+// so that every replica, and a restarted sidecar, reports the same job and refuses a second
+// one. Every change is a compare-and-set on the document's sequence number: creating it is the
+// lock (op_type=create), and a replica that lost the race learns it from a version conflict.
+
+// jobDoc is the stored restore job: what GET .../restore reports, plus the plan (the exact
+// snapshots and indices that were checked) and the lease of the sidecar running it.
+type jobDoc struct {
+	restoreJob
+	Repository string      `json:"repository"`
+	Plan       restorePlan `json:"plan"`
+	// WriteBlocked tells that the indices to replace carry a write block set by this job.
+	WriteBlocked bool `json:"writeBlocked"`
+	// Owner is the sidecar running the job ("" once it let go, e.g. on shutdown); Heartbeat is
+	// when it last wrote. Another sidecar takes over a job whose owner let go or went silent.
+	Owner     string `json:"owner"`
+	Heartbeat int64  `json:"heartbeatMillis"`
+	// Rev is random per write, to tell whether a write whose answer got lost went through.
+	Rev string `json:"rev"`
+}
+
+// restorePlan is what a restore does, fixed when its checks passed.
+type restorePlan struct {
+	// Parts are the backup's snapshots in restore order, with their indices.
+	Parts []planPart `json:"parts"`
+	// Replace are the indices of this installation to delete once the safety backup holds them.
+	Replace []string `json:"replace"`
+	// Version is the backup's version tag.
+	Version string `json:"version"`
+}
+
+// planPart is one snapshot to restore.
+type planPart struct {
+	Snapshot string   `json:"snapshot"`
+	Indices  []string `json:"indices"`
+	// Shards is how many shards the snapshot holds: the restore of it is done when as many
+	// primaries recovered from it.
+	Shards int `json:"shards"`
+}
+
+// jobVersion is the sequence number and primary term of a stored job; the zero value means
+// "no document yet".
+type jobVersion struct {
+	SeqNo       int64
+	PrimaryTerm int64
+}
+
+// errJobChanged means another sidecar changed the job document since it was read.
+var errJobChanged = errors.New("the restore job was changed by another sidecar")
+
+// jobDocID is the ID of this installation's restore job: one restore per installation.
+func (s *server) jobDocID() string { return "restore-" + s.cfg.IndexPrefix }
+
+// loadJob reads the stored restore job; found is false when none was ever stored.
+func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
+	var answer struct {
+		Found       *bool           `json:"found"`
+		SeqNo       int64           `json:"_seq_no"`
+		PrimaryTerm int64           `json:"_primary_term"`
+		Source      json.RawMessage `json:"_source"`
+	}
+	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(s.jobDocID())}, &answer)
+	var ee *esError
+	switch {
+	case errors.As(err, &ee) && (ee.Type == "index_not_found_exception" || ee.Status == http.StatusNotFound && strings.Contains(ee.Reason, `"found":false`)):
+		return jobDoc{}, jobVersion{}, false, nil // no jobs index yet, or no job document
+	case err != nil:
+		return jobDoc{}, jobVersion{}, false, fmt.Errorf("read the restore job from %s: %w", s.cfg.JobsIndex, err)
+	case answer.Found == nil:
+		// Whatever answered is not Elasticsearch's document API: a job may exist, so it
+		// must not be taken for none (a DELETE would then skip its check).
+		return jobDoc{}, jobVersion{}, false, fmt.Errorf("read the restore job from %s: the answer has no \"found\" field", s.cfg.JobsIndex)
+	case !*answer.Found:
+		return jobDoc{}, jobVersion{}, false, nil
+	}
+	if err := json.Unmarshal(answer.Source, &doc); err != nil {
+		return jobDoc{}, jobVersion{}, false, fmt.Errorf("decode the restore job from %s: %w", s.cfg.JobsIndex, err)
+	}
+	return doc, jobVersion{answer.SeqNo, answer.PrimaryTerm}, true, nil
+}
+
+// saveJob writes the job if the stored one is still at version v (the zero version: only if
+// none exists) and returns the new version. It stamps the heartbeat. A lost answer is resolved
+// by reading the document back.
+func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVersion, error) {
+	doc.Heartbeat = s.now().UnixMilli()
+	doc.Rev = newNonce()
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return v, err
+	}
+	req := esapi.IndexRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(s.jobDocID()), Body: bytes.NewReader(body), Refresh: "false"}
+	if v == (jobVersion{}) {
+		req.OpType = "create"
+	} else {
+		seqNo, term := int(v.SeqNo), int(v.PrimaryTerm)
+		req.IfSeqNo, req.IfPrimaryTerm = &seqNo, &term
+	}
+	var answer struct {
+		SeqNo       int64 `json:"_seq_no"`
+		PrimaryTerm int64 `json:"_primary_term"`
+	}
+	err = s.write(ctx, req, &answer)
+	var ee *esError
+	switch {
+	case err == nil:
+		return jobVersion{answer.SeqNo, answer.PrimaryTerm}, nil
+	case errors.As(err, &ee) && ee.Status == http.StatusConflict:
+		return v, errJobChanged
+	case !answerLost(err):
+		return v, fmt.Errorf("write the restore job to %s: %w", s.cfg.JobsIndex, err)
+	}
+	stored, nv, found, readErr := s.loadJob(ctx)
+	if readErr != nil || !found || stored.Rev != doc.Rev {
+		return v, fmt.Errorf("write the restore job to %s: the answer was lost (%v) and the write is not there", s.cfg.JobsIndex, err)
+	}
+	return nv, nil
+}
+
+// ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
+// cluster has a second node.
+func (s *server) ensureJobsIndex(ctx context.Context) error {
+	body := `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`
+	err := s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: strings.NewReader(body)}, nil)
+	var ee *esError
+	if err == nil || errors.As(err, &ee) && ee.Type == "resource_already_exists_exception" {
+		return nil
+	}
+	return fmt.Errorf("create the restore jobs index %s: %w; it holds the restore job so that every replica sees it: let the sidecar's user create it, or create it and set OPTIMIZE_BACKUP_JOBS_INDEX", s.cfg.JobsIndex, err)
+}
+
+// active tells whether the job is pending or running.
+func (j restoreJob) active() bool { return j.State == restorePending || j.State == restoreRunning }
+
+// uses tells whether the active job needs the backup with this ID (the one it restores, or
+// its safety backup).
+func (d jobDoc) uses(id string) bool {
+	return d.active() && (d.BackupID == id || d.SafetyBackupID != nil && *d.SafetyBackupID == id)
+}
+
+// ownerID names this sidecar process in the jobs it runs.
+func ownerID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), newNonce()[:8])
+}
+
+// heartbeatEvery is how often a running job's owner rewrites the document while it waits.
+const heartbeatEvery = 5 * time.Second
+
+// stale tells whether the owner of an active job has let go of it or gone silent: then
+// another sidecar takes it over. Silent means no write for two Elasticsearch deadlines plus
+// two heartbeats, longer than any single call of the owner can take.
+func (s *server) stale(d jobDoc) bool {
+	if d.Owner == "" {
+		return true
+	}
+	silence := s.now().Sub(time.UnixMilli(d.Heartbeat))
+	return silence > 2*s.cfg.ESTimeout+2*heartbeatEvery
+}
