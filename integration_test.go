@@ -111,9 +111,14 @@ const itToken = "integration-test-admin-token"
 type sidecar struct {
 	t   *testing.T
 	url string
+	// stop stops it as SIGTERM does (run's context ends) and waits until run returned.
+	stop func()
+	// logs returns every log line it wrote so far.
+	logs func() string
 }
 
-// startSidecar runs the sidecar with this environment (plus a free port) until the test ends.
+// startSidecar runs the sidecar with this environment (plus a free port) until the test ends
+// or stop is called.
 func startSidecar(t *testing.T, environment map[string]string) sidecar {
 	t.Helper()
 	vars := map[string]string{"MANAGEMENT_SERVER_PORT": "0", "OPTIMIZE_BACKUP_POLL_INTERVAL": "100ms", "OPTIMIZE_BACKUP_ADMIN_TOKEN": itToken}
@@ -128,32 +133,47 @@ func startSidecar(t *testing.T, environment map[string]string) sidecar {
 		logWriter.Close()
 	}()
 	addr := make(chan string, 1)
+	var mu sync.Mutex
+	var written strings.Builder
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		scanner := bufio.NewScanner(logs)
 		for scanner.Scan() {
+			mu.Lock()
+			written.Write(scanner.Bytes())
+			written.WriteByte('\n')
+			mu.Unlock()
 			var line struct{ Msg, Addr string }
 			if json.Unmarshal(scanner.Bytes(), &line) == nil && line.Msg == "serving" {
 				addr <- line.Addr
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+			<-scanned
+		})
+	}
+	t.Cleanup(stop)
+	sc := sidecar{t: t, stop: stop, logs: func() string { mu.Lock(); defer mu.Unlock(); return written.String() }}
 	select {
 	case a := <-addr:
 		_, port, _ := net.SplitHostPort(a)
-		return sidecar{t: t, url: "http://127.0.0.1:" + port}
+		sc.url = "http://127.0.0.1:" + port
+		return sc
 	case err := <-done:
-		done <- err // for the cleanup
+		done <- err // for stop
 		t.Fatalf("run ended before serving: %v", err)
 	case <-time.After(10 * time.Second):
 		t.Fatal("sidecar did not serve within 10 s")
 	}
-	return sidecar{}
+	return sc
 }
 
 // call sends one request to the sidecar.

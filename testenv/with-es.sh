@@ -8,7 +8,6 @@
 # Exported to the command:
 #   OPTIMIZE_BACKUP_TEST_ES_URL      http://127.0.0.1:$ES_HTTP_PORT (node 1)
 #   OPTIMIZE_BACKUP_TEST_ES_RUN_DIR  its run directory (data, logs, snapshot repositories)
-#   OPTIMIZE_BACKUP_TEST_ES_REPO     the registered fs repository (test-repo)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export ES_HTTP_PORT=${ES_HTTP_PORT:-9270}
@@ -21,5 +20,4 @@ url=$("$here/es-start.sh")
 
 export OPTIMIZE_BACKUP_TEST_ES_URL=$url
 export OPTIMIZE_BACKUP_TEST_ES_RUN_DIR=$ES_RUN_DIR
-export OPTIMIZE_BACKUP_TEST_ES_REPO=${ES_REPOSITORY:-test-repo}
 "$@"
