@@ -10,15 +10,30 @@ import (
 	"unicode/utf8"
 )
 
-// maxIDBytes keeps snapshot names within Elasticsearch's 4096-byte limit on index-like names
-// once the prefix and suffix are added, as Optimize does.
-const maxIDBytes = 3996
+// The ID rules, per route family (README, "Backup IDs"):
+//   - /actuator/backup (Optimize 3.9) creates with a JSON string or a non-negative JSON integer,
+//     by Optimize 3.9's rule ((?![A-Z "*\<|,>/?]).){0,3996}, not blank, plus what
+//     Elasticsearch refuses in a snapshot name.
+//   - /actuator/backups (Optimize 3.10+) creates only with a non-negative JSON integer that
+//     fits Optimize's Java long.
+//   - Every path ({base}/{id}, on both families) accepts every ID either family can create.
 
-// forbiddenIDChars are characters Elasticsearch refuses in snapshot names, plus '_', which
-// keeps "camunda_optimize_{id}_" prefixes unambiguous: ID a never matches the snapshots of a_b.
-const forbiddenIDChars = `\/*?"<>|,#_`
+// maxIDChars is Optimize 3.9's limit: {0,3996} characters (code points, as Java's regex counts
+// them). An ID this long does not fit Elasticsearch's 4 KB request line once it is in a URL;
+// Elasticsearch's refusal becomes a 400 (see backupSnapshots).
+const maxIDChars = 3996
 
-// decimalInteger is a non-negative JSON integer written in plain decimal digits.
+// optimizeForbidden are the characters Optimize 3.9 refuses in a backup ID (besides A-Z).
+const optimizeForbidden = ` "*\<|,>/?`
+
+// esForbidden are the characters Elasticsearch refuses in a snapshot name that Optimize 3.9
+// lets through: an ID with one of them would fail at Elasticsearch.
+const esForbidden = `#`
+
+// maxLong is the largest ID Optimize 3.10+ accepts: its IDs are Java longs (2^63-1).
+const maxLong = "9223372036854775807"
+
+// decimalInteger is a non-negative integer written in plain decimal digits, as JSON writes it.
 var decimalInteger = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
 
 // badRequestError is input the sidecar refuses; its message says what to change.
@@ -26,54 +41,87 @@ type badRequestError struct{ msg string }
 
 func (e *badRequestError) Error() string { return e.msg }
 
+// badRequest is a badRequestError with a formatted message.
 func badRequest(format string, args ...any) error {
 	return &badRequestError{msg: fmt.Sprintf(format, args...)}
 }
 
-// parseBackupIDJSON reads a backup ID given in a JSON body: a string (Optimize 3.9) or a
-// non-negative integer (3.10+), which is used in decimal form.
-func parseBackupIDJSON(raw json.RawMessage) (string, error) {
+// fitsLong tells whether a decimal integer is at most 2^63-1, the largest Optimize 3.10+ ID.
+func fitsLong(digits string) bool {
+	return decimalInteger.MatchString(digits) && (len(digits) < len(maxLong) || len(digits) == len(maxLong) && digits <= maxLong)
+}
+
+// parseCreateID reads the backupId of a create request on route family f and returns the ID
+// in the form it takes in snapshot names (integers in decimal).
+func parseCreateID(f family, raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
-		return "", badRequest("The backupId is missing; send {\"backupId\": <id>} with a string or a non-negative integer.")
-	case raw[0] == '"':
+	if len(raw) == 0 || string(raw) == "null" {
+		if f == legacy {
+			return "", badRequest(`The backupId is missing; send {"backupId": "<id>"} with a string or a non-negative integer.`)
+		}
+		return "", badRequest(`The backupId is missing; send {"backupId": <id>} with a non-negative integer.`)
+	}
+	if raw[0] == '"' {
 		var id string
 		if err := json.Unmarshal(raw, &id); err != nil {
 			return "", badRequest("The backupId %s is not a valid JSON string.", raw)
 		}
+		if f == current {
+			if fitsLong(id) {
+				return "", badRequest(`The backupId %s is a string, but /actuator/backups (Optimize 3.10+) takes integer IDs only: send {"backupId": %s}. String IDs are created on /actuator/backup (Optimize 3.9).`, raw, id)
+			}
+			return "", badRequest(`The backupId %s is a string, but /actuator/backups (Optimize 3.10+) takes integer IDs only, such as {"backupId": 5}. To create a backup with a string ID, POST it to /actuator/backup (Optimize 3.9), which takes strings.`, raw)
+		}
 		return id, validateBackupID(id)
+	}
+	switch {
 	case decimalInteger.Match(raw):
+		if f == current && !fitsLong(string(raw)) {
+			return "", badRequest("The backupId %s is larger than %s, the largest ID Optimize 3.10+ accepts (a Java long); use a smaller integer.", raw, maxLong)
+		}
 		return string(raw), validateBackupID(string(raw))
 	case raw[0] == '-':
-		return "", badRequest("The backupId %s is negative; use a non-negative integer or a string.", raw)
+		return "", badRequest("The backupId %s is negative; use a non-negative integer%s.", raw, f.orString())
 	case raw[0] >= '0' && raw[0] <= '9':
-		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in digits, or a string.", raw)
+		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in plain digits%s.", raw, f.orString())
+	case f == current:
+		return "", badRequest(`The backupId %s is not an integer: /actuator/backups (Optimize 3.10+) takes integer IDs only, such as {"backupId": 5}; /actuator/backup (Optimize 3.9) takes strings.`, raw)
 	default:
 		return "", badRequest("The backupId %s is neither a string nor a non-negative integer.", raw)
 	}
 }
 
-// validateBackupID checks the rules of a backup ID, before anything is sent to Elasticsearch.
-// Each violation names the rule it broke.
+// orString completes a hint about integer IDs with the string alternative where the family
+// has one.
+func (f family) orString() string {
+	if f == legacy {
+		return ", or a string"
+	}
+	return ""
+}
+
+// validateBackupID checks a backup ID given as a string (a 3.9 create, or any path), before
+// anything is sent to Elasticsearch: Optimize 3.9's rule, what Elasticsearch refuses in a
+// snapshot name, and no control characters. Each violation names the rule it broke.
 func validateBackupID(id string) error {
 	if id == "" {
-		return badRequest("The backupId is empty; use a non-empty ID such as 1 or backup-2024-01-01.")
+		return badRequest("The backupId is empty; use a non-empty ID such as 1 or nightly-2024-01-01.")
 	}
 	if !utf8.ValidString(id) {
-		return badRequest("The backupId is not valid UTF-8; Elasticsearch snapshot names are UTF-8 text.")
+		return badRequest("The backupId is not valid UTF-8; Elasticsearch would store another name than the one sent. Use an ID of UTF-8 text.")
 	}
-	if len(id) > maxIDBytes {
-		return badRequest("The backupId is %d bytes long; it must be at most %d bytes.", len(id), maxIDBytes)
+	if n := utf8.RuneCountInString(id); n > maxIDChars {
+		return badRequest("The backupId is %d characters long; it must be at most %d (Optimize's limit).", n, maxIDChars)
 	}
 	for _, r := range id {
 		switch {
-		case unicode.IsUpper(r):
-			return badRequest("The backupId [%s] contains the uppercase letter %q; Elasticsearch snapshot names must be lowercase.", id, r)
-		case unicode.IsSpace(r) || unicode.IsControl(r):
-			return badRequest("The backupId [%s] contains whitespace or a control character (%U); remove it.", id, r)
-		case strings.ContainsRune(forbiddenIDChars, r):
-			return badRequest("The backupId [%s] contains the forbidden character %q; none of %s may appear in a backupId.", id, r, forbiddenIDChars)
+		case unicode.ToLower(r) != r:
+			// Optimize refuses A-Z; Elasticsearch refuses every name that lowercasing changes.
+			return badRequest("The backupId [%s] contains the uppercase letter %q; backup IDs must be lowercase (Elasticsearch refuses uppercase in snapshot names).", id, r)
+		case strings.ContainsRune(optimizeForbidden+esForbidden, r):
+			return badRequest("The backupId [%s] contains the forbidden character %q; a backupId may contain none of: space \" * \\ < | , > / ? #.", id, r)
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			return badRequest("The backupId [%s] contains the control character or line break %U; remove it.", id, r)
 		}
 	}
 	return nil

@@ -13,7 +13,7 @@ import (
 // Elasticsearch as given (no wildcard, list separator or decodable escape survives). Seeded
 // with the hostile IDs the issue tracker reported.
 func FuzzBackupID(f *testing.F) {
-	for _, seed := range []string{"1", "12", "nightly-1", "acc-p%5fx", "%2a", "%252a", "%2c%5fall", "a%zz", "_all", "a,b", "a*", "-1", "a b", "A", "a#b", "é"} {
+	for _, seed := range []string{"1", "12", "nightly-1", "acc-p%5fx", "%2a", "%252a", "%2c%5fall", "a%zz", "_all", "nightly_1", "a_", "_", "a,b", "a*", "-1", "a b", "A", "a#b", "é"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, id string) {
@@ -40,10 +40,11 @@ func FuzzBackupID(f *testing.F) {
 		if strings.Count(pattern, "*") != 1 || strings.Contains(pattern, ",") {
 			t.Fatalf("pattern %q for ID %q is not one prefix wildcard", pattern, id)
 		}
-		// The JSON form of the ID parses back to the same ID.
+		// The JSON form of the ID parses back to the same ID on the 3.9 route, which creates
+		// every ID the paths accept.
 		raw, _ := json.Marshal(id)
-		if got, err := parseBackupIDJSON(raw); err != nil || got != id {
-			t.Fatalf("parseBackupIDJSON(%s) = %q, %v; want %q", raw, got, err, id)
+		if got, err := parseCreateID(legacy, raw); err != nil || got != id {
+			t.Fatalf("parseCreateID(legacy, %s) = %q, %v; want %q", raw, got, err, id)
 		}
 	})
 }

@@ -17,70 +17,166 @@ import (
 // read into memory.
 const maxBodyBytes = 1 << 20
 
+// family is one of Optimize's two route families. routes() decides it once per route and
+// hands it to the handlers: it sets the ID rule on create, the create answer, how IDs are
+// written (3.10+ writes integer IDs as JSON numbers) and the status for an unreachable
+// Elasticsearch (500 on 3.9, 502 on 3.10+).
+type family int
+
+const (
+	// legacy is Optimize 3.9's /actuator/backup: string (or integer) IDs, 200 on create.
+	legacy family = iota
+	// current is Optimize 3.10+'s /actuator/backups: integer IDs, 202 on create.
+	current
+)
+
+// base is the path the family's routes start with.
+func (f family) base() string {
+	if f == legacy {
+		return "/actuator/backup"
+	}
+	return "/actuator/backups"
+}
+
+// familyKey is the request context key under which routes() stores a route's family.
+type familyKey struct{}
+
+// inFamily hands f to code the handler constructors do not reach (writeError, admin(), the
+// restore handlers in restore.go) through the request's context, set by routes() alone.
+func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		next(w, r.WithContext(context.WithValue(r.Context(), familyKey{}, f)))
+	}
+}
+
+// familyOf is the family routes() gave the request's route; routes outside both families
+// (health, info, unknown paths) count as current.
+func familyOf(r *http.Request) family {
+	if f, ok := r.Context().Value(familyKey{}).(family); ok {
+		return f
+	}
+	return current
+}
+
 // routes lists every route the sidecar serves. Both Optimize route families answer: 3.9's
 // /actuator/backup and 3.10+'s /actuator/backups, so scripts written for either work.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
-	for _, base := range []string{"/actuator/backup", "/actuator/backups"} {
-		mux.HandleFunc("POST "+base, s.handleCreateBackup)
-		mux.HandleFunc("GET "+base, s.handleListBackups)
-		mux.HandleFunc("GET "+base+"/{id}", s.handleGetBackup)
-		mux.HandleFunc("DELETE "+base+"/{id}", s.admin(s.handleDeleteBackup))
-		mux.HandleFunc("POST "+base+"/{id}/restore", s.admin(s.handleRestore))
-		mux.HandleFunc("GET "+base+"/{id}/restore", s.handleRestoreStatus)
+	for _, f := range []family{legacy, current} {
+		base := f.base()
+		handle := func(pattern string, h http.HandlerFunc) { mux.HandleFunc(pattern, inFamily(f, h)) }
+		handle("POST "+base, s.handleCreateBackup(f))
+		handle("GET "+base, s.handleListBackups(f))
+		handle("GET "+base+"/{id}", s.handleGetBackup(f))
+		handle("DELETE "+base+"/{id}", s.admin(s.handleDeleteBackup))
+		handle("POST "+base+"/{id}/restore", s.admin(s.handleRestore(f)))
+		handle("GET "+base+"/{id}/restore", s.handleRestoreStatus)
 	}
 	mux.HandleFunc("GET /actuator/health", s.handleHealth)
 	mux.HandleFunc("GET /actuator/health/liveness", s.handleAlive)
 	mux.HandleFunc("GET /actuator/health/readiness", s.handleAlive)
 	mux.HandleFunc("GET /actuator/info", s.handleInfo)
 	mux.HandleFunc("GET /actuator/prometheus", s.handlePrometheus)
-	mux.HandleFunc("/", s.handleUnknownRoute)
-	return s.countRequests(mux)
+	return s.countRequests(s.jsonNoRoute(mux))
+}
+
+// jsonNoRoute answers requests that match no route with the JSON error shape: 404 for an
+// unknown path, 405 with the mux's Allow header for a known path and another method. There is
+// no catch-all "/" route on purpose: it would match every path with every method, and the mux
+// computes 405 and Allow only when no pattern matches. mux.Handler tells, without serving,
+// whether a route matched (its pattern is then non-empty; redirects to a cleaned path have
+// one too); if none did, the mux's own plain-text answer is played into a recorder to learn
+// its status and Allow header, and the JSON body is written instead.
+func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		if rec.status == http.StatusMethodNotAllowed {
+			allow := rec.header.Get("Allow")
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, &methodError{method: r.Method, path: r.URL.Path, allow: allow})
+			return
+		}
+		s.writeError(w, r, &routeError{method: r.Method, path: r.URL.Path})
+	})
+}
+
+// headerRecorder keeps the status and headers a handler answers with and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+// Header is the recorded header map.
+func (h *headerRecorder) Header() http.Header { return h.header }
+
+// WriteHeader keeps the first status written.
+func (h *headerRecorder) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+// Write drops the body (its status is 200 unless one was written).
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
-// part 2 follows in the background once part 1 has finished.
-func (s *server) handleCreateBackup(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		BackupID json.RawMessage `json:"backupId"`
-	}
-	if err := decodeBody(w, r, &body); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	id, err := parseBackupIDJSON(body.BackupID)
-	if err == nil {
-		err = s.requireRepository()
-	}
-	if err == nil {
-		var names []string
-		// A create goes on if the caller hangs up: once part 1 is asked for, part 2 must follow.
-		names, err = s.createBackup(context.WithoutCancel(r.Context()), id)
-		if err == nil {
-			s.log.Info("backup started", "backup_id", id, "repository", s.cfg.Repository, "snapshot", names[0])
-			if isLegacyRoute(r) {
-				writeJSON(w, http.StatusOK, map[string]any{"scheduledSnapshots": names})
-				return
-			}
-			writeJSON(w, http.StatusAccepted, map[string]any{
-				"message":            fmt.Sprintf("Backup creation for ID [%s] has been scheduled. Use the GET API to monitor completion of backup process.", id),
-				"scheduledSnapshots": names,
-			})
+// part 2 follows in the background once part 1 has finished. The family sets the ID rule and
+// the answer: 200 with the snapshot names on 3.9, 202 with Optimize 3.10+'s message on 3.10+.
+func (s *server) handleCreateBackup(f family) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			BackupID json.RawMessage `json:"backupId"`
+		}
+		if err := decodeBody(w, r, &body); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
+		id, err := parseCreateID(f, body.BackupID)
+		if err == nil {
+			err = s.requireRepository()
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		// A create goes on if the caller hangs up: once part 1 is asked for, part 2 must follow.
+		names, err := s.createBackup(context.WithoutCancel(r.Context()), id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.log.Info("backup started", "backup_id", id, "repository", s.cfg.Repository, "snapshot", names[0])
+		if f == legacy {
+			writeJSON(w, http.StatusOK, map[string]any{"scheduledSnapshots": names})
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{
+			// Optimize 3.10+'s sentence, word for word.
+			"message":            fmt.Sprintf("Backup creation for ID %s has been scheduled. Use the GET API to monitor completion of backup process", id),
+			"scheduledSnapshots": names,
+		})
 	}
-	s.writeError(w, r, err)
 }
 
 // handleGetBackup reports one backup: one Elasticsearch request.
-func (s *server) handleGetBackup(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	info, _, err := s.backupAndSnapshots(r.Context(), id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+func (s *server) handleGetBackup(f family) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		info, _, err := s.backupAndSnapshots(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info.wire(f == legacy))
 	}
-	writeJSON(w, http.StatusOK, info.wire(isLegacyRoute(r)))
 }
 
 // backupAndSnapshots is backup that also returns the snapshots it was computed from: one
@@ -108,63 +204,64 @@ const defaultListPageSize = 1000
 
 // handleListBackups reports every backup in the repository, newest first, paging through
 // Elasticsearch. ?limit=N keeps the N newest.
-func (s *server) handleListBackups(w http.ResponseWriter, r *http.Request) {
-	limit := 0
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			s.writeError(w, r, badRequest("The limit %q is not a positive whole number; use ?limit=10 or leave it out to list every backup.", v))
-			return
+func (s *server) handleListBackups(f family) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		limit := 0
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				s.writeError(w, r, badRequest("The limit %q is not a positive whole number; use ?limit=10 or leave it out to list every backup.", v))
+				return
+			}
+			limit = n
 		}
-		limit = n
-	}
-	if err := s.requireRepository(); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	byID := map[string][]snapshot{}
-	var after string
-	for {
-		page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after, listFields)
-		if err != nil {
+		if err := s.requireRepository(); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		for _, snap := range page.Snapshots {
-			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
-			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
-				byID[id] = append(byID[id], snap)
+		byID := map[string][]snapshot{}
+		var after string
+		for {
+			page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after, listFields)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
 			}
+			for _, snap := range page.Snapshots {
+				// Snapshots that do not follow Optimize's naming are not backups: ignore them.
+				if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
+					byID[id] = append(byID[id], snap)
+				}
+			}
+			if page.Next == "" || len(page.Snapshots) == 0 {
+				break
+			}
+			after = page.Next
 		}
-		if page.Next == "" || len(page.Snapshots) == 0 {
-			break
+		now := s.now()
+		infos := make([]backupInfo, 0, len(byID))
+		for id, snaps := range byID {
+			infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
 		}
-		after = page.Next
-	}
-	now := s.now()
-	infos := make([]backupInfo, 0, len(byID))
-	for id, snaps := range byID {
-		infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
-	}
-	sort.Slice(infos, func(i, j int) bool {
-		if infos[i].newest != infos[j].newest {
-			return infos[i].newest > infos[j].newest
+		sort.Slice(infos, func(i, j int) bool {
+			if infos[i].newest != infos[j].newest {
+				return infos[i].newest > infos[j].newest
+			}
+			return infos[i].BackupID > infos[j].BackupID
+		})
+		if limit > 0 && len(infos) > limit {
+			infos = infos[:limit]
 		}
-		return infos[i].BackupID > infos[j].BackupID
-	})
-	if limit > 0 && len(infos) > limit {
-		infos = infos[:limit]
+		out := make([]wireBackupInfo, len(infos))
+		for i, info := range infos {
+			out[i] = info.wire(f == legacy)
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
-	legacy := isLegacyRoute(r)
-	out := make([]wireBackupInfo, len(infos))
-	for i, info := range infos {
-		out[i] = info.wire(legacy)
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // handleDeleteBackup deletes both snapshots of exactly one backup (admin only), unless the
-// running restore needs it.
+// running restore needs it. It answers alike on both families.
 func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	_, snaps, err := s.backupAndSnapshots(r.Context(), id)
@@ -197,16 +294,6 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// handleUnknownRoute answers routes the sidecar does not serve with the JSON error shape.
-func (s *server) handleUnknownRoute(w http.ResponseWriter, r *http.Request) {
-	s.writeError(w, r, &routeError{method: r.Method, path: r.URL.Path})
-}
-
-// isLegacyRoute tells whether a request came through Optimize 3.9's /actuator/backup family.
-func isLegacyRoute(r *http.Request) bool {
-	return r.URL.Path == "/actuator/backup" || strings.HasPrefix(r.URL.Path, "/actuator/backup/")
-}
-
 // wireBackupInfo is backupInfo as one route family shows it: 3.10+ report integer IDs as
 // JSON numbers, 3.9 reports every ID as a string.
 type wireBackupInfo struct {
@@ -214,9 +301,10 @@ type wireBackupInfo struct {
 	backupInfo
 }
 
+// wire is info as the 3.9 family (legacy true) or the 3.10+ family shows it.
 func (info backupInfo) wire(legacy bool) wireBackupInfo {
 	out := wireBackupInfo{BackupID: info.BackupID, backupInfo: info}
-	if !legacy && decimalInteger.MatchString(info.BackupID) && len(info.BackupID) <= 18 {
+	if !legacy && fitsLong(info.BackupID) {
 		out.BackupID = json.Number(info.BackupID)
 	}
 	return out
@@ -251,19 +339,35 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
-// writeJSON writes v as a JSON answer with this status.
+// writeJSON writes v as a JSON answer with this status. HTML escaping is off: these answers
+// go to scripts and terminals, where \u003c for < only gets in the way.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v) // the client went away: nothing left to tell it
 }
 
-// apiError is the JSON error body Optimize answers with.
+// apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
+// errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
 type apiError struct {
 	ErrorCode       string `json:"errorCode"`
 	ErrorMessage    string `json:"errorMessage"`
 	DetailedMessage string `json:"detailedMessage"`
+}
+
+// errorSentences are the fixed errorMessage of each errorCode; the first five are Optimize's
+// own, word for word.
+var errorSentences = map[string]string{
+	"notFoundError":                "The server could not find the requested resource.",
+	"badRequestError":              "The server was unable to process the request.",
+	"conflict":                     "Could not apply the changes due to conflicts.",
+	"elasticsearchConnectionError": "The server has encountered Elasticsearch connection issues.",
+	"serverError":                  "The server encountered an unexpected error.",
+	"unauthorizedError":            "The request lacks valid authentication credentials for this resource.",
+	"forbiddenError":               "The server refuses to carry out this request.",
+	"methodNotAllowedError":        "The request method is not supported for this resource.",
 }
 
 // writeError is the one place errors become HTTP answers: it picks the status and error code,
@@ -281,66 +385,79 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, body)
 }
 
-// describeError maps an error to its HTTP status and body, with errors.Is/As.
+// describeError maps an error to its HTTP status and body, with errors.Is/As. The route's
+// family (from routes(), see inFamily) decides the status of an unreachable Elasticsearch.
 func (s *server) describeError(r *http.Request, err error) (int, apiError) {
+	status, code, detail := s.classifyError(r, err)
+	return status, apiError{ErrorCode: code, ErrorMessage: errorSentences[code], DetailedMessage: detail}
+}
+
+// classifyError returns the status, the errorCode and the detailedMessage of an error.
+func (s *server) classifyError(r *http.Request, err error) (status int, code, detail string) {
 	var (
 		bad       *badRequestError
 		tooLarge  *http.MaxBytesError
 		notFound  *notFoundError
 		conflict  *conflictError
 		route     *routeError
+		method    *methodError
 		restore   *restoreConflictError
 		inUse     *backupInUseError
 		noRestore *noRestoreError
 		es        *esError
-		detail    = err.Error()
 	)
 	switch {
 	case errors.As(err, &bad):
-		return http.StatusBadRequest, apiError{"badRequestError", bad.msg, detail}
+		return http.StatusBadRequest, "badRequestError", bad.msg
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, apiError{"badRequestError",
-			fmt.Sprintf("The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit), detail}
+		return http.StatusRequestEntityTooLarge, "badRequestError",
+			fmt.Sprintf("The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
 	case errors.Is(err, errNoRepository):
-		return http.StatusBadRequest, apiError{"badRequestError",
-			"No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.", detail}
+		return http.StatusBadRequest, "badRequestError",
+			"No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar."
 	case errors.As(err, &notFound):
-		return http.StatusNotFound, apiError{"notFoundError", fmt.Sprintf("No Optimize backup with ID [%s] could be found.", notFound.id), detail}
+		return http.StatusNotFound, "notFoundError", fmt.Sprintf("No Optimize backup with ID [%s] could be found.", notFound.id)
 	case errors.As(err, &route):
-		return http.StatusNotFound, apiError{"notFoundError", fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", route.method, route.path), detail}
+		return http.StatusNotFound, "notFoundError", fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", route.method, route.path)
+	case errors.As(err, &method):
+		return http.StatusMethodNotAllowed, "methodNotAllowedError", fmt.Sprintf("%s does not answer %s; it answers %s.", method.path, method.method, method.allow)
 	case errors.As(err, &noRestore):
-		return http.StatusNotFound, apiError{"notFoundError", noRestore.Error(), detail}
+		return http.StatusNotFound, "notFoundError", noRestore.Error()
 	case errors.As(err, &inUse):
-		return http.StatusConflict, apiError{"conflict", inUse.Error(), detail}
+		return http.StatusConflict, "conflict", inUse.Error()
 	case errors.As(err, &restore):
-		return http.StatusConflict, apiError{"conflict", restore.Error(), detail}
+		return http.StatusConflict, "conflict", restore.Error()
 	case errors.As(err, &conflict):
-		return http.StatusConflict, apiError{"conflict", conflict.Error(), detail}
+		return http.StatusConflict, "conflict", conflict.Error()
 	case errors.Is(err, errAdminDisabled):
-		return http.StatusForbidden, apiError{"forbiddenError",
-			"The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.", detail}
+		return http.StatusForbidden, "forbiddenError",
+			"The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar."
 	case errors.Is(err, errUnauthorized):
-		return http.StatusUnauthorized, apiError{"unauthorizedError",
-			"This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.", detail}
+		return http.StatusUnauthorized, "unauthorizedError",
+			"This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN."
 	case errors.Is(err, errESUnreachable):
-		msg := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
+		detail := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
 			strings.Join(s.cfg.esAddressesRedacted(), ","))
-		if isLegacyRoute(r) {
-			return http.StatusInternalServerError, apiError{"serverError", msg, detail}
+		if familyOf(r) == legacy {
+			return http.StatusInternalServerError, "serverError", detail // as Optimize 3.9 documents
 		}
-		return http.StatusBadGateway, apiError{"elasticsearchConnectionError", msg, detail}
+		return http.StatusBadGateway, "elasticsearchConnectionError", detail
 	case errors.As(err, &es) && es.Type == "repository_missing_exception":
-		return http.StatusInternalServerError, apiError{"serverError",
-			fmt.Sprintf("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository), detail}
+		return http.StatusInternalServerError, "serverError",
+			fmt.Sprintf("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
+	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
+		// The ID rules keep such names out; should Elasticsearch refuse one anyway, it is the
+		// ID that must change, not a server fault.
+		return http.StatusBadRequest, "badRequestError",
+			fmt.Sprintf("Elasticsearch refused the snapshot name: %s. Choose a backupId that Elasticsearch accepts in a snapshot name.", es.Reason)
 	case errors.As(err, &es):
-		return http.StatusInternalServerError, apiError{"serverError",
-			fmt.Sprintf("Elasticsearch refused the request (%s: %s); see detailedMessage and Elasticsearch's log.", es.Type, es.Reason), detail}
+		return http.StatusInternalServerError, "serverError", fmt.Sprintf("Elasticsearch refused a request: %v. See Elasticsearch's log for more.", err)
 	case errors.Is(err, errAnswerTooLarge):
-		return http.StatusInternalServerError, apiError{"serverError", "Elasticsearch's answer was larger than the sidecar reads; " + err.Error(), detail}
+		return http.StatusInternalServerError, "serverError", "Elasticsearch's answer was larger than the sidecar reads: " + err.Error()
 	case errors.Is(err, errNoVersion), errors.Is(err, errNoOptimizeIndices):
-		return http.StatusInternalServerError, apiError{"serverError", err.Error(), detail}
+		return http.StatusInternalServerError, "serverError", err.Error()
 	default:
-		return http.StatusInternalServerError, apiError{"serverError", "The sidecar failed unexpectedly; see detailedMessage and the sidecar's log.", detail}
+		return http.StatusInternalServerError, "serverError", fmt.Sprintf("The sidecar failed unexpectedly: %v. See the sidecar's log.", err)
 	}
 }
 
@@ -373,7 +490,15 @@ func (e *conflictError) Error() string {
 	return fmt.Sprintf("A backup with ID [%s] already exists. Found snapshots: [%s]", e.id, strings.Join(e.existing, ", "))
 }
 
-// routeError is a request for a route the sidecar does not serve.
+// routeError is a request for a path the sidecar does not serve.
 type routeError struct{ method, path string }
 
 func (e *routeError) Error() string { return "no route " + e.method + " " + e.path }
+
+// methodError is a request for a path the sidecar serves, with a method it does not serve
+// there; allow lists the methods it does.
+type methodError struct{ method, path, allow string }
+
+func (e *methodError) Error() string {
+	return "method " + e.method + " not allowed on " + e.path + " (allowed: " + e.allow + ")"
+}

@@ -18,16 +18,16 @@ import (
 
 // Routes of the fake Elasticsearch, by what the sidecar asks.
 const (
-	getBackup1        = "GET /_snapshot/test-repo/camunda_optimize_1_*"
-	putPart1          = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
-	putPart2          = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_2_of_2"
-	pollPart1         = "GET /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
-	resolveIdx        = "GET /_resolve/index/optimize-*"
-	readMetadata      = "GET /optimize-metadata/_doc/1"
-	listAll           = "GET /_snapshot/test-repo/camunda_optimize_*"
-	deleteBoth1       = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
-	getJob            = "GET /camunda-optimize-backup-jobs/_doc/restore-optimize"
-	mgetInstallations = "POST /_mget"
+	getBackup1    = "GET /_snapshot/test-repo/camunda_optimize_1_*"
+	putPart1      = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	putPart2      = "PUT /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_2_of_2"
+	pollPart1     = "GET /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2"
+	resolveIdx    = "GET /_resolve/index/optimize-*"
+	readMetadata  = "GET /optimize-metadata/_doc/1"
+	listAll       = "GET /_snapshot/test-repo/camunda_optimize_*"
+	deleteBoth1   = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
+	getJob        = "GET /camunda-optimize-backup-jobs/_doc/restore-optimize"
+	deleteNightly = "DELETE /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2,camunda_optimize_nightly_3.9.0_part_2_of_2"
 )
 
 // getBackup is the route of reading the snapshots of one backup: recordings are served under
@@ -63,6 +63,8 @@ type apiCase struct {
 	// esRefused marks a 4xx that comes from Elasticsearch refusing a create: the one
 	// mutating request was sent, and refused, so nothing changed.
 	esRefused bool
+	// wantHeader are answer headers the case checks (golden files hold status and body only).
+	wantHeader map[string]string
 }
 
 // TestAPI checks every route's status and body against golden files, including every state,
@@ -108,23 +110,75 @@ func TestAPI(t *testing.T) {
 		{name: "body-too-large", method: "POST", path: "/actuator/backups", body: `{"backupId": "` + strings.Repeat("a", maxBodyBytes) + `"}`, status: 413},
 		{name: "body-no-id", method: "POST", path: "/actuator/backups", body: `{}`, status: 400},
 
-		// ID rules, each a 400 naming the rule.
-		{name: "id-empty", method: "POST", path: "/actuator/backups", body: `{"backupId": ""}`, status: 400},
-		{name: "id-too-long", method: "POST", path: "/actuator/backups", body: `{"backupId": "` + strings.Repeat("a", maxIDBytes+1) + `"}`, status: 400},
-		{name: "id-uppercase", method: "POST", path: "/actuator/backups", body: `{"backupId": "Backup1"}`, status: 400},
-		{name: "id-whitespace", method: "POST", path: "/actuator/backups", body: `{"backupId": "a b"}`, status: 400},
-		{name: "id-control", method: "POST", path: "/actuator/backups", body: `{"backupId": "a\u0007b"}`, status: 400},
-		{name: "id-underscore", method: "POST", path: "/actuator/backups", body: `{"backupId": "a_b"}`, status: 400},
-		{name: "id-star", method: "POST", path: "/actuator/backups", body: `{"backupId": "a*"}`, status: 400},
-		{name: "id-slash", method: "POST", path: "/actuator/backups", body: `{"backupId": "a/b"}`, status: 400},
-		{name: "id-comma", method: "POST", path: "/actuator/backups", body: `{"backupId": "a,b"}`, status: 400},
-		{name: "id-hash", method: "POST", path: "/actuator/backups", body: `{"backupId": "a#b"}`, status: 400},
-		{name: "id-quote", method: "POST", path: "/actuator/backups", body: `{"backupId": "a\"b"}`, status: 400},
+		// ID rules of the 3.9 family (strings, or non-negative integers), each a 400 naming the
+		// rule: Optimize 3.9's, and what Elasticsearch refuses in a snapshot name.
+		{name: "id-empty", method: "POST", path: "/actuator/backup", body: `{"backupId": ""}`, status: 400},
+		{name: "id-too-long", method: "POST", path: "/actuator/backup", body: `{"backupId": "` + strings.Repeat("a", maxIDChars+1) + `"}`, status: 400},
+		{name: "id-too-long-for-elasticsearch", method: "POST", path: "/actuator/backup", body: `{"backupId": "` + strings.Repeat("a", maxIDChars) + `"}`, status: 400,
+			es: map[string]string{getBackup(strings.Repeat("a", maxIDChars)): "ids-get-too-long"}, noMutES: true},
+		{name: "id-uppercase", method: "POST", path: "/actuator/backup", body: `{"backupId": "Backup1"}`, status: 400},
+		{name: "id-uppercase-non-ascii", method: "POST", path: "/actuator/backup", body: `{"backupId": "été-É"}`, status: 400},
+		{name: "id-whitespace", method: "POST", path: "/actuator/backup", body: `{"backupId": "a b"}`, status: 400},
+		{name: "id-control", method: "POST", path: "/actuator/backup", body: `{"backupId": "a\u0007b"}`, status: 400},
+		{name: "id-line-separator", method: "POST", path: "/actuator/backup", body: `{"backupId": "a\u2028b"}`, status: 400},
+		{name: "id-star", method: "POST", path: "/actuator/backup", body: `{"backupId": "a*"}`, status: 400},
+		{name: "id-slash", method: "POST", path: "/actuator/backup", body: `{"backupId": "a/b"}`, status: 400},
+		{name: "id-comma", method: "POST", path: "/actuator/backup", body: `{"backupId": "a,b"}`, status: 400},
+		{name: "id-hash", method: "POST", path: "/actuator/backup", body: `{"backupId": "a#b"}`, status: 400},
+		{name: "id-quote", method: "POST", path: "/actuator/backup", body: `{"backupId": "a\"b"}`, status: 400},
+		{name: "id-angle", method: "POST", path: "/actuator/backup", body: `{"backupId": "<a>"}`, status: 400},
+		{name: "id-negative-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": -1}`, status: 400},
+		{name: "id-fraction-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": 1.5}`, status: 400},
+		{name: "id-bool-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": true}`, status: 400},
+		{name: "id-integer-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": 1}`, es: createRoutes(), status: 200,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
+
+		// ID rules of the 3.10+ family: a non-negative JSON integer up to 2^63-1, nothing else.
+		{name: "id-string-current", method: "POST", path: "/actuator/backups", body: `{"backupId": "nightly"}`, status: 400},
+		{name: "id-digit-string-current", method: "POST", path: "/actuator/backups", body: `{"backupId": "5"}`, status: 400},
+		{name: "id-underscore-current", method: "POST", path: "/actuator/backups", body: `{"backupId": "a_b"}`, status: 400},
+		{name: "id-above-long", method: "POST", path: "/actuator/backups", body: `{"backupId": 9223372036854775808}`, status: 400},
 		{name: "id-negative", method: "POST", path: "/actuator/backups", body: `{"backupId": -1}`, status: 400},
 		{name: "id-fraction", method: "POST", path: "/actuator/backups", body: `{"backupId": 1.5}`, status: 400},
 		{name: "id-exponent", method: "POST", path: "/actuator/backups", body: `{"backupId": 1e3}`, status: 400},
 		{name: "id-bool", method: "POST", path: "/actuator/backups", body: `{"backupId": true}`, status: 400},
 		{name: "id-in-path", method: "GET", path: "/actuator/backups/Backup1", status: 400},
+
+		// IDs that are prefixes of each other never see each other's snapshots: the pattern
+		// camunda_optimize_nightly_* also matches nightly_1's, and the parsed names tell them apart.
+		{name: "pair-create-nightly-beside-nightly_1", method: "POST", path: "/actuator/backup", body: `{"backupId": "nightly"}`, status: 200,
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly-longer-only", readMetadata: "metadata", resolveIdx: "resolve",
+				"PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2": "create-accepted",
+				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2": "get-part1-done",
+				"PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_2_of_2": "create-accepted"},
+			wantES: []string{getBackup("nightly"), readMetadata, resolveIdx, "PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2",
+				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2", "PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_2_of_2"}},
+		{name: "pair-create-nightly-exists", method: "POST", path: "/actuator/backup", body: `{"backupId": "nightly"}`, status: 409,
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly"}, noMutES: true},
+		{name: "pair-create-1-exists", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
+			es: map[string]string{getBackup1: "ids-get-1"}, noMutES: true},
+		{name: "pair-get-nightly", method: "GET", path: "/actuator/backup/nightly", status: 200,
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly"}},
+		{name: "pair-get-nightly-absent", method: "GET", path: "/actuator/backup/nightly", status: 404,
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly-longer-only"}},
+		{name: "pair-get-nightly_1", method: "GET", path: "/actuator/backup/nightly_1", status: 200,
+			es: map[string]string{getBackup("nightly_1"): "ids-get-nightly_1"}},
+		{name: "pair-get-nightly_1-current", method: "GET", path: "/actuator/backups/nightly_1", status: 200,
+			es: map[string]string{getBackup("nightly_1"): "ids-get-nightly_1"}},
+		{name: "pair-get-1", method: "GET", path: "/actuator/backups/1", status: 200, es: map[string]string{getBackup1: "ids-get-1"}},
+		{name: "pair-get-12", method: "GET", path: "/actuator/backups/12", status: 200, es: map[string]string{getBackup("12"): "ids-get-12"}},
+		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
+		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
+		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
+			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", deleteNightly: "ids-delete-nightly"},
+			wantES: []string{getBackup("nightly"), getJob, deleteNightly}},
+		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
+			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", deleteBoth1: "ids-delete-1"},
+			wantES: []string{getBackup1, getJob, deleteBoth1}},
+		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+		{name: "pair-restore-status-nightly_1", method: "GET", path: "/actuator/backups/nightly_1/restore", status: 404,
+			es: map[string]string{getJob: "job-found-completed"}},
 
 		// States, one request each.
 		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-completed"}, status: 200, wantES: []string{getBackup1}},
@@ -176,6 +230,15 @@ func TestAPI(t *testing.T) {
 		{name: "info", method: "GET", path: "/actuator/info", status: 200,
 			es: map[string]string{readMetadata: "metadata", "GET /_nodes/_local": "nodes-info"}},
 		{name: "unknown-route", method: "GET", path: "/actuator/nothing", status: 404},
+		{name: "unknown-route-below-backups", method: "GET", path: "/actuator/backups/1/restore/now", status: 404},
+
+		// A known path with another method: 405, the methods it answers in Allow, the JSON shape.
+		{name: "method-not-allowed-create", method: "PUT", path: "/actuator/backup", status: 405,
+			wantHeader: map[string]string{"Allow": "GET, HEAD, POST", "Content-Type": "application/json"}},
+		{name: "method-not-allowed-backup", method: "POST", path: "/actuator/backups/1", status: 405,
+			wantHeader: map[string]string{"Allow": "DELETE, GET, HEAD"}},
+		{name: "method-not-allowed-health", method: "DELETE", path: "/actuator/health", status: 405,
+			wantHeader: map[string]string{"Allow": "GET, HEAD"}},
 	}
 	runAPICases(t, cases)
 }
@@ -211,7 +274,33 @@ func runAPICases(t *testing.T, cases []apiCase) {
 			if res.Code == http.StatusUnauthorized && res.Header().Get("WWW-Authenticate") == "" {
 				t.Errorf("got 401 without WWW-Authenticate; want Bearer challenge")
 			}
+			for k, want := range tc.wantHeader {
+				if got := res.Header().Get(k); got != want {
+					t.Errorf("got header %s %q; want %q", k, got, want)
+				}
+			}
+			checkErrorShape(t, res)
 		})
+	}
+}
+
+// checkErrorShape checks that an error answer is Optimize's error body: an errorCode, that
+// code's fixed sentence as errorMessage, and a particular detailedMessage, never the internal
+// text of the error.
+func checkErrorShape(t *testing.T, res *httptest.ResponseRecorder) {
+	t.Helper()
+	if res.Code < 400 || res.Code == http.StatusServiceUnavailable { // 503 is the health answer, DOWN
+		return
+	}
+	var body apiError
+	if err := json.Unmarshal(res.Body.Bytes(), &body); err != nil {
+		t.Fatalf("got non-JSON error body %q; want Optimize's error shape", res.Body)
+	}
+	if want, ok := errorSentences[body.ErrorCode]; !ok || body.ErrorMessage != want {
+		t.Errorf("got errorCode %q with errorMessage %q; want a known code with its fixed sentence %q", body.ErrorCode, body.ErrorMessage, want)
+	}
+	if body.DetailedMessage == "" || body.DetailedMessage == body.ErrorMessage || strings.HasPrefix(body.DetailedMessage, "no snapshots for backup") {
+		t.Errorf("got detailedMessage %q; want the particular sentence of this error", body.DetailedMessage)
 	}
 }
 
@@ -316,7 +405,9 @@ func TestConcurrentCreateOneWins(t *testing.T) {
 }
 
 // TestElasticsearchUnreachable checks the status each route family gives when nothing answers
-// at Elasticsearch's address: 500 on 3.9's routes, 502 on 3.10+'s.
+// at Elasticsearch's address: 500 on 3.9's routes, 502 on 3.10+'s, on every route that reads
+// Elasticsearch (the restore routes too, whose handlers get the family from routes() through
+// the request), with the fixed sentence of the code and the address in detailedMessage.
 func TestElasticsearchUnreachable(t *testing.T) {
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
@@ -329,10 +420,15 @@ func TestElasticsearchUnreachable(t *testing.T) {
 		{"unreachable-get-legacy", "GET", "/actuator/backup/1", "", 500},
 		{"unreachable-get", "GET", "/actuator/backups/1", "", 502},
 		{"unreachable-list", "GET", "/actuator/backups", "", 502},
+		{"unreachable-list-legacy", "GET", "/actuator/backup", "", 500},
+		{"unreachable-delete-legacy", "DELETE", "/actuator/backup/1", "", 500},
+		{"unreachable-delete", "DELETE", "/actuator/backups/1", "", 502},
+		{"unreachable-restore-legacy", "POST", "/actuator/backup/1/restore", "", 500},
+		{"unreachable-restore-status", "GET", "/actuator/backups/1/restore", "", 502},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newTestServer(t, testConfig(closed.URL))
-			res := serve(t, srv, tc.method, tc.path, tc.body, nil)
+			res := serve(t, srv, tc.method, tc.path, tc.body, map[string]string{"Authorization": "Bearer test-admin-token"})
 			if res.Code != tc.status {
 				t.Errorf("got %d; want %d", res.Code, tc.status)
 			}
@@ -340,8 +436,11 @@ func TestElasticsearchUnreachable(t *testing.T) {
 			if err := json.Unmarshal(res.Body.Bytes(), &body); err != nil {
 				t.Fatalf("got non-JSON body %q", res.Body)
 			}
-			if !strings.Contains(body.ErrorMessage, closed.URL) || !strings.Contains(body.ErrorMessage, "OPTIMIZE_ELASTICSEARCH_URLS") {
-				t.Errorf("got message %q; want it to name the address and the variable that sets it", body.ErrorMessage)
+			if want := map[int]string{500: "serverError", 502: "elasticsearchConnectionError"}[tc.status]; body.ErrorCode != want || body.ErrorMessage != errorSentences[want] {
+				t.Errorf("got errorCode %q, errorMessage %q; want %q with its fixed sentence", body.ErrorCode, body.ErrorMessage, want)
+			}
+			if !strings.Contains(body.DetailedMessage, closed.URL) || !strings.Contains(body.DetailedMessage, "OPTIMIZE_ELASTICSEARCH_URLS") {
+				t.Errorf("got detailedMessage %q; want it to name the address and the variable that sets it", body.DetailedMessage)
 			}
 		})
 	}
@@ -362,5 +461,63 @@ func TestPrometheusCountsRequests(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("got metrics\n%s\nwant a line %s", body, want)
 		}
+	}
+}
+
+// TestAPISnapshotNameRefusedByElasticsearch checks the safety net behind the ID rules: should
+// Elasticsearch refuse a snapshot name (here its real answer to a name with '#'), the client
+// gets a 400 with Elasticsearch's reason, never a 500.
+func TestAPISnapshotNameRefusedByElasticsearch(t *testing.T) {
+	name := snapshotName("a#b", "3.9.0", 1)
+	fake := newFakeES(t, map[string]string{"PUT /_snapshot/test-repo/" + name: "ids-create-invalid-name"})
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	err := srv.startSnapshot(context.Background(), name, []string{"optimize-import-index_v3"}, snapshotMetadata{BackupID: "a#b"})
+	if err == nil {
+		t.Fatal("got no error; want Elasticsearch's refusal")
+	}
+	for _, f := range []family{legacy, current} {
+		req := inFamilyRequest(f)
+		status, body := srv.describeError(req, err)
+		if status != http.StatusBadRequest || body.ErrorCode != "badRequestError" || !strings.Contains(body.DetailedMessage, "must not contain '#'") {
+			t.Errorf("family %d: got %d %+v; want 400 badRequestError with Elasticsearch's reason", f, status, body)
+		}
+	}
+}
+
+// inFamilyRequest is a request that routes() put in family f.
+func inFamilyRequest(f family) *http.Request {
+	var got *http.Request
+	inFamily(f, func(_ http.ResponseWriter, r *http.Request) { got = r })(httptest.NewRecorder(), httptest.NewRequest("POST", f.base(), nil))
+	return got
+}
+
+// TestAPILongIDFitsElasticsearch checks the two limits Elasticsearch puts on a long ID that
+// Optimize allows (up to 3996 characters) beyond its request line: the snapshot's metadata must
+// stay within 1 KB (the ID is then left out of it; the name carries it), and a delete whose two
+// names would not fit one request line sends one request per name.
+func TestAPILongIDFitsElasticsearch(t *testing.T) {
+	id := strings.Repeat("a", 2000)
+	names := []string{snapshotName(id, "3.9.0", 1), snapshotName(id, "3.9.0", 2)}
+	put := "PUT /_snapshot/test-repo/" + names[0]
+	fake := newFakeES(t, map[string]string{put: "create-accepted",
+		"DELETE /_snapshot/test-repo/" + names[0]: "ids-delete-1", "DELETE /_snapshot/test-repo/" + names[1]: "ids-delete-1"})
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	ctx := context.Background()
+	if err := srv.startSnapshot(ctx, names[0], []string{"optimize-import-index_v3"}, snapshotMetadata{BackupID: id, Version: "3.9.0", PartNo: 1, PartCount: 2}); err != nil {
+		t.Fatalf("start snapshot: got %v; want it started", err)
+	}
+	var sent snapshotRequest
+	if err := json.Unmarshal([]byte(fake.bodiesOf(put)[0]), &sent); err != nil {
+		t.Fatal(err)
+	}
+	if meta, _ := json.Marshal(sent.Metadata); len(meta) > esMaxMetadataBytes || sent.Metadata.BackupID != "" || sent.Metadata.Nonce == "" {
+		t.Errorf("got metadata %s (%d bytes); want it under %d bytes, without the ID, with the nonce", meta, len(meta), esMaxMetadataBytes)
+	}
+	if err := srv.deleteSnapshots(ctx, names); err != nil {
+		t.Fatalf("delete: got %v; want both deleted", err)
+	}
+	want := []string{put, "DELETE /_snapshot/test-repo/" + names[0], "DELETE /_snapshot/test-repo/" + names[1]}
+	if diff := cmp.Diff(want, fake.sent()); diff != "" {
+		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 	}
 }

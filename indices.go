@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -17,15 +15,31 @@ import (
 // The rule (README, "Which indices a backup holds"): an index belongs to the installation with
 // prefix P when its name is P-{name}_v{N}, optionally with a rollover suffix -NNNNNN (Optimize
 // names every index it creates so), and it does not belong to another installation whose longer
-// prefix Q starts with P- and that has its own Q-metadata index (optimize-east next to
-// optimize). An index that merely starts with P- (optimize-logs-2026.11) is nobody's.
+// prefix Q starts with P- (optimize-east next to optimize). An index that merely starts with P-
+// (optimize-logs-2026.11) is nobody's.
+//
+// Another installation Q shows by any of the four indices every installation has, even a
+// half-restored one: Q-metadata (part 2) or one of Q's import indices (part 1). This is decided
+// by names alone and fails closed: Q's metadata need not be readable, and an installation
+// whose restore has so far brought back only part 1 is still seen. The one exception is a
+// dynamic index of P named like one of those (a process definition key "x-metadata" gives
+// P-process-instance-x-metadata_v8): Q = P-process-instance-x starts with one of Optimize's
+// dynamic index families, and is P's own.
 
 // importIndexNames are the Optimize indices that go into part 1 of a backup.
 var importIndexNames = []string{"import-index", "timestamp-based-import-index", "position-based-import-index"}
 
-// metadataName matches a metadata index or alias, Q-metadata or Q-metadata_v{N}: Q is the
-// prefix of an installation.
-var metadataName = regexp.MustCompile(`^(.+)-metadata(?:_v\d+)?$`)
+// markerNames are the indices every installation has, even a half-restored one, longest first
+// (position-based-import-index also ends in import-index): Q-{marker} or Q-{marker}_v{N}
+// shows an installation with prefix Q.
+var markerNames = []string{"timestamp-based-import-index", "position-based-import-index", "import-index", "metadata"}
+
+// versionSuffix is the _v{N} (and rollover -NNNNNN) end of a physical index name.
+var versionSuffix = regexp.MustCompile(`_v\d+(?:-\d{6})?$`)
+
+// dynamicFamilies are the names of Optimize's indices that it creates per definition or per
+// event source, {prefix}-{family}{key}: a key can make such a name look like a marker.
+var dynamicFamilies = []string{"process-instance-", "decision-instance-", "event-process-instance-", "camunda-activity-event-", "event-sequence-count-", "event-trace-state-"}
 
 // installation decides which index names belong to one Optimize installation.
 type installation struct {
@@ -88,13 +102,26 @@ func (in installation) split(names []string) (part1, part2, foreign []string) {
 	return part1, part2, foreign
 }
 
-// metadataCandidates returns the prefixes Q (longer than prefix, starting with prefix + "-")
-// for which names hold a Q-metadata index or alias.
-func metadataCandidates(prefix string, names []string) []string {
+// otherInstallations returns the prefixes Q (longer than prefix, starting with prefix + "-")
+// of the installations that names (indices and aliases) show, by the markers above; names of
+// the prefix's own dynamic indices are no marker.
+func otherInstallations(prefix string, names []string) []string {
 	var out []string
 	for _, n := range names {
-		if m := metadataName.FindStringSubmatch(n); m != nil && strings.HasPrefix(m[1], prefix+"-") && !slices.Contains(out, m[1]) {
-			out = append(out, m[1])
+		rest, ok := strings.CutPrefix(versionSuffix.ReplaceAllString(n, ""), prefix+"-")
+		if !ok || slices.Contains(markerNames, rest) {
+			continue // not under the prefix, or one of the prefix's own markers
+		}
+		for _, marker := range markerNames {
+			q, found := strings.CutSuffix(rest, "-"+marker)
+			if !found {
+				continue
+			}
+			own := slices.ContainsFunc(dynamicFamilies, func(f string) bool { return strings.HasPrefix(q+"-", f) })
+			if q != "" && !own && !slices.Contains(out, prefix+"-"+q) {
+				out = append(out, prefix+"-"+q)
+			}
+			break
 		}
 	}
 	slices.Sort(out)
@@ -103,7 +130,7 @@ func metadataCandidates(prefix string, names []string) []string {
 
 // installationIndices resolves the indices of the prefix as they exist now and returns this
 // installation (with the other installations nested in its prefix) and its indices split into
-// the two parts. Two requests at most: resolve, and reading the candidates' metadata.
+// the two parts: one request.
 func (s *server) installationIndices(ctx context.Context) (in installation, part1, part2 []string, err error) {
 	req := esapi.IndicesResolveIndexRequest{
 		Name:            []string{seg(s.cfg.IndexPrefix) + "-*"},
@@ -129,56 +156,9 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	for _, a := range answer.Aliases {
 		all = append(all, a.Name)
 	}
-	others, err := s.confirmInstallations(ctx, metadataCandidates(s.cfg.IndexPrefix, all))
-	if err != nil {
-		return installation{}, nil, nil, err
-	}
-	in = newInstallation(s.cfg.IndexPrefix, others)
+	in = newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, all))
 	part1, part2, _ = in.split(indices)
 	return in, part1, part2, nil
-}
-
-// confirmInstallations keeps the candidate prefixes Q whose Q-metadata holds Optimize's
-// metadata document (id 1 with a schemaVersion). A dynamic index of this installation can be
-// named like a metadata index (process definition key "x-metadata"); its documents are not
-// Optimize's metadata, so it does not split off an installation.
-func (s *server) confirmInstallations(ctx context.Context, candidates []string) ([]string, error) {
-	if len(candidates) == 0 {
-		return nil, nil
-	}
-	type doc struct {
-		Index  string   `json:"_index"`
-		ID     string   `json:"_id"`
-		Source []string `json:"_source"`
-	}
-	var body struct {
-		Docs []doc `json:"docs"`
-	}
-	for _, c := range candidates {
-		body.Docs = append(body.Docs, doc{Index: c + "-metadata", ID: "1", Source: []string{"schemaVersion"}})
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	var answer struct {
-		Docs []struct {
-			Found  bool `json:"found"`
-			Source struct {
-				SchemaVersion string `json:"schemaVersion"`
-			} `json:"_source"`
-		} `json:"docs"`
-	}
-	if err := s.read(ctx, esapi.MgetRequest{Body: bytes.NewReader(b)}, &answer); err != nil {
-		return nil, fmt.Errorf("read the metadata of installations %v: %w", candidates, err)
-	}
-	var out []string
-	for i, d := range answer.Docs {
-		if i < len(candidates) && d.Found && d.Source.SchemaVersion != "" {
-			out = append(out, candidates[i])
-		}
-	}
-	return out, nil
 }
 
 // setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
@@ -188,11 +168,59 @@ func (s *server) setWriteBlock(ctx context.Context, names []string, on bool) err
 	if on {
 		body = `{"index.blocks.write":true}`
 	}
+	ignore := true // an index deleted meanwhile must not keep the others blocked
 	for _, batch := range batches(names) {
-		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: strings.NewReader(body)}
+		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: strings.NewReader(body), IgnoreUnavailable: &ignore}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
 		}
+	}
+	return nil
+}
+
+// indexFacts is what a restore records of an index it will replace.
+type indexFacts struct {
+	UUID         string
+	WriteBlocked bool
+}
+
+// indexSettings reads the UUID and write block of exactly these indices, in batches; indices
+// that do not exist are left out.
+func (s *server) indexSettings(ctx context.Context, names []string) (map[string]indexFacts, error) {
+	out := map[string]indexFacts{}
+	ignore, flat := true, true
+	for _, batch := range batches(names) {
+		req := esapi.IndicesGetSettingsRequest{Index: segs(batch), Name: []string{"index.uuid", "index.blocks.write"},
+			IgnoreUnavailable: &ignore, FlatSettings: &flat, ExpandWildcards: "all"}
+		var answer map[string]struct {
+			Settings map[string]string `json:"settings"`
+		}
+		if err := s.read(ctx, req, &answer); err != nil {
+			return nil, fmt.Errorf("read the settings of %s: %w", strings.Join(batch, ","), err)
+		}
+		for name, ix := range answer {
+			out[name] = indexFacts{UUID: ix.Settings["index.uuid"], WriteBlocked: ix.Settings["index.blocks.write"] == "true"}
+		}
+	}
+	return out, nil
+}
+
+// checkUUIDs fails unless every index of the plan's Replace that exists now is the index that
+// was checked (same UUID); with allowMissing, indices already gone are fine (a resumed delete).
+func (s *server) checkUUIDs(ctx context.Context, plan restorePlan, allowMissing bool) error {
+	now, err := s.indexSettings(ctx, plan.Replace)
+	if err != nil {
+		return err
+	}
+	var changed []string
+	for _, ix := range plan.Replace {
+		facts, exists := now[ix]
+		if exists && facts.UUID != plan.ReplaceUUIDs[ix] || !exists && !allowMissing {
+			changed = append(changed, ix)
+		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("indices %v are not the ones checked (deleted, or deleted and created again since: by Optimize?); nothing of them was deleted", changed)
 	}
 	return nil
 }

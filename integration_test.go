@@ -256,7 +256,7 @@ func TestIntegrationBackupLifecycle(t *testing.T) {
 			t.Errorf("metadata of part %d: got nonce %q; want a random token", i+1, snaps[i].Metadata["nonce"])
 		}
 		delete(snaps[i].Metadata, "nonce")
-		wantMeta := map[string]any{"backupId": "100", "version": "3.9.0", "partNo": float64(i + 1), "partCount": float64(2), "createdBy": "optimize-backup"}
+		wantMeta := map[string]any{"backupId": "100", "version": "3.9.0", "partNo": float64(i + 1), "partCount": float64(2), "createdBy": "optimize-backup", "indexPrefix": "optimize"}
 		if diff := cmp.Diff(wantMeta, snaps[i].Metadata); diff != "" {
 			t.Errorf("metadata of part %d (-want +got):\n%s", i+1, diff)
 		}

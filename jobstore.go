@@ -39,16 +39,22 @@ type jobDoc struct {
 type restorePlan struct {
 	// Parts are the backup's snapshots in restore order, with their indices.
 	Parts []planPart `json:"parts"`
-	// Replace are the indices of this installation to delete once the safety backup holds them.
-	Replace []string `json:"replace"`
+	// Replace are the indices of this installation to delete once the safety backup holds them;
+	// ReplaceUUIDs their index UUIDs when checked (an index of the same name created later is
+	// another index); PreBlocked those that had a write block before the job (left as they are).
+	Replace      []string          `json:"replace"`
+	ReplaceUUIDs map[string]string `json:"replaceUuids"`
+	PreBlocked   []string          `json:"preBlocked,omitempty"`
 	// Version is the backup's version tag.
 	Version string `json:"version"`
 }
 
 // planPart is one snapshot to restore.
 type planPart struct {
-	Snapshot string   `json:"snapshot"`
-	Indices  []string `json:"indices"`
+	Snapshot string `json:"snapshot"`
+	// UUID is the snapshot's UUID when checked: the same name taken again is another snapshot.
+	UUID    string   `json:"uuid"`
+	Indices []string `json:"indices"`
 	// Shards is how many shards the snapshot holds: the restore of it is done when as many
 	// primaries recovered from it.
 	Shards int `json:"shards"`
@@ -160,16 +166,6 @@ func ownerID() string {
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), newNonce()[:8])
 }
 
-// heartbeatEvery is how often a running job's owner rewrites the document while it waits.
+// heartbeatEvery is how often a running job's owner renews its lease (rewrites the document),
+// and how often every sidecar looks at the job.
 const heartbeatEvery = 5 * time.Second
-
-// stale tells whether the owner of an active job has let go of it or gone silent: then
-// another sidecar takes it over. Silent means no write for two Elasticsearch deadlines plus
-// two heartbeats, longer than any single call of the owner can take.
-func (s *server) stale(d jobDoc) bool {
-	if d.Owner == "" {
-		return true
-	}
-	silence := s.now().Sub(time.UnixMilli(d.Heartbeat))
-	return silence > 2*s.cfg.ESTimeout+2*heartbeatEvery
-}

@@ -99,12 +99,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
 	if cfg.Repository != "" {
-		// A restore whose sidecar stopped mid-way (this one, before a restart) goes on here.
-		go func() {
-			if err := srv.resumeRestore(ctx); err != nil {
-				log.Error("cannot take over the restore job", "err", err)
-			}
-		}()
+		// A restore whose sidecar stopped mid-way (this one before a restart, another replica)
+		// goes on here.
+		go srv.watchRestoreJobs(ctx)
 	}
 	select {
 	case err := <-serveErr:
@@ -116,13 +113,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	// A fresh deadline: ctx is already cancelled, but requests and part-2 starts get time.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
+	// A restore takes far longer than a shutdown: stop it at once, while requests drain; it
+	// hands itself over (or, before deleting anything, fails and lifts its write block), and
+	// that must finish within Kubernetes' grace period.
+	restoreStopped := make(chan struct{})
+	go func() {
+		stopNow, cancelNow := context.WithCancel(shutdownCtx)
+		cancelNow()
+		srv.restores.shutdown(stopNow)
+		close(restoreStopped)
+	}()
 	err = httpServer.Shutdown(shutdownCtx)
 	srv.backups.shutdown(shutdownCtx)
-	// A restore takes far longer than a shutdown: stop it now; it hands itself over (or, before
-	// deleting anything, fails and lifts its write block).
-	stopped, cancelNow := context.WithCancel(shutdownCtx)
-	cancelNow()
-	srv.restores.shutdown(stopped)
+	// A restore POST still draining cannot start a job now: the registry refuses once closed.
+	<-restoreStopped
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("optimize-backup: shutdown: %w", err)
 	}

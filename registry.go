@@ -36,10 +36,17 @@ func (g *registry) release(key string) {
 }
 
 // start runs work for a claimed key in the background and releases the key when it returns.
-// The work's context is cancelled by cancel, or by shutdown.
-func (g *registry) start(key string, work func(context.Context)) {
+// The work's context is cancelled by cancel, or by shutdown. Once shutdown began it runs
+// nothing, releases the key and returns false: work started then would outlive the process.
+func (g *registry) start(key string, work func(context.Context)) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.mu.Lock()
+	if g.closed {
+		delete(g.work, key)
+		g.mu.Unlock()
+		cancel()
+		return false
+	}
 	g.work[key] = cancel
 	g.wg.Add(1)
 	g.mu.Unlock()
@@ -49,6 +56,7 @@ func (g *registry) start(key string, work func(context.Context)) {
 		defer g.release(key)
 		work(ctx)
 	}()
+	return true
 }
 
 // has tells whether this process is working on the key.

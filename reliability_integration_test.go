@@ -116,7 +116,11 @@ func (s sidecar) waitJob(id string, what string, done func(restoreJob) bool) res
 			return job
 		}
 		if !job.active() || time.Now().After(deadline) {
-			s.t.Fatalf("restore of %s: got %+v; want %s", id, job, what)
+			reason := ""
+			if job.FailureReason != nil {
+				reason = *job.FailureReason
+			}
+			s.t.Fatalf("restore of %s: got %s at step %s (%s); want %s; sidecar log:\n%s", id, job.State, job.Step, reason, what, s.logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -101,8 +101,13 @@ func (e *noRestoreError) Error() string {
 const restoreKey = "restore"
 
 // handleRestore checks the preconditions of restoring a backup and, unless it is a dry run,
-// starts the restore job (admin only).
-func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
+// starts the restore job (admin only). The family decides how the dry run shows the ID.
+func (s *server) handleRestore(f family) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.restore(w, r, f) }
+}
+
+// restore is handleRestore's work for one request.
+func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 	id := r.PathValue("id")
 	var req restoreRequest
 	if r.ContentLength != 0 {
@@ -125,7 +130,7 @@ func (s *server) handleRestore(w http.ResponseWriter, r *http.Request) {
 	}
 	passed := !slices.ContainsFunc(checks, func(c restoreCheck) bool { return !c.Passed })
 	if req.DryRun {
-		writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(isLegacyRoute(r)).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
+		writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(f == legacy).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
 		return
 	}
 	if !passed {
@@ -153,14 +158,18 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
 	var backupIndices []string
 	for _, sn := range snaps {
-		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
+		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, UUID: sn.UUID, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
 		backupIndices = append(backupIndices, sn.Indices...)
 		if _, v, _, _, ok := parseSnapshotName(sn.Name); ok {
 			plan.Version = v
 		}
 	}
 
-	check("backupCompleted", info.State == stateCompleted, fmt.Sprintf("Backup [%s] is %s; only a COMPLETED backup can be restored: pick another backup.", info.BackupID, info.State))
+	if info.State == stateCompleted {
+		check("backupCompleted", true, fmt.Sprintf("Backup [%s] is COMPLETED.", info.BackupID))
+	} else {
+		check("backupCompleted", false, fmt.Sprintf("Backup [%s] is %s; only a COMPLETED backup can be restored: pick another backup.", info.BackupID, info.State))
+	}
 
 	if s.cfg.OptimizeVersion == "" {
 		check("versionMatches", true, fmt.Sprintf("Backup version %s; OPTIMIZE_VERSION is not set, so it is not compared.", plan.Version))
@@ -181,7 +190,7 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	}
 	// The backup's own index list can name another installation too (a backup taken before
 	// installations were told apart): its metadata index then shows in the list.
-	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), metadataCandidates(s.cfg.IndexPrefix, backupIndices)...))
+	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices)...))
 	if _, _, foreign := snapIn.split(backupIndices); len(foreign) > 0 {
 		check("backupHoldsOnlyThisInstallation", false, fmt.Sprintf("Backup [%s] holds indices that are not this installation's (prefix [%s], see the README's index rule): [%s]; restoring it could overwrite another installation. Restore those snapshots by hand with the Elasticsearch restore API, naming only this installation's indices.",
 			info.BackupID, s.cfg.IndexPrefix, strings.Join(foreign, ", ")))
@@ -190,6 +199,19 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	}
 
 	existing := append(slices.Clone(part1), part2...)
+	if replaceExisting && len(existing) > 0 {
+		facts, err := s.indexSettings(ctx, existing)
+		if err != nil {
+			return nil, plan, err
+		}
+		plan.ReplaceUUIDs = map[string]string{}
+		for _, ix := range existing {
+			plan.ReplaceUUIDs[ix] = facts[ix].UUID
+			if facts[ix].WriteBlocked {
+				plan.PreBlocked = append(plan.PreBlocked, ix)
+			}
+		}
+	}
 	switch {
 	case len(existing) == 0:
 		check("noOptimizeIndices", true, fmt.Sprintf("No index of the installation with prefix [%s] exists.", s.cfg.IndexPrefix))
@@ -212,10 +234,33 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	return checks, plan, nil
 }
 
+// probeTries and probeGap: the connection must be refused this many times in a row, this far
+// apart, so that an Optimize still starting up (its port not yet open) is not taken for stopped.
+const (
+	probeTries = 3
+	probeGap   = 500 * time.Millisecond
+)
+
 // optimizeStopped tells whether Optimize is provably stopped: only a refused connection at
-// OPTIMIZE_HEALTH_URL proves it. Any answer means it runs; a timeout, a TLS error or a name
-// that does not resolve cannot confirm anything, and the restore is refused then too.
+// OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. Any answer means it runs; a
+// timeout, a TLS error or a name that does not resolve cannot confirm anything, and the restore
+// is refused then too.
 func (s *server) optimizeStopped(ctx context.Context) (bool, string) {
+	var stopped bool
+	var detail string
+	for try := 0; try < probeTries; try++ {
+		if try > 0 && sleepCtx(ctx, probeGap) != nil {
+			return false, "The request was cancelled before Optimize could be probed."
+		}
+		if stopped, detail = s.probeOptimize(ctx); !stopped {
+			return false, detail
+		}
+	}
+	return stopped, detail
+}
+
+// probeOptimize is one probe of OPTIMIZE_HEALTH_URL.
+func (s *server) probeOptimize(ctx context.Context) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.OptimizeHealthURL, nil)
@@ -228,7 +273,7 @@ func (s *server) optimizeStopped(ctx context.Context) (bool, string) {
 		return false, fmt.Sprintf("Optimize answers at %s (HTTP %s); stop Optimize before restoring.", s.cfg.OptimizeHealthURL, res.Status)
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
-		return true, fmt.Sprintf("Nothing listens at %s: Optimize is stopped.", s.cfg.OptimizeHealthURL)
+		return true, fmt.Sprintf("Nothing listens at %s (connection refused %d times in a row): Optimize is stopped.", s.cfg.OptimizeHealthURL, probeTries)
 	}
 	return false, fmt.Sprintf("Cannot confirm that Optimize is stopped: %s did not refuse the connection but gave no answer (%v); stop Optimize, or fix OPTIMIZE_HEALTH_URL so that it points at Optimize.", s.cfg.OptimizeHealthURL, err)
 }
@@ -256,7 +301,7 @@ func (s *server) busyWith(ctx context.Context) (string, error) {
 }
 
 // handleRestoreStatus reports the restore job of a backup, as stored in Elasticsearch: one
-// request. A job whose sidecar stopped or went silent is taken over here.
+// request. It changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
 func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := validateBackupID(id); err != nil {
@@ -275,13 +320,6 @@ func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	if !found || doc.BackupID != id {
 		s.writeError(w, r, &noRestoreError{id: id})
 		return
-	}
-	if doc.active() && s.stale(doc) && !s.restores.has(restoreKey) {
-		go func() {
-			if err := s.resumeRestore(context.WithoutCancel(r.Context())); err != nil {
-				s.log.Error("cannot take over the restore job", "backup_id", doc.BackupID, "err", err)
-			}
-		}()
 	}
 	writeJSON(w, http.StatusOK, doc.restoreJob)
 }

@@ -37,7 +37,7 @@ func TestRestoreChecks(t *testing.T) {
 		c.OptimizeVersion = "3.10.0"
 		c.OptimizeHealthURL = c.ESURLs[0] + "/optimize/api/readyz"
 	}
-	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-found-running", optimizeAlive: "cluster-health"}
+	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", getJob: "job-found-running", optimizeAlive: "cluster-health"}
 	var running jobDoc
 	if err := json.Unmarshal(loadRecording(t, "job-found-running").Body, &struct {
 		Source *jobDoc `json:"_source"`
@@ -53,7 +53,7 @@ func TestRestoreChecks(t *testing.T) {
 		{name: "restore-all-checks-fail", method: "POST", path: "/actuator/backups/4/restore", header: admin, status: 409,
 			cfg: allFail, es: allFailRoutes, noMutES: true},
 		{name: "restore-indices-exist", method: "POST", path: "/actuator/backup/12/restore", body: `{"replaceExisting": false}`, header: admin, status: 409,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-other-installation", method: "POST", path: "/actuator/backups/13/restore", body: `{"replaceExisting": true}`, header: admin, status: 409,
 			es: map[string]string{getBackup("13"): "get-two-installations-13", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
@@ -96,7 +96,7 @@ func TestRestoreJob(t *testing.T) {
 	srv.restores.shutdown(context.Background()) // wait for the job
 
 	want := []string{getBackup12, resolveIdx, getJob, getCurrent, getJob, createJobs, putJob,
-		putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, putJob}
+		putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}
 	if diff := cmp.Diff(want, fake.sent()); diff != "" {
 		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 	}
@@ -124,10 +124,12 @@ func TestRestoreJob(t *testing.T) {
 // taken: the job fails, the write block it set is lifted again, and no index is deleted or
 // restored.
 func TestRestoreSafetyBackupFails(t *testing.T) {
+	names := "/optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10"
+	readSettings := "GET " + names + "/_settings/index.uuid,index.blocks.write"
 	settings := "PUT /optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings"
 	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", mgetInstallations: "mget-installations", getJob: "job-none", getCurrent: "current-none",
-		createJobs: "jobs-index-created", putJob: "job-created", settings: "write-block-set", readMetadata: "metadata",
+		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getCurrent: "current-none",
+		createJobs: "jobs-index-created", putJob: "job-created", settings: "write-block-set", readMetadata: "metadata", readSettings: "settings-installation",
 		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000000z_3.9.0_part_1_of_2": "create-missing-repo",
 	})
 	srv := newTestServer(t, testConfig(fake.srv.URL))

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -14,12 +16,13 @@ import (
 //
 //	safety-backup   write block on the indices to replace, then a safety backup of exactly
 //	                them, waited for until every part is SUCCESS
-//	confirm         the backup is read again: still COMPLETED, both parts, the same names
-//	delete-indices  exactly the planned indices, all of which the safety backup holds
+//	confirm         the backup is read again: still COMPLETED, the same snapshots (by UUID)
+//	delete-indices  exactly the planned indices, each still the index that was checked (UUID)
 //	restore-part-N  each snapshot's indices (and aliases), followed through _recovery
 //
 // Until delete-indices nothing is lost by stopping: the job then FAILs and lifts its write
-// block. From delete-indices on, a stopped job is resumed by the next sidecar that sees it.
+// block. From delete-indices on, transient errors are retried until the wait deadline, and a
+// stopped job is resumed by another sidecar (see watchRestoreJobs).
 
 // The steps of a restore job, in order.
 const (
@@ -51,38 +54,67 @@ func partDone(step string, n int) bool {
 	return cur > n
 }
 
-// jobRun is a restore job this process runs: its document and version in Elasticsearch.
+// jobRun is a restore job this process runs: its document and version in Elasticsearch, changed
+// only through update, so what the job acts on is always what is stored.
 type jobRun struct {
-	s     *server
-	doc   jobDoc
-	ver   jobVersion
-	saved time.Time
-	log   *slog.Logger
+	s   *server
+	log *slog.Logger
+	mu  sync.Mutex // guards doc and ver
+	doc jobDoc
+	ver jobVersion
+	// lost ends the job's context when another sidecar took the job over.
+	lost context.CancelCauseFunc
 }
 
-// save writes the job (compare-and-set); errJobChanged means another sidecar took it over. It
-// is not cancelled with the job, so that a stopping job can still record how it stopped.
-func (r *jobRun) save(ctx context.Context) error {
-	ver, err := r.s.saveJob(context.WithoutCancel(ctx), &r.doc, r.ver)
+// update applies change to a copy of the job and stores it (compare-and-set); only once stored
+// does the job see the change. errJobChanged means another sidecar took the job over: the job
+// stops. Writes are not cancelled with the job, so that a stopping job can record how.
+func (r *jobRun) update(ctx context.Context, change func(*jobDoc)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.doc
+	next.Snapshots = slices.Clone(r.doc.Snapshots)
+	change(&next)
+	ver, err := r.s.saveJob(context.WithoutCancel(ctx), &next, r.ver)
+	if errors.Is(err, errJobChanged) && r.lost != nil {
+		r.lost(errJobChanged)
+	}
 	if err != nil {
 		return err
 	}
-	r.ver, r.saved = ver, time.Now()
+	r.doc, r.ver = next, ver
 	return nil
 }
 
-// heartbeat saves the job when the last write is older than heartbeatEvery.
-func (r *jobRun) heartbeat(ctx context.Context) error {
-	if time.Since(r.saved) < heartbeatEvery {
-		return nil
-	}
-	return r.save(ctx)
+// current returns a copy of the stored job.
+func (r *jobRun) current() jobDoc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.doc
+	d.Snapshots = slices.Clone(d.Snapshots)
+	return d
 }
 
-// step moves the job to a step and saves it before the step acts.
+// step moves the job to a step; the step acts only after this returned nil.
 func (r *jobRun) step(ctx context.Context, name string) error {
-	r.doc.State, r.doc.Step = restoreRunning, name
-	return r.save(ctx)
+	return r.update(ctx, func(d *jobDoc) { d.State, d.Step = restoreRunning, name })
+}
+
+// keepLease rewrites the job every heartbeatEvery while it runs, whatever step it is in, so
+// that other sidecars see its owner alive; a lost lease ends the job (through update).
+func (r *jobRun) keepLease(ctx context.Context) {
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := r.update(ctx, func(*jobDoc) {}); err != nil && !errors.Is(err, errJobChanged) {
+			r.log.Warn("cannot renew the restore job's lease; will retry", "err", err)
+		}
+	}
 }
 
 // startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs
@@ -92,7 +124,7 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) 
 		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
 	}
 	if !s.restores.claim(restoreKey) {
-		return restoreJob{}, busy("Another restore is running in this sidecar; wait until it has finished.")
+		return restoreJob{}, busy("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
 	}
 	started := false
 	defer func() {
@@ -105,7 +137,7 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) 
 		return restoreJob{}, err
 	}
 	if found && old.active() {
-		return restoreJob{}, busy(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished.", old.BackupID, old.State, old.Step))
+		return restoreJob{}, busy(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
 	if !found {
 		if err := s.ensureJobsIndex(ctx); err != nil {
@@ -113,71 +145,110 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) 
 		}
 	}
 	run := &jobRun{s: s, ver: ver, log: s.log.With("backup_id", id, "repository", s.cfg.Repository)}
-	run.doc = jobDoc{
-		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
-		Repository: s.cfg.Repository,
-		Plan:       plan,
-		Owner:      s.owner,
-	}
-	for _, p := range plan.Parts {
-		run.doc.Snapshots = append(run.doc.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
-	}
-	if err := run.save(ctx); err != nil {
-		if errors.Is(err, errJobChanged) {
-			return restoreJob{}, busy("Another sidecar started a restore a moment ago; see GET .../restore of its backup.")
+	err = run.update(ctx, func(d *jobDoc) {
+		*d = jobDoc{
+			restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
+			Repository: s.cfg.Repository,
+			Plan:       plan,
+			Owner:      s.owner,
 		}
+		for _, p := range plan.Parts {
+			d.Snapshots = append(d.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
+		}
+	})
+	if errors.Is(err, errJobChanged) {
+		return restoreJob{}, busy("Another sidecar started a restore a moment ago (or a backup was deleted); see GET .../restore of its backup.")
+	}
+	if err != nil {
 		return restoreJob{}, err
 	}
 	started = true
 	run.log.Info("restore started", "replace", len(plan.Replace))
-	job := run.doc.restoreJob
-	job.Snapshots = slices.Clone(job.Snapshots)
-	s.restores.start(restoreKey, run.run)
+	job := run.current().restoreJob
+	if !s.restores.start(restoreKey, run.run) {
+		// The process began stopping in between: nothing was done, say so.
+		run.finish(context.Background(), errors.New("the sidecar is stopping; nothing was changed, start the restore again"))
+		return restoreJob{}, busy("The sidecar is stopping; start the restore again on a running one.")
+	}
 	return job, nil
 }
 
-// resumeRestore takes over this installation's active restore job if its owner let go of it or
-// went silent. A job past the point of no return is carried on; an earlier one is FAILED (its
-// write block lifted), since nothing was deleted yet and its checks may no longer hold.
-func (s *server) resumeRestore(ctx context.Context) error {
-	if !s.restores.claim(restoreKey) {
-		return nil // this process runs it
-	}
-	started := false
-	defer func() {
-		if !started {
-			s.restores.release(restoreKey)
-		}
-	}()
-	doc, ver, found, err := s.loadJob(ctx)
-	if err != nil || !found || !doc.active() || !s.stale(doc) {
-		return err
-	}
+// takeOver makes this sidecar the owner of the job stored at version ver (compare-and-set) and
+// runs it: past the point of no return it is carried on; before, it is FAILED with its write
+// block lifted, since nothing was deleted yet and its checks may no longer hold.
+func (s *server) takeOver(ctx context.Context, doc jobDoc, ver jobVersion) error {
 	if doc.Repository != s.cfg.Repository {
 		return fmt.Errorf("the restore job of backup [%s] uses repository [%s], this sidecar [%s]; a sidecar with CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME=%s resumes it", doc.BackupID, doc.Repository, s.cfg.Repository, doc.Repository)
 	}
-	previous := doc.Owner
-	doc.Owner = s.owner
+	if !s.restores.claim(restoreKey) {
+		return nil // this process runs it, or is stopping
+	}
 	run := &jobRun{s: s, doc: doc, ver: ver, log: s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)}
-	if err := run.save(ctx); err != nil {
+	if err := run.update(ctx, func(d *jobDoc) { d.Owner = s.owner }); err != nil {
+		s.restores.release(restoreKey)
 		if errors.Is(err, errJobChanged) {
 			return nil // another sidecar took it over first
 		}
 		return err
 	}
-	started = true
-	run.log.Warn("taking over the restore job", "previous_owner", previous, "step", doc.Step)
-	s.restores.start(restoreKey, run.resume)
+	run.log.Warn("taking over the restore job", "previous_owner", doc.Owner, "step", doc.Step)
+	if !s.restores.start(restoreKey, run.resume) {
+		return nil // stopping: the next sidecar takes it over
+	}
 	return nil
 }
 
+// watchRestoreJobs runs in every sidecar: every heartbeatEvery it reads this installation's
+// restore job, and takes over an active one whose owner let go of it (on shutdown) or whose
+// document did not change for staleAfter, measured on this process's own clock (so clocks of
+// different machines are never compared).
+func (s *server) watchRestoreJobs(ctx context.Context) {
+	var seen jobVersion
+	var since time.Time
+	for {
+		doc, ver, found, err := s.loadJob(ctx)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				s.log.Warn("cannot read the restore job; will retry", "err", err)
+			}
+		case !found || !doc.active() || s.restores.has(restoreKey):
+			seen = jobVersion{}
+		case doc.Owner == "" || ver == seen && time.Since(since) > s.staleAfter():
+			if err := s.takeOver(ctx, doc, ver); err != nil {
+				s.log.Error("cannot take over the restore job", "backup_id", doc.BackupID, "err", err)
+			}
+			seen = jobVersion{}
+		case ver != seen:
+			seen, since = ver, time.Now()
+		}
+		if sleepCtx(ctx, heartbeatEvery) != nil {
+			return
+		}
+	}
+}
+
+// staleAfter is how long an active job's document may stay unchanged before its owner counts
+// as gone: one Elasticsearch deadline (a lease write in flight) plus three missed leases.
+func (s *server) staleAfter() time.Duration { return s.cfg.ESTimeout + 3*heartbeatEvery }
+
 // run carries out a new job.
-func (r *jobRun) run(ctx context.Context) { r.finish(ctx, r.steps(ctx)) }
+func (r *jobRun) run(ctx context.Context) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.lost = cancel
+	go r.keepLease(ctx)
+	r.finish(ctx, r.steps(ctx))
+}
 
 // resume carries on a job taken over from another sidecar.
 func (r *jobRun) resume(ctx context.Context) {
-	if !pastPointOfNoReturn(r.doc.Step) {
-		r.finish(ctx, fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", r.doc.Step))
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.lost = cancel
+	go r.keepLease(ctx)
+	if step := r.current().Step; !pastPointOfNoReturn(step) {
+		r.finish(ctx, fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", step))
 		return
 	}
 	r.finish(ctx, r.steps(ctx))
@@ -186,56 +257,67 @@ func (r *jobRun) resume(ctx context.Context) {
 // finish records how the job ended. A job stopped by shutdown past the point of no return is
 // handed over instead (owner cleared), so that the next sidecar resumes it at once.
 func (r *jobRun) finish(ctx context.Context, err error) {
-	if errors.Is(err, errJobChanged) {
-		r.log.Warn("another sidecar took over the restore job; this one stops", "step", r.doc.Step)
+	if errors.Is(context.Cause(ctx), errJobChanged) || errors.Is(err, errJobChanged) {
+		r.log.Warn("another sidecar took over the restore job; this one stops", "step", r.current().Step)
 		return
 	}
-	if err != nil && ctx.Err() != nil && pastPointOfNoReturn(r.doc.Step) {
-		r.doc.Owner = ""
-		if err := r.save(ctx); err != nil {
+	doc := r.current() // the stored job: its step is the last one that was persisted
+	if err != nil && ctx.Err() != nil && pastPointOfNoReturn(doc.Step) {
+		if err := r.update(ctx, func(d *jobDoc) { d.Owner = "" }); err != nil {
 			r.log.Error("cannot hand the restore job over", "err", err)
 		}
-		r.log.Warn("stopped during the restore; the next sidecar that starts or is asked for its status resumes it", "step", r.doc.Step)
+		r.log.Warn("stopped during the restore; a running sidecar resumes it", "step", doc.Step)
 		return
 	}
 	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("the sidecar stopped at step %s, before anything was deleted; nothing was changed, start the restore again", r.doc.Step)
+		err = fmt.Errorf("the sidecar stopped at step %s, before anything was deleted; nothing was changed, start the restore again", doc.Step)
 	}
-	if err != nil && r.doc.WriteBlocked && !pastPointOfNoReturn(r.doc.Step) {
+	lifted := false
+	if err != nil && doc.WriteBlocked && !pastPointOfNoReturn(doc.Step) {
 		// Optimize must never start against read-only indices.
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.s.cfg.ESTimeout)
 		defer cancel()
-		if lerr := r.s.setWriteBlock(cleanup, r.doc.Plan.Replace, false); lerr != nil {
+		if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false); lerr != nil {
 			err = fmt.Errorf("%w; and lifting the write block failed (%v): lift it with PUT <index>/_settings {\"index.blocks.write\": null}", err, lerr)
 		} else {
-			r.doc.WriteBlocked = false
+			lifted = true
 		}
 	}
-	r.doc.EndTime = ptr(r.s.now().UTC())
+	end := ptr(r.s.now().UTC())
 	if err != nil {
-		r.doc.State, r.doc.FailureReason = restoreFailed, ptr(r.failureReason(err))
-		r.log.Error("restore failed", "step", r.doc.Step, "err", err)
+		reason := r.failureReason(doc, err)
+		r.log.Error("restore failed", "step", doc.Step, "err", err)
+		err = r.update(ctx, func(d *jobDoc) {
+			d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, end
+			d.WriteBlocked = d.WriteBlocked && !lifted
+		})
 	} else {
-		r.doc.State, r.doc.Step = restoreCompleted, stepDone
 		r.log.Info("restore completed")
+		err = r.update(ctx, func(d *jobDoc) { d.State, d.Step, d.EndTime = restoreCompleted, stepDone, end })
 	}
-	if err := r.save(ctx); err != nil {
+	if err != nil {
 		r.log.Error("cannot record the end of the restore job", "err", err)
 	}
 }
 
-// failureReason says what failed and, past the point of no return, where the data is.
-func (r *jobRun) failureReason(err error) string {
-	if pastPointOfNoReturn(r.doc.Step) && r.doc.SafetyBackupID != nil {
-		return fmt.Sprintf("%v. The replaced indices are in safety backup [%s]: restore it with POST .../%s/restore {\"replaceExisting\": true}.", err, *r.doc.SafetyBackupID, *r.doc.SafetyBackupID)
-	}
-	return err.Error()
+// liftable are the indices whose write block this job set: not those blocked before it.
+func liftable(plan restorePlan) []string {
+	return slices.DeleteFunc(slices.Clone(plan.Replace), func(ix string) bool { return slices.Contains(plan.PreBlocked, ix) })
 }
 
-// steps carries out the plan from the job's current step on.
+// failureReason says what failed and, past the point of no return, where the data is.
+func (r *jobRun) failureReason(doc jobDoc, err error) string {
+	if !pastPointOfNoReturn(doc.Step) || doc.SafetyBackupID == nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("%v. The replaced indices are in safety backup [%s] (snapshots camunda_optimize_%s_*): restore it with POST .../%s/restore {\"replaceExisting\": true}, or, if it has one part only, with Elasticsearch's restore API.",
+		err, *doc.SafetyBackupID, *doc.SafetyBackupID, *doc.SafetyBackupID)
+}
+
+// steps carries out the plan from the job's stored step on.
 func (r *jobRun) steps(ctx context.Context) error {
-	plan := r.doc.Plan
-	if !pastPointOfNoReturn(r.doc.Step) && len(plan.Replace) > 0 {
+	plan := r.current().Plan
+	if !pastPointOfNoReturn(r.current().Step) && len(plan.Replace) > 0 {
 		if err := r.safetyBackup(ctx); err != nil {
 			return err
 		}
@@ -246,25 +328,62 @@ func (r *jobRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	if r.doc.Step == stepDelete {
-		if err := r.s.deleteIndices(ctx, plan.Replace); err != nil {
+	if r.current().Step == stepDelete {
+		if err := r.retrying(ctx, "delete the replaced indices", func() error { return r.deleteReplaced(ctx) }); err != nil {
 			return err
 		}
 	}
 	for i := range plan.Parts {
-		if partDone(r.doc.Step, i+1) {
+		if partDone(r.current().Step, i+1) {
 			continue
 		}
-		if r.doc.Step != restorePartStep(i+1) {
+		if r.current().Step != restorePartStep(i+1) {
 			if err := r.step(ctx, restorePartStep(i+1)); err != nil {
 				return err
 			}
 		}
-		if err := r.restorePart(ctx, i); err != nil {
+		if err := r.retrying(ctx, "restore "+plan.Parts[i].Snapshot, func() error { return r.restorePart(ctx, i) }); err != nil {
 			return err
 		}
 	}
-	return nil
+	return r.checkNothingElse(ctx)
+}
+
+// retrying runs act until it succeeds, fails for good, or the wait deadline passes: past the
+// point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
+// that holds the indices for a moment) must not leave the installation half restored.
+func (r *jobRun) retrying(ctx context.Context, what string, act func() error) error {
+	deadline := time.Now().Add(r.s.cfg.RestoreWaitTimeout)
+	wait := r.s.cfg.PollInterval
+	for {
+		err := act()
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		r.log.Warn("restore step failed for now; will retry", "what", what, "err", err, "in", wait.String())
+		if err := sleepCtx(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
+// their recovery yet): try again in a moment.
+var errNotYet = errors.New("not yet")
+
+// transient tells whether an error may pass by itself: no answer, a gateway's or a busy
+// cluster's 5xx or 429, indices held by a running snapshot, or errNotYet.
+func transient(err error) bool {
+	if errors.Is(err, errNotYet) {
+		return true
+	}
+	var ee *esError
+	if errors.As(err, &ee) {
+		return ee.Status >= 500 || ee.Status == http.StatusTooManyRequests ||
+			strings.Contains(ee.Type, "snapshot_in_progress") || strings.Contains(ee.Type, "concurrent_snapshot_execution")
+	}
+	return errors.Is(err, errESUnreachable)
 }
 
 // safetyBackup puts a write block on the indices to replace (so nothing written after the
@@ -273,24 +392,27 @@ func (r *jobRun) steps(ctx context.Context) error {
 // installation can be replaced too. It returns once every part is SUCCESS.
 func (r *jobRun) safetyBackup(ctx context.Context) error {
 	s := r.s
-	id := "safety-" + strings.ToLower(s.now().UTC().Format("20060102t150405.000z"))
-	id = strings.ReplaceAll(id, ".", "")
-	r.doc.SafetyBackupID = &id
+	id := strings.ReplaceAll("safety-"+strings.ToLower(s.now().UTC().Format("20060102t150405.000z")), ".", "")
 	// Recorded before the block is set: whoever finds this job lifts it, whatever happens next.
-	r.doc.WriteBlocked = true
-	if err := r.step(ctx, stepSafety); err != nil {
+	if err := r.update(ctx, func(d *jobDoc) {
+		d.State, d.Step, d.SafetyBackupID, d.WriteBlocked = restoreRunning, stepSafety, &id, true
+	}); err != nil {
 		return err
 	}
-	if err := s.setWriteBlock(ctx, r.doc.Plan.Replace, true); err != nil {
+	plan := r.current().Plan
+	if err := s.checkUUIDs(ctx, plan, false); err != nil {
+		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
+	}
+	if err := s.setWriteBlock(ctx, liftable(plan), true); err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
 	}
 	version, err := s.optimizeVersion(ctx)
 	if err != nil {
-		version = r.doc.Plan.Version // a half-restored installation may have no metadata index
+		version = plan.Version // a half-restored installation may have no metadata index
 	}
 	in := newInstallation(s.cfg.IndexPrefix, nil)
 	var imports, rest []string
-	for _, ix := range r.doc.Plan.Replace {
+	for _, ix := range plan.Replace {
 		if in.isImport(ix) {
 			imports = append(imports, ix)
 		} else {
@@ -302,7 +424,7 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 			continue
 		}
 		name := snapshotName(id, version, part+1)
-		meta := snapshotMetadata{BackupID: id, Version: version, PartNo: part + 1, PartCount: partCount, CreatedBy: "optimize-backup", Kind: "safety"}
+		meta := snapshotMetadata{BackupID: id, Version: version, PartNo: part + 1, PartCount: partCount, CreatedBy: "optimize-backup", Kind: "safety", IndexPrefix: s.cfg.IndexPrefix}
 		if err := s.startSnapshot(ctx, name, indices, meta); err != nil {
 			return fmt.Errorf("safety backup [%s] did not start, nothing was deleted: %w", id, err)
 		}
@@ -335,9 +457,6 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snapshot, error
 		case time.Now().After(deadline):
 			return snapshot{}, fmt.Errorf("snapshot %s still IN_PROGRESS after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT)", name, r.s.cfg.RestoreWaitTimeout)
 		}
-		if err := r.heartbeat(ctx); err != nil {
-			return snapshot{}, err
-		}
 		if err := sleepCtx(ctx, r.s.cfg.PollInterval); err != nil {
 			return snapshot{}, err
 		}
@@ -345,48 +464,74 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snapshot, error
 }
 
 // confirm reads the backup again right before the first delete: it must still be COMPLETED,
-// with exactly the snapshots the plan was made of.
+// with exactly the snapshots the plan was made of (same names and UUIDs: not deleted and
+// taken again under the same ID).
 func (r *jobRun) confirm(ctx context.Context) error {
 	if err := r.step(ctx, stepConfirm); err != nil {
 		return err
 	}
-	snaps, err := r.s.backupSnapshots(ctx, r.doc.BackupID)
+	doc := r.current()
+	snaps, err := r.s.backupSnapshots(ctx, doc.BackupID)
 	if err != nil {
-		return fmt.Errorf("cannot re-read backup [%s] before deleting, nothing was deleted: %w", r.doc.BackupID, err)
+		return fmt.Errorf("cannot re-read backup [%s] before deleting, nothing was deleted: %w", doc.BackupID, err)
 	}
-	info := backupState(r.doc.BackupID, snaps, false, r.s.now(), 0)
-	var names, planned []string
+	info := backupState(doc.BackupID, snaps, false, r.s.now(), 0)
+	var now, planned []string
 	for _, sn := range snaps {
-		names = append(names, sn.Name)
+		now = append(now, sn.Name+"/"+sn.UUID)
 	}
-	for _, p := range r.doc.Plan.Parts {
-		planned = append(planned, p.Snapshot)
+	for _, p := range doc.Plan.Parts {
+		planned = append(planned, p.Snapshot+"/"+p.UUID)
 	}
-	slices.Sort(names)
+	slices.Sort(now)
 	slices.Sort(planned)
-	if info.State != stateCompleted || !slices.Equal(names, planned) {
-		return fmt.Errorf("backup [%s] changed since it was checked (now %s with snapshots %v, checked %v), nothing was deleted", r.doc.BackupID, info.State, names, planned)
+	if info.State != stateCompleted || !slices.Equal(now, planned) {
+		return fmt.Errorf("backup [%s] changed since it was checked (now %s with snapshots %v, checked %v), nothing was deleted", doc.BackupID, info.State, now, planned)
 	}
 	return nil
 }
 
-// restorePart restores the indices of part i that do not exist yet (all of them, unless the
-// job is resumed) and follows the snapshot's recovery until every shard is done, within the
-// restore wait deadline.
+// deleteReplaced deletes the planned indices that still exist, after checking that each is
+// still the index that was checked and backed up (same UUID): an index deleted and created
+// again since (by Optimize, say) is in no snapshot and is not deleted.
+func (r *jobRun) deleteReplaced(ctx context.Context) error {
+	plan := r.current().Plan
+	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
+		return err
+	}
+	return r.s.deleteIndices(ctx, plan.Replace)
+}
+
+// restorePart restores the indices of part i that do not exist yet and follows the snapshot's
+// recovery until every shard is done, within the restore wait deadline. An index of the part
+// that exists must have been restored from this snapshot (by this job, before it was resumed):
+// anything else means someone created it, and it is left alone.
 func (r *jobRun) restorePart(ctx context.Context, i int) error {
-	s, part := r.s, r.doc.Plan.Parts[i]
+	s, part := r.s, r.current().Plan.Parts[i]
 	existing, err := s.existingIndices(ctx, part.Indices)
 	if err != nil {
 		return err
 	}
+	if len(existing) > 0 {
+		rec, err := s.recovery(ctx, existing)
+		if err != nil {
+			return err
+		}
+		for _, ix := range existing {
+			if len(rec[ix].Shards) == 0 {
+				// Just created by a restore whose answer this job may not have seen: its
+				// shards show their recovery source a moment later.
+				return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
+			}
+			if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
+				return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
+			}
+		}
+	}
 	missing := slices.DeleteFunc(slices.Clone(part.Indices), func(ix string) bool { return slices.Contains(existing, ix) })
 	if len(missing) > 0 {
 		if err := s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
-			if !answerLost(err) {
-				return err
-			}
-			// The answer got lost: the restore went through if its indices exist now.
-			if now, rerr := s.existingIndices(ctx, missing); rerr != nil || len(now) < len(missing) {
+			if !answerLost(err) || !r.appeared(ctx, missing) {
 				return err
 			}
 		}
@@ -398,27 +543,54 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return err
 		}
 		p := restoreProgressOf(part, rec)
-		changed := p != r.doc.Snapshots[i]
-		r.doc.Snapshots[i] = p
+		if p != r.current().Snapshots[i] {
+			if err := r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p }); err != nil {
+				return err
+			}
+		}
 		if p.State == restoreCompleted {
-			return r.save(ctx)
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("restore of snapshot %s not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %d of %d shards; see GET _cluster/allocation/explain",
 				part.Snapshot, s.cfg.RestoreWaitTimeout, p.ShardsDone, p.ShardsTotal)
 		}
-		if changed {
-			err = r.save(ctx)
-		} else {
-			err = r.heartbeat(ctx)
-		}
-		if err != nil {
-			return err
-		}
 		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
 			return err
 		}
 	}
+}
+
+// appeared waits up to one Elasticsearch deadline for indices whose restore request lost its
+// answer: the master may still apply it.
+func (r *jobRun) appeared(ctx context.Context, indices []string) bool {
+	deadline := time.Now().Add(r.s.cfg.ESTimeout)
+	for {
+		if now, err := r.s.existingIndices(ctx, indices); err == nil && len(now) == len(indices) {
+			return true
+		}
+		if time.Now().After(deadline) || sleepCtx(ctx, r.s.cfg.PollInterval) != nil {
+			return false
+		}
+	}
+}
+
+// checkNothingElse fails a restore after which the installation holds indices that are not
+// from the backup: something created them meanwhile, and the installation is a mix.
+func (r *jobRun) checkNothingElse(ctx context.Context) error {
+	_, part1, part2, err := r.s.installationIndices(ctx)
+	if err != nil {
+		return err
+	}
+	var restored []string
+	for _, p := range r.current().Plan.Parts {
+		restored = append(restored, p.Indices...)
+	}
+	extra := slices.DeleteFunc(append(part1, part2...), func(ix string) bool { return slices.Contains(restored, ix) })
+	if len(extra) > 0 {
+		return fmt.Errorf("the backup was restored, but the installation also holds %v, which are not from the backup: something created them during the restore (is Optimize running?); stop Optimize, check them, and delete them or restore again", extra)
+	}
+	return nil
 }
 
 // restoreProgressOf is how far the restore of one snapshot is, from the recovery of its

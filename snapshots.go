@@ -22,6 +22,7 @@ import (
 // snapshot is one Elasticsearch snapshot as the get-snapshots API reports it.
 type snapshot struct {
 	Name        string            `json:"snapshot"`
+	UUID        string            `json:"uuid"`
 	State       string            `json:"state"`
 	Reason      string            `json:"reason"`
 	StartMillis int64             `json:"start_time_in_millis"`
@@ -47,7 +48,7 @@ type snapshotFailure struct {
 // snapshotFields limits answers to what the sidecar reads: it keeps the answers small when a
 // repository holds thousands of snapshots.
 var snapshotFields = []string{
-	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
+	"snapshots.snapshot", "snapshots.uuid", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures", "snapshots.shards",
 	"next", "failures",
 }
@@ -130,10 +131,17 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 }
 
 // backupSnapshots returns every snapshot of the backup with exactly this ID: one request. The
-// pattern camunda_optimize_{id}_* also matches IDs that start with id_ (Optimize 3.9 allowed
-// '_'); those are dropped by parsed name.
+// pattern camunda_optimize_{id}_* also matches IDs that start with id_ (nightly_1 for nightly,
+// since '_' is allowed); those are dropped by parsed name. It is the first request of every
+// create, read, delete and restore, and the longest with the ID in it (deleteSnapshots splits
+// long names), so an ID too long for Elasticsearch's request line is refused here, as a 400.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
 	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", 0, "", snapshotFields)
+	var ee *esError
+	if errors.As(err, &ee) && ee.Type == "too_long_http_line_exception" {
+		return nil, badRequest("The backupId is %d bytes long once escaped for a URL: too long for Elasticsearch, which refused the request line (%s; its setting http.max_initial_line_length). Use a shorter backupId.",
+			len(seg(id)), strings.TrimSuffix(ee.Reason, "."))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -190,13 +198,17 @@ type snapshotRequest struct {
 
 // snapshotMetadata is stored with each snapshot so that any replica can tell what it is.
 type snapshotMetadata struct {
-	BackupID  string `json:"backupId"`
+	// BackupID is left out when it would make the metadata larger than Elasticsearch keeps
+	// (see startSnapshot); nothing reads it back, the ID is parsed from the snapshot's name.
+	BackupID  string `json:"backupId,omitempty"`
 	Version   string `json:"version"`
 	PartNo    int    `json:"partNo"`
 	PartCount int    `json:"partCount"`
 	CreatedBy string `json:"createdBy"`
 	// Kind is "safety" for the backup a restore takes before it replaces indices.
 	Kind string `json:"kind,omitempty"`
+	// IndexPrefix is the installation the backup is of: a repository can be shared.
+	IndexPrefix string `json:"indexPrefix"`
 	// Nonce tells this request's snapshot from another's of the same name, when an answer got
 	// lost and the snapshot is read back.
 	Nonce string `json:"nonce"`
@@ -208,6 +220,10 @@ func newNonce() string {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b)
 }
+
+// esMaxMetadataBytes is the most metadata, as JSON, Elasticsearch keeps with a snapshot; it
+// refuses the create beyond it.
+const esMaxMetadataBytes = 1024
 
 // errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
 var errSnapshotNameTaken = errors.New("snapshot name already in use")
@@ -222,6 +238,11 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 		return fmt.Errorf("create snapshot %s: refusing to snapshot an empty index list", name)
 	}
 	meta.Nonce = newNonce()
+	if b, _ := json.Marshal(meta); len(b) > esMaxMetadataBytes {
+		// A long ID (Optimize allows 3996 characters) would make Elasticsearch refuse the
+		// snapshot; Optimize's own snapshots carry no metadata at all.
+		meta.BackupID = ""
+	}
 	body, err := json.Marshal(snapshotRequest{
 		Indices:            indices,
 		IncludeGlobalState: false,
@@ -257,11 +278,15 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 }
 
 // deleteSnapshots deletes exactly these snapshots (never a pattern) and returns once
-// Elasticsearch acknowledged; a running snapshot is aborted.
+// Elasticsearch acknowledged; a running snapshot is aborted. The names go in one request
+// unless together they would not fit Elasticsearch's request line (a backupId of about 1,500
+// characters or more): then in batches.
 func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
-	req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(names)}
-	if err := s.write(ctx, req, nil); err != nil {
-		return fmt.Errorf("delete snapshots %s: %w", strings.Join(names, ","), err)
+	for _, batch := range batches(names) {
+		req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(batch)}
+		if err := s.write(ctx, req, nil); err != nil {
+			return fmt.Errorf("delete snapshots %s: %w", strings.Join(batch, ","), err)
+		}
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -40,12 +39,8 @@ type snapshotDetail struct {
 // partOf returns the part number a snapshot name declares, or 0 if the name does not follow
 // Optimize's naming.
 func partOf(name string) int {
-	m := snapshotNamePattern.FindStringSubmatch(name)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[3])
-	return n
+	_, _, part, _, _ := parseSnapshotName(name)
+	return part
 }
 
 // backupState computes what the API reports for the backup with this ID from its snapshots

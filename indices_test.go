@@ -1,0 +1,55 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestInstallationRule checks which indices belong to the installation with prefix optimize,
+// from the names Elasticsearch lists: a nested installation is seen by its metadata or its
+// import indices (even half-restored, even when its metadata cannot be read), a foreign index
+// that merely starts with the prefix is nobody's, and a dynamic index named like a marker
+// stays the installation's own.
+func TestInstallationRule(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		names  []string
+		others []string
+		part1  []string
+		part2  []string
+	}{
+		{"one installation and a foreign index",
+			[]string{"optimize-import-index_v3", "optimize-metadata_v3", "optimize-metadata", "optimize-logs-2026.11", "optimize-dashboard_v8", "optimize-process-instance-invoice_v8-000001"},
+			nil, []string{"optimize-import-index_v3"}, []string{"optimize-dashboard_v8", "optimize-metadata_v3", "optimize-process-instance-invoice_v8-000001"}},
+		{"a nested installation with its metadata",
+			[]string{"optimize-import-index_v3", "optimize-metadata_v3", "optimize-east-metadata_v3", "optimize-east-import-index_v3", "optimize-east-dashboard_v8"},
+			[]string{"optimize-east"}, []string{"optimize-import-index_v3"}, []string{"optimize-metadata_v3"}},
+		{"a nested installation restored only up to part 1 (no metadata yet)",
+			[]string{"optimize-metadata_v3", "optimize-east-import-index_v3", "optimize-east-position-based-import-index_v2"},
+			[]string{"optimize-east"}, nil, []string{"optimize-metadata_v3"}},
+		{"a nested installation seen by its alias only",
+			[]string{"optimize-metadata_v3", "optimize-west-metadata", "optimize-west-dashboard_v8"},
+			[]string{"optimize-west"}, nil, []string{"optimize-metadata_v3"}},
+		{"dynamic indices named like markers stay the installation's",
+			[]string{"optimize-process-instance-x-metadata_v8", "optimize-decision-instance-y-import-index_v4", "optimize-metadata_v3"},
+			nil, nil, []string{"optimize-decision-instance-y-import-index_v4", "optimize-metadata_v3", "optimize-process-instance-x-metadata_v8"}},
+		{"an installation nested two deep",
+			[]string{"optimize-east-west-metadata_v3", "optimize-east-west-dashboard_v8", "optimize-east-metadata_v3", "optimize-dashboard_v8"},
+			[]string{"optimize-east", "optimize-east-west"}, nil, []string{"optimize-dashboard_v8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			others := otherInstallations("optimize", tc.names)
+			if diff := cmp.Diff(tc.others, others); diff != "" {
+				t.Errorf("other installations (-want +got):\n%s", diff)
+			}
+			part1, part2, _ := newInstallation("optimize", others).split(tc.names)
+			if diff := cmp.Diff(tc.part1, part1); diff != "" {
+				t.Errorf("part 1 (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.part2, part2); diff != "" {
+				t.Errorf("part 2 (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

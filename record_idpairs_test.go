@@ -1,0 +1,75 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRecordIDPairs records, from the real node (make record), the answers behind the golden
+// tests of IDs that are prefixes of each other: nightly and nightly_1 (the pattern
+// camunda_optimize_nightly_* matches both), 1 and 12; and Elasticsearch's own refusals of a
+// snapshot name ('#') and of an ID too long for its request line. nightly is made as Optimize
+// makes its snapshots (indices by alias, no metadata), the others as the sidecar does.
+func TestRecordIDPairs(t *testing.T) {
+	if !*record {
+		t.Skip("re-recording only with -record (make record)")
+	}
+	base := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL")
+	runDir := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")
+	if base == "" || runDir == "" {
+		t.Fatal("set OPTIMIZE_BACKUP_TEST_ES_URL and OPTIMIZE_BACKUP_TEST_ES_RUN_DIR (make record does)")
+	}
+	r := recorder{t: t, base: base}
+	repo := "record-ids-repo"
+	r.do("DELETE", "/_snapshot/"+repo, "")
+	r.must("PUT", "/_snapshot/"+repo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "record-ids-"+fmt.Sprint(time.Now().UnixNano()))))
+	var made []string
+	sidecarMade := func(id string) {
+		for part, index := range []string{"optimize-import-index_v3", "optimize-metadata_v3"} {
+			name := snapshotName(id, "3.9.0", part+1)
+			r.must("PUT", "/_snapshot/"+repo+"/"+name+"?wait_for_completion=true", fmt.Sprintf(snapshotBody, index, id, part+1))
+			made = append(made, name)
+		}
+	}
+	get := func(file, note, id string) {
+		r.save(file, note, "GET", "/_snapshot/"+repo+"/"+seg(snapshotPrefix(id))+"*"+snapshotQuery(0, ""), "")
+	}
+
+	sidecarMade("nightly_1")
+	get("ids-get-nightly-longer-only", "pattern of nightly when only nightly_1 exists: nightly_1's two snapshots", "nightly")
+	for part, index := range []string{"optimize-import-index", "optimize-metadata"} {
+		name := snapshotName("nightly", "3.9.0", part+1)
+		r.must("PUT", "/_snapshot/"+repo+"/"+name+"?wait_for_completion=true", fmt.Sprintf(`{"indices":[%q],"include_global_state":false}`, index))
+		made = append(made, name)
+	}
+	sidecarMade("1")
+	sidecarMade("12")
+	get("ids-get-nightly", "pattern of nightly: nightly's two snapshots (made as Optimize makes them) and nightly_1's two", "nightly")
+	get("ids-get-nightly_1", "pattern of nightly_1: its two snapshots", "nightly_1")
+	get("ids-get-1", "pattern of 1 while 12 exists: 1's two snapshots", "1")
+	get("ids-get-12", "pattern of 12 while 1 exists: 12's two snapshots", "12")
+	r.save("ids-list", "every camunda_optimize_* snapshot of nightly, nightly_1, 1 and 12", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+snapshotQuery(defaultListPageSize, ""), "")
+
+	// Elasticsearch's refusals, which the ID rules keep the sidecar from provoking.
+	r.save("ids-create-invalid-name", "create a snapshot whose name holds '#'", "PUT", "/_snapshot/"+repo+"/"+seg(snapshotName("a#b", "3.9.0", 1))+"?wait_for_completion=false",
+		fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "a#b", 1))
+	long := strings.Repeat("a", maxIDChars)
+	get("ids-get-too-long", "pattern of an ID of 3996 characters: the request line is over 4 KB", long)
+
+	deleted := map[string]bool{}
+	for _, id := range []string{"nightly", "1"} {
+		names := []string{snapshotName(id, "3.9.0", 1), snapshotName(id, "3.9.0", 2)}
+		r.save("ids-delete-"+id, "delete exactly "+id+"'s two snapshots", "DELETE", "/_snapshot/"+repo+"/"+strings.Join(names, ","), "")
+		deleted[names[0]], deleted[names[1]] = true, true
+	}
+	for _, name := range made {
+		if !deleted[name] {
+			r.must("DELETE", "/_snapshot/"+repo+"/"+name, "")
+		}
+	}
+	r.must("DELETE", "/_snapshot/"+repo, "")
+}
