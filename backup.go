@@ -81,7 +81,7 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 			return
 		case <-ticker.C:
 		}
-		answer, err := s.getSnapshots(ctx, seg(names[0]), 0, "", []string{"snapshots.state", "failures"})
+		answer, err := s.getSnapshots(ctx, seg(names[0]), 0, "", []string{"snapshots.state", "snapshots.end_time_in_millis", "failures"})
 		var ee *esError
 		switch {
 		case errors.As(err, &ee) && ee.Status == http.StatusNotFound:
@@ -98,8 +98,23 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 		case "IN_PROGRESS":
 			continue
 		case "SUCCESS":
+			if ended := time.UnixMilli(answer.Snapshots[0].EndMillis); s.now().Sub(ended) > s.cfg.Part2Grace {
+				// Every replica reports this backup INCOMPLETE by now: a part 2 started this
+				// late could hold data from after a restore that trusted that.
+				log.Warn("part 1 ended longer ago than OPTIMIZE_BACKUP_PART2_GRACE; part 2 will not be started, the backup is INCOMPLETE", "snapshot", names[0])
+				return
+			}
 			if err := s.startSnapshot(ctx, names[1], part2, meta); err != nil {
 				log.Error("cannot start part 2; the backup will be reported INCOMPLETE", "snapshot", names[1], "err", err)
+				return
+			}
+			// A DELETE on another replica may have removed part 1 just before: then this part 2
+			// is all that is left of the backup, and goes too.
+			if _, found, err := s.snapshotByName(ctx, names[0]); err == nil && !found {
+				log.Warn("part 1 was deleted while part 2 started; deleting part 2", "snapshot", names[1])
+				if err := s.deleteSnapshots(ctx, names[1:2]); err != nil {
+					log.Error("cannot delete part 2 of a deleted backup", "snapshot", names[1], "err", err)
+				}
 				return
 			}
 			log.Info("part 2 started", "snapshot", names[1])

@@ -17,20 +17,22 @@ import (
 )
 
 // fakeES replays recorded Elasticsearch answers (testdata/es, see its README) through the real
-// client. Routes are keyed "METHOD path" (plus "?after=cursor" for list pages); it records
+// client. A route's recording can be a sequence "a|b": the first request gets a, every later
+// one b (Elasticsearch's answer after the sidecar changed something). Routes are keyed "METHOD path" (plus "?after=cursor" for list pages); it records
 // every request and fails the test on any request it was not told to expect.
 type fakeES struct {
 	t        *testing.T
 	srv      *httptest.Server
 	mu       sync.Mutex
 	routes   map[string]string
+	served   map[string]int // requests served per key
 	requests []string
 	bodies   map[string][]string // request bodies by key, in order
 }
 
 // newFakeES starts a fake Elasticsearch answering routes (key -> recording name).
 func newFakeES(t *testing.T, routes map[string]string) *fakeES {
-	f := &fakeES{t: t, routes: routes, bodies: map[string][]string{}}
+	f := &fakeES{t: t, routes: routes, served: map[string]int{}, bodies: map[string][]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
@@ -48,6 +50,10 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 		f.bodies[key] = append(f.bodies[key], string(body))
 	}
 	name, ok := f.routes[key]
+	if seq := strings.Split(name, "|"); ok && len(seq) > 1 {
+		name = seq[min(f.served[key], len(seq)-1)]
+	}
+	f.served[key]++
 	f.mu.Unlock()
 	// The v8 client refuses answers that do not say they come from Elasticsearch.
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")

@@ -264,18 +264,18 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 // running restore needs it. It answers alike on both families.
 func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	_, snaps, err := s.backupAndSnapshots(r.Context(), id)
+	ctx := r.Context()
+	_, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	job, _, found, err := s.loadJob(r.Context())
-	if err != nil {
-		s.writeError(w, r, err) // unknown whether a restore needs it: delete nothing
+	if err := s.checkOwnBackup(id, snaps); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	if found && job.uses(id) {
-		s.writeError(w, r, &backupInUseError{id: id, job: job})
+	if err := s.fenceRestores(ctx, id); err != nil {
+		s.writeError(w, r, err) // a restore needs it, or that cannot be told: delete nothing
 		return
 	}
 	// Exactly the snapshots read for this ID, never a pattern.
@@ -286,12 +286,92 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	slices.Sort(names)
 	// A part 2 this process was about to start must not appear after the delete.
 	s.backups.cancel(id)
-	if err := s.deleteSnapshots(r.Context(), names); err != nil {
+	if err := s.deleteSnapshots(ctx, names); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	// Another replica may have started part 2 just as part 1 was read: delete it too (only a
+	// part of the same backup: its name and version).
+	if late := s.lateParts(ctx, id, names); len(late) > 0 {
+		if err := s.deleteSnapshots(ctx, late); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		names = append(names, late...)
+	}
 	s.log.Info("backup deleted", "backup_id", id, "repository", s.cfg.Repository, "snapshot", strings.Join(names, ","))
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkOwnBackup refuses (409) a backup of another installation that shares the repository:
+// its snapshot metadata names another prefix, or (backups made by Optimize carry no metadata)
+// none of its indices is this installation's.
+func (s *server) checkOwnBackup(id string, snaps []snapshot) error {
+	var indices []string
+	for _, sn := range snaps {
+		if p, ok := sn.Metadata["indexPrefix"].(string); ok && p != s.cfg.IndexPrefix {
+			return &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "its snapshot metadata names the prefix [" + p + "]"}
+		}
+		indices = append(indices, sn.Indices...)
+	}
+	if len(indices) == 0 {
+		return nil // nothing tells: a backup with no index listed is the asked one's
+	}
+	in := newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, indices))
+	if part1, part2, _ := in.split(indices); len(part1)+len(part2) == 0 {
+		return &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "none of its indices (" + strings.Join(indices, ", ") + ") is this installation's"}
+	}
+	return nil
+}
+
+// fenceRestores refuses (409) a DELETE of a backup that the running restore needs, and
+// otherwise writes the restore job document (compare-and-set): a restore that read the job
+// before this point cannot start any more, and one that starts later reads the backup gone.
+func (s *server) fenceRestores(ctx context.Context, id string) error {
+	job, ver, found, err := s.loadJob(ctx)
+	if err != nil {
+		return err
+	}
+	if found && job.uses(id) {
+		return &backupInUseError{id: id, job: job}
+	}
+	if !found {
+		if err := s.ensureJobsIndex(ctx); err != nil {
+			return err
+		}
+	}
+	job.LastDeleted = id
+	if _, err := s.saveJob(ctx, &job, ver); errors.Is(err, errJobChanged) {
+		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: fmt.Sprintf("A restore started a moment ago; see its status, and send the DELETE of [%s] again once it has ended.", id)}}}
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// lateParts returns the snapshots of the backup that appeared after deleted was read: parts of
+// the same backup version only.
+func (s *server) lateParts(ctx context.Context, id string, deleted []string) []string {
+	again, err := s.backupSnapshots(ctx, id)
+	if err != nil {
+		s.log.Warn("cannot re-read the deleted backup", "backup_id", id, "err", err)
+		return nil
+	}
+	var late []string
+	for _, sn := range again {
+		_, v, _, _, _ := parseSnapshotName(sn.Name)
+		if slices.ContainsFunc(deleted, func(d string) bool { _, dv, _, _, _ := parseSnapshotName(d); return dv == v }) {
+			late = append(late, sn.Name)
+		}
+	}
+	return late
+}
+
+// foreignBackupError is a DELETE of another installation's backup in a shared repository.
+type foreignBackupError struct{ id, prefix, shows string }
+
+func (e *foreignBackupError) Error() string {
+	return fmt.Sprintf("Backup [%s] is not a backup of this installation (prefix [%s]): %s. Delete it with the sidecar of its installation.", e.id, e.prefix, e.shows)
 }
 
 // wireBackupInfo is backupInfo as one route family shows it: 3.10+ report integer IDs as
@@ -403,6 +483,7 @@ func (s *server) classifyError(r *http.Request, err error) (status int, code, de
 		method    *methodError
 		restore   *restoreConflictError
 		inUse     *backupInUseError
+		foreign   *foreignBackupError
 		noRestore *noRestoreError
 		es        *esError
 	)
@@ -425,6 +506,8 @@ func (s *server) classifyError(r *http.Request, err error) (status int, code, de
 		return http.StatusNotFound, "notFoundError", noRestore.Error()
 	case errors.As(err, &inUse):
 		return http.StatusConflict, "conflict", inUse.Error()
+	case errors.As(err, &foreign):
+		return http.StatusConflict, "conflict", foreign.Error()
 	case errors.As(err, &restore):
 		return http.StatusConflict, "conflict", restore.Error()
 	case errors.As(err, &conflict):

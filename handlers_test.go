@@ -41,7 +41,7 @@ func createRoutes() map[string]string {
 		readMetadata: "metadata",
 		resolveIdx:   "resolve",
 		putPart1:     "create-accepted",
-		pollPart1:    "get-part1-done",
+		pollPart1:    "get-part1-done-1",
 		putPart2:     "create-accepted",
 	}
 }
@@ -76,15 +76,22 @@ func TestAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	part1End := time.UnixMilli(part1Only.Snapshots[0].EndMillis)
+	// Creates run while part 1 has just ended: part 2 is started only within the grace period.
+	var part1Done getSnapshotsAnswer
+	if err := json.Unmarshal(loadRecording(t, "get-part1-done-1").Body, &part1Done); err != nil {
+		t.Fatal(err)
+	}
+	createNow := time.UnixMilli(part1Done.Snapshots[0].EndMillis).Add(time.Second)
 	cases := []apiCase{
 		// Create, both families.
-		{name: "create-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": "1"}`, es: createRoutes(), status: 200,
-			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
-		{name: "create-integer", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, es: createRoutes(), status: 202,
-			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
+		{name: "create-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": "1"}`, es: createRoutes(), status: 200, now: createNow,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2, pollPart1}},
+		{name: "create-integer", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, es: createRoutes(), status: 202, now: createNow,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2, pollPart1}},
 		{name: "create-version-configured", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, es: createRoutes(), status: 202,
 			cfg:    func(c *config) { c.OptimizeVersion = "3.9.0" },
-			wantES: []string{getBackup1, resolveIdx, putPart1, pollPart1, putPart2}},
+			now:    createNow,
+			wantES: []string{getBackup1, resolveIdx, putPart1, pollPart1, putPart2, pollPart1}},
 		{name: "create-exists", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
 			es: map[string]string{getBackup1: "get-completed"}, noMutES: true},
 		{name: "create-name-in-use-running", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
@@ -130,8 +137,8 @@ func TestAPI(t *testing.T) {
 		{name: "id-negative-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": -1}`, status: 400},
 		{name: "id-fraction-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": 1.5}`, status: 400},
 		{name: "id-bool-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": true}`, status: 400},
-		{name: "id-integer-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": 1}`, es: createRoutes(), status: 200,
-			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2}},
+		{name: "id-integer-legacy", method: "POST", path: "/actuator/backup", body: `{"backupId": 1}`, es: createRoutes(), status: 200, now: createNow,
+			wantES: []string{getBackup1, readMetadata, resolveIdx, putPart1, pollPart1, putPart2, pollPart1}},
 
 		// ID rules of the 3.10+ family: a non-negative JSON integer up to 2^63-1, nothing else.
 		{name: "id-string-current", method: "POST", path: "/actuator/backups", body: `{"backupId": "nightly"}`, status: 400},
@@ -146,13 +153,14 @@ func TestAPI(t *testing.T) {
 
 		// IDs that are prefixes of each other never see each other's snapshots: the pattern
 		// camunda_optimize_nightly_* also matches nightly_1's, and the parsed names tell them apart.
-		{name: "pair-create-nightly-beside-nightly_1", method: "POST", path: "/actuator/backup", body: `{"backupId": "nightly"}`, status: 200,
+		{name: "pair-create-nightly-beside-nightly_1", method: "POST", path: "/actuator/backup", body: `{"backupId": "nightly"}`, status: 200, now: createNow,
 			es: map[string]string{getBackup("nightly"): "ids-get-nightly-longer-only", readMetadata: "metadata", resolveIdx: "resolve",
 				"PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2": "create-accepted",
-				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2": "get-part1-done",
+				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2": "get-part1-done-nightly",
 				"PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_2_of_2": "create-accepted"},
 			wantES: []string{getBackup("nightly"), readMetadata, resolveIdx, "PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2",
-				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2", "PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_2_of_2"}},
+				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2", "PUT /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_2_of_2",
+				"GET /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2"}},
 		{name: "pair-create-nightly-exists", method: "POST", path: "/actuator/backup", body: `{"backupId": "nightly"}`, status: 409,
 			es: map[string]string{getBackup("nightly"): "ids-get-nightly"}, noMutES: true},
 		{name: "pair-create-1-exists", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
@@ -170,11 +178,11 @@ func TestAPI(t *testing.T) {
 		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
-			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", deleteNightly: "ids-delete-nightly"},
-			wantES: []string{getBackup("nightly"), getJob, deleteNightly}},
+			es:     map[string]string{getBackup("nightly"): "ids-get-nightly|ids-get-nightly-longer-only", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteNightly: "ids-delete-nightly"},
+			wantES: []string{getBackup("nightly"), getJob, createJobs, putJob, deleteNightly, getBackup("nightly")}},
 		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", deleteBoth1: "ids-delete-1"},
-			wantES: []string{getBackup1, getJob, deleteBoth1}},
+			es:     map[string]string{getBackup1: "ids-get-1|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "ids-delete-1"},
+			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getBackup1}},
 		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
 			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "pair-restore-status-nightly_1", method: "GET", path: "/actuator/backups/nightly_1/restore", status: 404,
@@ -204,9 +212,10 @@ func TestAPI(t *testing.T) {
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", deleteBoth1: "delete-ack"}, wantES: []string{getBackup1, getJob, deleteBoth1}},
+			es:     map[string]string{getBackup1: "get-completed|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "delete-ack"},
+			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getBackup1}},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", deleteBoth1: "delete-ack"}},
+			es: map[string]string{getBackup1: "get-completed|get-unknown", getJob: "job-found-completed", putJob: "job-updated", deleteBoth1: "delete-ack"}},
 		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
 			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running"}, noMutES: true},
 		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
@@ -214,7 +223,7 @@ func TestAPI(t *testing.T) {
 		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
 		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", deleteBoth1: "delete-missing"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "delete-missing"}},
 		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
 		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},

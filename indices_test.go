@@ -53,3 +53,33 @@ func TestInstallationRule(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckOwnBackup checks which backups a DELETE may remove in a repository that two
+// installations share: by the prefix in the snapshot metadata, else (Optimize's own backups
+// carry none) by the indices the snapshots hold.
+func TestCheckOwnBackup(t *testing.T) {
+	srv := newTestServer(t, testConfig("http://127.0.0.1:1"))
+	snap := func(prefix string, indices ...string) snapshot {
+		s := snapshot{Name: "camunda_optimize_1_3.9.0_part_1_of_2", Indices: indices}
+		if prefix != "" {
+			s.Metadata = map[string]any{"indexPrefix": prefix}
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name  string
+		snaps []snapshot
+		ours  bool
+	}{
+		{"our metadata", []snapshot{snap("optimize", "optimize-import-index_v3")}, true},
+		{"another prefix in the metadata", []snapshot{snap("optimize-east", "optimize-east-import-index_v3")}, false},
+		{"made by Optimize, our indices", []snapshot{snap("", "optimize-import-index"), snap("", "optimize-metadata_v3")}, true},
+		{"made by Optimize, the nested installation's indices", []snapshot{snap("", "optimize-east-import-index_v3", "optimize-east-metadata_v3")}, false},
+		{"no index listed", []snapshot{snap("")}, true},
+	} {
+		err := srv.checkOwnBackup("1", tc.snaps)
+		if ours := err == nil; ours != tc.ours {
+			t.Errorf("%s: got %v; want ours %t", tc.name, err, tc.ours)
+		}
+	}
+}

@@ -33,6 +33,9 @@ type jobDoc struct {
 	Heartbeat int64  `json:"heartbeatMillis"`
 	// Rev is random per write, to tell whether a write whose answer got lost went through.
 	Rev string `json:"rev"`
+	// LastDeleted is the backup the last DELETE removed: each DELETE writes the document, so
+	// that a restore checked before it cannot start (see fenceRestores).
+	LastDeleted string `json:"lastDeleted,omitempty"`
 }
 
 // restorePlan is what a restore does, fixed when its checks passed.

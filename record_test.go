@@ -345,6 +345,19 @@ func TestRecordRestoreJobs(t *testing.T) {
 		"/optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings/index.uuid,index.blocks.write?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
 	r.save("indices-exist-none", "which of two names exist: none", "GET", "/_resolve/index/optimize-nothing_v1,optimize-nothing_v2?expand_wildcards=all&filter_path=indices.name&ignore_unavailable=true", "")
 
+	// Part 1 of backups 1 and nightly just done, as the part-2 starter reads it before and
+	// after it starts part 2.
+	doneRepo := "record-done-repo"
+	r.do("DELETE", "/_snapshot/"+doneRepo, "")
+	r.must("PUT", "/_snapshot/"+doneRepo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "done-"+fmt.Sprint(time.Now().UnixNano()))))
+	for _, id := range []string{"1", "nightly"} {
+		name := "camunda_optimize_" + id + "_3.9.0_part_1_of_2"
+		r.must("PUT", "/_snapshot/"+doneRepo+"/"+name+"?wait_for_completion=true", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", id, 1))
+		r.save("get-part1-done-"+id, "backup "+id+": part 1 SUCCESS, read by its exact name", "GET", "/_snapshot/"+doneRepo+"/"+name+snapshotQuery(0, ""), "")
+		r.must("DELETE", "/_snapshot/"+doneRepo+"/"+name, "")
+	}
+	r.must("DELETE", "/_snapshot/"+doneRepo, "")
+
 	// Backup 13 as a sidecar that did not tell installations apart took it: part 2 holds
 	// optimize-east's indices too.
 	twoRepo := "record-two-repo"

@@ -422,3 +422,38 @@ func TestIntegrationSecretsStayIn(t *testing.T) {
 		t.Errorf("the log holds the password:\n%s", sc.logs())
 	}
 }
+
+// TestIntegrationSharedRepository runs the sidecars of two installations whose prefixes nest
+// (optimize, optimize-east) on one repository: each backs up only its own indices, and neither
+// can delete the other's backup.
+func TestIntegrationSharedRepository(t *testing.T) {
+	es := needES(t)
+	repo := es.newRepo("shared")
+	optimize := startSidecar(t, es.sidecarEnv(repo))
+	envEast := es.sidecarEnv(repo)
+	envEast["CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX"] = "optimize-east"
+	east := startSidecar(t, envEast)
+	optimize.backupNow("801")
+	east.backupNow("802")
+	for id, prefix := range map[string]string{"801": "optimize-", "802": "optimize-east-"} {
+		for _, sn := range es.snapshots(repo, "camunda_optimize_"+id+"_*") {
+			for _, ix := range sn.Indices {
+				if !strings.HasPrefix(ix, prefix) || prefix == "optimize-" && strings.HasPrefix(ix, "optimize-east-") {
+					t.Errorf("backup %s holds %s; want only indices of %s*", id, ix, prefix)
+				}
+			}
+		}
+	}
+	if status, body := optimize.call("DELETE", "/actuator/backups/802", ""); status != 409 {
+		t.Errorf("optimize's sidecar deleting optimize-east's backup: got %d %s; want 409", status, body)
+	}
+	if status, body := east.call("DELETE", "/actuator/backups/801", ""); status != 409 {
+		t.Errorf("optimize-east's sidecar deleting optimize's backup: got %d %s; want 409", status, body)
+	}
+	if got := len(es.snapshots(repo, "camunda_optimize_*")); got != 4 {
+		t.Errorf("after the refused deletes: %d snapshots; want 4", got)
+	}
+	if status, body := east.call("DELETE", "/actuator/backups/802", ""); status != 204 {
+		t.Errorf("optimize-east deleting its own backup: got %d %s; want 204", status, body)
+	}
+}
