@@ -3,16 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"net/http"
 	"strings"
 )
-
-// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
-var errAdminDisabled = errors.New("admin API disabled: no admin token configured")
-
-// errUnauthorized means the request did not carry the admin token.
-var errUnauthorized = errors.New("missing or wrong admin token")
 
 // admin guards a route with the admin token and logs every call with its outcome: who (remote
 // address and user agent), what (method and path) and the status answered, never the token.

@@ -8,9 +8,6 @@ import (
 	"time"
 )
 
-// errNoOptimizeIndices means there is nothing to back up for the configured prefix.
-var errNoOptimizeIndices = errors.New("no Optimize indices to back up")
-
 // createBackup checks that the ID is free, resolves the two index sets and the version tag,
 // starts part 1 and hands the rest to a background goroutine that starts part 2 once part 1
 // has finished. It returns the names of both snapshots.

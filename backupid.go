@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 	"unicode"
@@ -35,16 +34,6 @@ const maxLong = "9223372036854775807"
 
 // decimalInteger is a non-negative integer written in plain decimal digits, as JSON writes it.
 var decimalInteger = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
-
-// badRequestError is input the sidecar refuses; its message says what to change.
-type badRequestError struct{ msg string }
-
-func (e *badRequestError) Error() string { return e.msg }
-
-// badRequest is a badRequestError with a formatted message.
-func badRequest(format string, args ...any) error {
-	return &badRequestError{msg: fmt.Sprintf(format, args...)}
-}
 
 // fitsLong tells whether a decimal integer is at most 2^63-1, the largest Optimize 3.10+ ID.
 func fitsLong(digits string) bool {

@@ -112,16 +112,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 			if errors.As(e, &pe) {
 				key := envKey(pe.Name)
 				unparsable[key] = true
-				problems = append(problems, fmt.Errorf("%s: cannot read %q as %s; set a valid value or unset it to use the default", key, vars[key], pe.Type))
+				problems = append(problems, configProblem{key, fmt.Sprintf("cannot read %q as %s; set a valid value or unset it to use the default", vars[key], pe.Type)})
 			} else {
 				problems = append(problems, e)
 			}
 		}
 	}
 	for _, p := range cfg.validate() {
-		// A variable that could not be parsed already has its line.
-		key, _, _ := strings.Cut(p.Error(), ":")
-		if !unparsable[key] {
+		if !unparsable[p.Var] { // a variable that could not be parsed already has its line
 			problems = append(problems, p)
 		}
 	}
@@ -158,15 +156,26 @@ func envKey(field string) string {
 	return key
 }
 
-// validate returns one error per configuration problem that parsing alone does not catch.
-func (c config) validate() []error {
-	var problems []error
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+// configProblem is one problem of the configuration: the variable, and what is wrong and what
+// to set.
+type configProblem struct {
+	Var string
+	Msg string
+}
+
+func (p configProblem) Error() string { return p.Var + ": " + p.Msg }
+
+// validate returns one problem per configuration problem that parsing alone does not catch.
+func (c config) validate() []configProblem {
+	var problems []configProblem
+	bad := func(variable, format string, args ...any) {
+		problems = append(problems, configProblem{variable, fmt.Sprintf(format, args...)})
+	}
 	if c.Port < 0 || c.Port > 65535 {
-		bad("MANAGEMENT_SERVER_PORT: %d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
+		bad("MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
 	}
 	if c.ESPort < 1 || c.ESPort > 65535 {
-		bad("OPTIMIZE_ELASTICSEARCH_HTTP_PORT: %d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
+		bad("OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
 	}
 	for _, u := range c.ESURLs {
 		parsed, err := url.Parse(strings.TrimSpace(u))
@@ -175,30 +184,30 @@ func (c config) validate() []error {
 			if err == nil {
 				shown = fmt.Sprintf("%q", parsed.Redacted())
 			}
-			bad("OPTIMIZE_ELASTICSEARCH_URLS: %s is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", shown)
+			bad("OPTIMIZE_ELASTICSEARCH_URLS", "%s is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", shown)
 		}
 	}
 	if c.Repository != "" && strings.ContainsAny(c.Repository, `/\*?"<>| ,#`) {
-		bad("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME: %q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
+		bad("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
 	}
 	if c.IndexPrefix == "" || strings.ContainsAny(c.IndexPrefix, `/\*?"<>| ,#`) || strings.ToLower(c.IndexPrefix) != c.IndexPrefix {
-		bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX: %q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
+		bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
 	}
 	if c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion) {
-		bad("OPTIMIZE_VERSION: %q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
+		bad("OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
 	}
 	if t := strings.TrimSpace(c.AdminToken); c.AdminToken != "" && len(t) < minAdminTokenLength {
-		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN: the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(t), minAdminTokenLength)
+		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN", "the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(t), minAdminTokenLength)
 	}
 	if c.JobsIndex == "" || strings.ContainsAny(c.JobsIndex, `/\*?"<>| ,#`) || strings.ToLower(c.JobsIndex) != c.JobsIndex || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-") {
-		bad("OPTIMIZE_BACKUP_JOBS_INDEX: %q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
+		bad("OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
 	}
 	if c.AdminToken != "" && c.AdminTokenFile != "" {
-		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN and OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE are both set; set only one")
+		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE", "OPTIMIZE_BACKUP_ADMIN_TOKEN is set too; set only one")
 	}
 	if c.ESCAFile != "" {
 		if _, err := os.Stat(c.ESCAFile); err != nil {
-			bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %v; point it at a PEM file with Elasticsearch's CA", err)
+			bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
 		}
 	}
 	for name, d := range map[string]time.Duration{
@@ -208,11 +217,11 @@ func (c config) validate() []error {
 		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
 	} {
 		if d <= 0 {
-			bad("%s: %v must be positive; set a duration such as 30s", name, d)
+			bad(name, "%v must be positive; set a duration such as 30s", d)
 		}
 	}
 	if c.Part2Grace < 0 {
-		bad("OPTIMIZE_BACKUP_PART2_GRACE: %v must not be negative; set a duration such as 2m", c.Part2Grace)
+		bad("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
 	}
 	return problems
 }

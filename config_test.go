@@ -77,6 +77,10 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("got %q; want a line naming %s", err, name)
 		}
 	}
+	// An unparsable value has one line, not a second one from validation of its zero value.
+	if n := strings.Count(err.Error(), "OPTIMIZE_ELASTICSEARCH_HTTP_PORT:"); n != 1 {
+		t.Errorf("got %d lines for OPTIMIZE_ELASTICSEARCH_HTTP_PORT in %q; want 1", n, err)
+	}
 }
 
 // TestConfigSecrets checks the rules that keep secrets in: an admin token is trimmed and must

@@ -23,38 +23,10 @@ import (
 // the escaping of names that go into URLs. The requests themselves are in snapshots.go,
 // indices.go and jobstore.go.
 
-// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
-// timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
-var errESUnreachable = errors.New("elasticsearch could not be reached")
-
-// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
-var errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
-
 // maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
 // snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
 // and reading it whole would break the memory target.
 const maxAnswerBytes = 16 << 20
-
-// esError is an error answer from Elasticsearch (or from a gateway in front of it), decoded
-// from its error body.
-type esError struct {
-	Status int
-	Type   string
-	Reason string
-}
-
-func (e *esError) Error() string {
-	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
-}
-
-// esErrorBody is the shape of Elasticsearch's error answers.
-type esErrorBody struct {
-	Error struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	} `json:"error"`
-	Status int `json:"status"`
-}
 
 // esClients are the sidecar's Elasticsearch clients, by what their requests may do. Only reads
 // are retried: a retried snapshot create, index delete or restore could act twice.

@@ -367,13 +367,6 @@ func (s *server) lateParts(ctx context.Context, id string, deleted []string) []s
 	return late
 }
 
-// foreignBackupError is a DELETE of another installation's backup in a shared repository.
-type foreignBackupError struct{ id, prefix, shows string }
-
-func (e *foreignBackupError) Error() string {
-	return fmt.Sprintf("Backup [%s] is not a backup of this installation (prefix [%s]): %s. Delete it with the sidecar of its installation.", e.id, e.prefix, e.shows)
-}
-
 // wireBackupInfo is backupInfo as one route family shows it: 3.10+ report integer IDs as
 // JSON numbers, 3.9 reports every ID as a string.
 type wireBackupInfo struct {
@@ -429,159 +422,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v) // the client went away: nothing left to tell it
 }
 
-// apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
-// errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
-type apiError struct {
-	ErrorCode       string `json:"errorCode"`
-	ErrorMessage    string `json:"errorMessage"`
-	DetailedMessage string `json:"detailedMessage"`
-}
-
-// errorSentences are the fixed errorMessage of each errorCode; the first five are Optimize's
-// own, word for word.
-var errorSentences = map[string]string{
-	"notFoundError":                "The server could not find the requested resource.",
-	"badRequestError":              "The server was unable to process the request.",
-	"conflict":                     "Could not apply the changes due to conflicts.",
-	"elasticsearchConnectionError": "The server has encountered Elasticsearch connection issues.",
-	"serverError":                  "The server encountered an unexpected error.",
-	"unauthorizedError":            "The request lacks valid authentication credentials for this resource.",
-	"forbiddenError":               "The server refuses to carry out this request.",
-	"methodNotAllowedError":        "The request method is not supported for this resource.",
-}
-
-// writeError is the one place errors become HTTP answers: it picks the status and error code,
-// writes Optimize's JSON error shape and logs the error once.
-func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status, body := s.describeError(r, err)
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="optimize-backup"`)
-	}
-	level := s.log.Info
-	if status >= 500 {
-		level = s.log.Error
-	}
-	level("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
-	writeJSON(w, status, body)
-}
-
-// describeError maps an error to its HTTP status and body, with errors.Is/As. The route's
-// family (from routes(), see inFamily) decides the status of an unreachable Elasticsearch.
-func (s *server) describeError(r *http.Request, err error) (int, apiError) {
-	status, code, detail := s.classifyError(r, err)
-	return status, apiError{ErrorCode: code, ErrorMessage: errorSentences[code], DetailedMessage: detail}
-}
-
-// classifyError returns the status, the errorCode and the detailedMessage of an error.
-func (s *server) classifyError(r *http.Request, err error) (status int, code, detail string) {
-	var (
-		bad       *badRequestError
-		tooLarge  *http.MaxBytesError
-		notFound  *notFoundError
-		conflict  *conflictError
-		route     *routeError
-		method    *methodError
-		restore   *restoreConflictError
-		inUse     *backupInUseError
-		foreign   *foreignBackupError
-		noRestore *noRestoreError
-		es        *esError
-	)
-	switch {
-	case errors.As(err, &bad):
-		return http.StatusBadRequest, "badRequestError", bad.msg
-	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, "badRequestError",
-			fmt.Sprintf("The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
-	case errors.Is(err, errNoRepository):
-		return http.StatusBadRequest, "badRequestError",
-			"No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar."
-	case errors.As(err, &notFound):
-		return http.StatusNotFound, "notFoundError", fmt.Sprintf("No Optimize backup with ID [%s] could be found.", notFound.id)
-	case errors.As(err, &route):
-		return http.StatusNotFound, "notFoundError", fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", route.method, route.path)
-	case errors.As(err, &method):
-		return http.StatusMethodNotAllowed, "methodNotAllowedError", fmt.Sprintf("%s does not answer %s; it answers %s.", method.path, method.method, method.allow)
-	case errors.As(err, &noRestore):
-		return http.StatusNotFound, "notFoundError", noRestore.Error()
-	case errors.As(err, &inUse):
-		return http.StatusConflict, "conflict", inUse.Error()
-	case errors.As(err, &foreign):
-		return http.StatusConflict, "conflict", foreign.Error()
-	case errors.As(err, &restore):
-		return http.StatusConflict, "conflict", restore.Error()
-	case errors.As(err, &conflict):
-		return http.StatusConflict, "conflict", conflict.Error()
-	case errors.Is(err, errAdminDisabled):
-		return http.StatusForbidden, "forbiddenError",
-			"The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar."
-	case errors.Is(err, errUnauthorized):
-		return http.StatusUnauthorized, "unauthorizedError",
-			"This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN."
-	case errors.Is(err, errESUnreachable):
-		detail := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
-			strings.Join(s.cfg.esAddressesRedacted(), ","))
-		if familyOf(r) == legacy {
-			return http.StatusInternalServerError, "serverError", detail // as Optimize 3.9 documents
-		}
-		return http.StatusBadGateway, "elasticsearchConnectionError", detail
-	case errors.As(err, &es) && es.Type == "repository_missing_exception":
-		return http.StatusInternalServerError, "serverError",
-			fmt.Sprintf("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
-	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
-		// The ID rules keep such names out; should Elasticsearch refuse one anyway, it is the
-		// ID that must change, not a server fault.
-		return http.StatusBadRequest, "badRequestError",
-			fmt.Sprintf("Elasticsearch refused the snapshot name: %s. Choose a backupId that Elasticsearch accepts in a snapshot name.", es.Reason)
-	case errors.As(err, &es):
-		return http.StatusInternalServerError, "serverError", fmt.Sprintf("Elasticsearch refused a request: %v. See Elasticsearch's log for more.", err)
-	case errors.Is(err, errAnswerTooLarge):
-		return http.StatusInternalServerError, "serverError", "Elasticsearch's answer was larger than the sidecar reads: " + err.Error()
-	case errors.Is(err, errNoVersion), errors.Is(err, errNoOptimizeIndices):
-		return http.StatusInternalServerError, "serverError", err.Error()
-	default:
-		return http.StatusInternalServerError, "serverError", fmt.Sprintf("The sidecar failed unexpectedly: %v. See the sidecar's log.", err)
-	}
-}
-
-// errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
-var errNoRepository = errors.New("no snapshot repository configured")
-
 // requireRepository fails when no repository name is configured.
 func (s *server) requireRepository() error {
 	if s.cfg.Repository == "" {
 		return errNoRepository
 	}
 	return nil
-}
-
-// notFoundError is a backup ID without snapshots.
-type notFoundError struct{ id string }
-
-func (e *notFoundError) Error() string { return "no snapshots for backup " + e.id }
-
-// conflictError is a backup ID that is taken.
-type conflictError struct {
-	id       string
-	existing []string
-}
-
-func (e *conflictError) Error() string {
-	if len(e.existing) == 0 {
-		return fmt.Sprintf("A backup with ID [%s] is already being created; choose another ID or wait for it and check its state.", e.id)
-	}
-	return fmt.Sprintf("A backup with ID [%s] already exists. Found snapshots: [%s]", e.id, strings.Join(e.existing, ", "))
-}
-
-// routeError is a request for a path the sidecar does not serve.
-type routeError struct{ method, path string }
-
-func (e *routeError) Error() string { return "no route " + e.method + " " + e.path }
-
-// methodError is a request for a path the sidecar serves, with a method it does not serve
-// there; allow lists the methods it does.
-type methodError struct{ method, path, allow string }
-
-func (e *methodError) Error() string {
-	return "method " + e.method + " not allowed on " + e.path + " (allowed: " + e.allow + ")"
 }

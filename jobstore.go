@@ -70,9 +70,6 @@ type jobVersion struct {
 	PrimaryTerm int64
 }
 
-// errJobChanged means another sidecar changed the job document since it was read.
-var errJobChanged = errors.New("the restore job was changed by another sidecar")
-
 // jobDocID is the ID of this installation's restore job: one restore per installation.
 func (s *server) jobDocID() string { return "restore-" + s.cfg.IndexPrefix }
 

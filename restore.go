@@ -62,41 +62,6 @@ type restoreProgress struct {
 	BytesTotal     int64  `json:"bytesTotal"`
 }
 
-// restoreConflictError lists every failed precondition.
-type restoreConflictError struct{ checks []restoreCheck }
-
-func (e *restoreConflictError) Error() string {
-	var failed []string
-	for _, c := range e.checks {
-		if !c.Passed {
-			failed = append(failed, c.Message)
-		}
-	}
-	return "Restore refused, nothing was changed: " + strings.Join(failed, " ")
-}
-
-// backupInUseError is a DELETE of a backup that the running restore needs.
-type backupInUseError struct {
-	id  string
-	job jobDoc
-}
-
-func (e *backupInUseError) Error() string {
-	role := "restores it"
-	if e.job.BackupID != e.id {
-		role = "holds its safety backup"
-	}
-	return fmt.Sprintf("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
-		e.id, e.job.BackupID, role, e.job.Step, e.job.BackupID)
-}
-
-// noRestoreError means no restore of the backup is recorded in Elasticsearch.
-type noRestoreError struct{ id string }
-
-func (e *noRestoreError) Error() string {
-	return fmt.Sprintf("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", e.id, e.id)
-}
-
 // restoreKey is the registry key of the one restore job a process runs.
 const restoreKey = "restore"
 

@@ -368,10 +368,6 @@ func (r *jobRun) retrying(ctx context.Context, what string, act func() error) er
 	}
 }
 
-// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
-// their recovery yet): try again in a moment.
-var errNotYet = errors.New("not yet")
-
 // transient tells whether an error may pass by itself: no answer, a gateway's or a busy
 // cluster's 5xx or 429, indices held by a running snapshot, or errNotYet.
 func transient(err error) bool {

@@ -225,9 +225,6 @@ func newNonce() string {
 // refuses the create beyond it.
 const esMaxMetadataBytes = 1024
 
-// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
-var errSnapshotNameTaken = errors.New("snapshot name already in use")
-
 // startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices and
 // returns as soon as it is accepted. When the answer is lost (no answer, or a gateway's
 // 502/503/504), it reads the snapshot back: if it is there with this request's nonce, the
@@ -341,6 +338,3 @@ func (s *server) optimizeVersion(ctx context.Context) (string, error) {
 	}
 	return version, nil
 }
-
-// errNoVersion means the version tag for a new backup could not be determined.
-var errNoVersion = errors.New("cannot tell which Optimize version this backup is of")
