@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 )
 
@@ -78,24 +77,20 @@ func (s *server) finishBackup(ctx context.Context, id string, names, part2 []str
 			return
 		case <-ticker.C:
 		}
-		answer, err := s.getSnapshots(ctx, seg(names[0]), 0, "", []string{"snapshots.state", "snapshots.end_time_in_millis", "failures"})
-		var ee *esError
+		part1, found, err := s.snapshotByName(ctx, names[0])
 		switch {
-		case errors.As(err, &ee) && ee.Status == http.StatusNotFound:
-			log.Warn("part 1 disappeared (deleted?); part 2 will not be started", "snapshot", names[0], "err", err)
-			return
 		case err != nil:
 			log.Warn("cannot read the state of part 1; will retry", "snapshot", names[0], "err", err)
 			continue
-		case len(answer.Snapshots) == 0:
+		case !found:
 			log.Warn("part 1 disappeared (deleted?); part 2 will not be started", "snapshot", names[0])
 			return
 		}
-		switch state := answer.Snapshots[0].State; state {
+		switch state := part1.State; state {
 		case "IN_PROGRESS":
 			continue
 		case "SUCCESS":
-			if ended := time.UnixMilli(answer.Snapshots[0].EndMillis); s.now().Sub(ended) > s.cfg.Part2Grace {
+			if ended := time.UnixMilli(part1.EndMillis); s.now().Sub(ended) > s.cfg.Part2Grace {
 				// Every replica reports this backup INCOMPLETE by now: a part 2 started this
 				// late could hold data from after a restore that trusted that.
 				log.Warn("part 1 ended longer ago than OPTIMIZE_BACKUP_PART2_GRACE; part 2 will not be started, the backup is INCOMPLETE", "snapshot", names[0])

@@ -79,6 +79,7 @@ func (s *server) classifyError(r *http.Request, err error) (status int, code, de
 		{http.StatusMethodNotAllowed, "methodNotAllowedError", find[*methodError]},
 		{http.StatusConflict, "conflict", find[*backupInUseError]},
 		{http.StatusConflict, "conflict", find[*foreignBackupError]},
+		{http.StatusConflict, "conflict", find[*deleteConflictError]},
 		{http.StatusConflict, "conflict", find[*restoreConflictError]},
 		{http.StatusConflict, "conflict", find[*conflictError]},
 		{http.StatusForbidden, "forbiddenError", is(errAdminDisabled)},
@@ -225,6 +226,13 @@ func (e *backupInUseError) Error() string {
 	}
 	return fmt.Sprintf("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
 		e.id, e.job.BackupID, role, e.job.Step, e.job.BackupID)
+}
+
+// deleteConflictError is a DELETE that lost the race with a restore starting at that moment.
+type deleteConflictError struct{ id string }
+
+func (e *deleteConflictError) Error() string {
+	return fmt.Sprintf("Nothing was deleted: a restore started at this moment, and it may need backup [%s]. See the restore's status (GET .../restore), and send the DELETE again once it has ended.", e.id)
 }
 
 // noRestoreError means no restore of the backup is recorded in Elasticsearch.

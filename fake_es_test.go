@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +67,9 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := loadRecording(f.t, name)
+	if msg := rec.mismatch(r); msg != "" {
+		f.t.Errorf("fake Elasticsearch: %s answered with recording %s: %s (re-record it with make record, or fix the request)", key, name, msg)
+	}
 	w.WriteHeader(rec.Status)
 	w.Write(rec.Body)
 }
@@ -92,6 +97,35 @@ func (f *fakeES) mutations() []string {
 		}
 	}
 	return out
+}
+
+// volatileParams are query parameters whose values a test cannot know before it runs (the
+// version a compare-and-set expects): only their presence is compared.
+var volatileParams = []string{"if_seq_no", "if_primary_term"}
+
+// mismatch says how a request differs from the one the recording was made with, in method and
+// (sorted) query string; "" if it does not. The path is the test's to choose (recordings come
+// from their own repositories and IDs).
+func (rec recording) mismatch(r *http.Request) string {
+	method, target, _ := strings.Cut(rec.Request, " ")
+	if method != r.Method {
+		return fmt.Sprintf("method %s; recorded with %s", r.Method, method)
+	}
+	recorded, err := url.Parse(target)
+	if err != nil {
+		return fmt.Sprintf("recorded request %q does not parse: %v", rec.Request, err)
+	}
+	got, want := r.URL.Query(), recorded.Query()
+	for _, p := range volatileParams {
+		if got.Has(p) && want.Has(p) {
+			got.Set(p, "*")
+			want.Set(p, "*")
+		}
+	}
+	if got.Encode() != want.Encode() {
+		return fmt.Sprintf("query %q; recorded with %q", got.Encode(), want.Encode())
+	}
+	return ""
 }
 
 // loadRecording reads testdata/es/name.json.
@@ -150,4 +184,33 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestEveryRecordingReplayed checks that each recording in testdata/es is served by some test
+// (a recording nobody replays proves nothing, and rots), by looking for its name in the tests
+// that are not recorders.
+func TestEveryRecordingReplayed(t *testing.T) {
+	files, _ := filepath.Glob("*_test.go")
+	var tests strings.Builder
+	for _, f := range files {
+		if strings.HasPrefix(f, "record") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tests.Write(b)
+	}
+	src := tests.String()
+	recordings, _ := filepath.Glob(filepath.Join("testdata", "es", "*.json"))
+	for _, path := range recordings {
+		name := strings.TrimSuffix(filepath.Base(path), ".json")
+		if strings.HasPrefix(name, "list-page-") {
+			continue // listRoutes follows the pages by their cursors
+		}
+		if !strings.Contains(src, `"`+name+`"`) && !strings.Contains(src, `"`+name+`|`) && !strings.Contains(src, `|`+name+`"`) {
+			t.Errorf("recording %s is replayed by no test; use it or stop recording it", name)
+		}
+	}
 }

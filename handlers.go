@@ -342,7 +342,7 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	}
 	job.LastDeleted = id
 	if _, err := s.saveJob(ctx, &job, ver); errors.Is(err, errJobChanged) {
-		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: fmt.Sprintf("A restore started a moment ago; see its status, and send the DELETE of [%s] again once it has ended.", id)}}}
+		return &deleteConflictError{id: id}
 	} else if err != nil {
 		return err
 	}

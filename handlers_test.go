@@ -63,6 +63,9 @@ type apiCase struct {
 	// esRefused marks a 4xx that comes from Elasticsearch refusing a create: the one
 	// mutating request was sent, and refused, so nothing changed.
 	esRefused bool
+	// pageSize is the list's Elasticsearch page size (0: the default); the recorded list pages
+	// hold 3 snapshots each.
+	pageSize int
 	// wantHeader are answer headers the case checks (golden files hold status and body only).
 	wantHeader map[string]string
 }
@@ -178,10 +181,10 @@ func TestAPI(t *testing.T) {
 		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
-			es:     map[string]string{getBackup("nightly"): "ids-get-nightly|ids-get-nightly-longer-only", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteNightly: "ids-delete-nightly"},
+			es:     map[string]string{getBackup("nightly"): "ids-get-nightly|ids-get-nightly-longer-only", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
 			wantES: []string{getBackup("nightly"), getJob, createJobs, putJob, deleteNightly, getBackup("nightly")}},
 		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "ids-get-1|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "ids-delete-1"},
+			es:     map[string]string{getBackup1: "ids-get-1|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
 			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getBackup1}},
 		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
 			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
@@ -204,26 +207,28 @@ func TestAPI(t *testing.T) {
 
 		// Listing.
 		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-empty"}, status: 200},
-		{name: "list-pages", method: "GET", path: "/actuator/backups", es: listRoutes(t), status: 200},
-		{name: "list-pages-legacy", method: "GET", path: "/actuator/backup", es: listRoutes(t), status: 200},
-		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: listRoutes(t), status: 200},
+		{name: "list-pages", method: "GET", path: "/actuator/backups", es: listRoutes(t), status: 200, pageSize: 3},
+		{name: "list-pages-legacy", method: "GET", path: "/actuator/backup", es: listRoutes(t), status: 200, pageSize: 3},
+		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: listRoutes(t), status: 200, pageSize: 3},
 		{name: "list-bad-limit", method: "GET", path: "/actuator/backups?limit=-2", status: 400},
-		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "get-missing-repo"}, status: 500},
+		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-missing-repo"}, status: 500},
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "delete-ack"},
+			es:     map[string]string{getBackup1: "get-completed|get-unknown", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
 			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getBackup1}},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
 			es: map[string]string{getBackup1: "get-completed|get-unknown", getJob: "job-found-completed", putJob: "job-updated", deleteBoth1: "delete-ack"}},
 		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
 			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running"}, noMutES: true},
 		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "cluster-health"}, noMutES: true},
+			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository"}, noMutES: true},
+		{name: "delete-raced-by-restore", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", putJob: "job-update-conflict"}, esRefused: true},
 		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
 		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created", deleteBoth1: "delete-missing"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-missing"}},
 		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
 		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},
@@ -262,6 +267,9 @@ func runAPICases(t *testing.T, cases []apiCase) {
 				tc.cfg(&cfg)
 			}
 			srv := newTestServer(t, cfg)
+			if tc.pageSize > 0 {
+				srv.listPageSize = tc.pageSize
+			}
 			if !tc.now.IsZero() {
 				srv.now = func() time.Time { return tc.now }
 			}
@@ -441,6 +449,7 @@ func TestElasticsearchUnreachable(t *testing.T) {
 			if res.Code != tc.status {
 				t.Errorf("got %d; want %d", res.Code, tc.status)
 			}
+			assertGolden(t, tc.name, res)
 			var body apiError
 			if err := json.Unmarshal(res.Body.Bytes(), &body); err != nil {
 				t.Fatalf("got non-JSON body %q", res.Body)

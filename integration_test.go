@@ -338,7 +338,7 @@ func TestIntegrationFailedSnapshot(t *testing.T) {
 		t.Cleanup(func() { es.do("DELETE", "/"+ix, "") })
 	}
 	es.must("POST", "/failing-import-index_v3/_flush", "")
-	dir := recorder{t: t, base: es.url}.shardDir(es.runDir, "failing-import-index_v3")
+	dir := es.shardDir("failing-import-index_v3")
 	files, _ := filepath.Glob(filepath.Join(dir, "_*"))
 	if len(files) == 0 {
 		t.Fatalf("no segment files in %s", dir)

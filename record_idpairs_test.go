@@ -2,11 +2,8 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestRecordIDPairs records, from the real node (make record), the answers behind the golden
@@ -15,18 +12,8 @@ import (
 // snapshot name ('#') and of an ID too long for its request line. nightly is made as Optimize
 // makes its snapshots (indices by alias, no metadata), the others as the sidecar does.
 func TestRecordIDPairs(t *testing.T) {
-	if !*record {
-		t.Skip("re-recording only with -record (make record)")
-	}
-	base := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL")
-	runDir := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")
-	if base == "" || runDir == "" {
-		t.Fatal("set OPTIMIZE_BACKUP_TEST_ES_URL and OPTIMIZE_BACKUP_TEST_ES_RUN_DIR (make record does)")
-	}
-	r := recorder{t: t, base: base}
-	repo := "record-ids-repo"
-	r.do("DELETE", "/_snapshot/"+repo, "")
-	r.must("PUT", "/_snapshot/"+repo, fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, filepath.Join(runDir, "repo", "record-ids-"+fmt.Sprint(time.Now().UnixNano()))))
+	r := recordingES(t)
+	repo := r.newRepo("record-ids-repo")
 	var made []string
 	sidecarMade := func(id string) {
 		for part, index := range []string{"optimize-import-index_v3", "optimize-metadata_v3"} {

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,17 +17,16 @@ import (
 // Routes of the fake Elasticsearch for restoring backup 12 (whose recordings are a real
 // restore of its two parts).
 const (
-	getBackup12   = "GET /_snapshot/test-repo/camunda_optimize_12_*"
-	getCurrent    = "GET /_snapshot/test-repo/_current"
-	restorePart1  = "POST /_snapshot/test-repo/camunda_optimize_12_3.9.0_part_1_of_2/_restore"
-	restorePart2  = "POST /_snapshot/test-repo/camunda_optimize_12_3.9.0_part_2_of_2/_restore"
-	recoverPart1  = "GET /optimize-import-index_v3/_recovery"
-	recoverPart2  = "GET /optimize-metadata_v3/_recovery"
-	existPart1    = "GET /_resolve/index/optimize-import-index_v3"
-	existPart2    = "GET /_resolve/index/optimize-metadata_v3"
-	createJobs    = "PUT /camunda-optimize-backup-jobs"
-	putJob        = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
-	optimizeAlive = "GET /optimize/api/readyz"
+	getBackup12  = "GET /_snapshot/test-repo/camunda_optimize_12_*"
+	getCurrent   = "GET /_snapshot/test-repo/_current"
+	restorePart1 = "POST /_snapshot/test-repo/camunda_optimize_12_3.9.0_part_1_of_2/_restore"
+	restorePart2 = "POST /_snapshot/test-repo/camunda_optimize_12_3.9.0_part_2_of_2/_restore"
+	recoverPart1 = "GET /optimize-import-index_v3/_recovery"
+	recoverPart2 = "GET /optimize-metadata_v3/_recovery"
+	existPart1   = "GET /_resolve/index/optimize-import-index_v3"
+	existPart2   = "GET /_resolve/index/optimize-metadata_v3"
+	createJobs   = "PUT /camunda-optimize-backup-jobs"
+	putJob       = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
 )
 
 // TestRestoreChecks checks the precondition answers: a dry run that would pass, a dry run
@@ -33,11 +35,13 @@ const (
 // status of the job stored in Elasticsearch.
 func TestRestoreChecks(t *testing.T) {
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
+	optimize := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"UP"}`) }))
+	t.Cleanup(optimize.Close)
 	allFail := func(c *config) {
 		c.OptimizeVersion = "3.10.0"
-		c.OptimizeHealthURL = c.ESURLs[0] + "/optimize/api/readyz"
+		c.OptimizeHealthURL = optimize.URL + "/optimize/api/readyz" // Optimize runs
 	}
-	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", getJob: "job-found-running", optimizeAlive: "cluster-health"}
+	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", getJob: "job-found-running"}
 	var running jobDoc
 	if err := json.Unmarshal(loadRecording(t, "job-found-running").Body, &struct {
 		Source *jobDoc `json:"_source"`
@@ -56,6 +60,11 @@ func TestRestoreChecks(t *testing.T) {
 			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-other-installation", method: "POST", path: "/actuator/backups/13/restore", body: `{"replaceExisting": true}`, header: admin, status: 409,
 			es: map[string]string{getBackup("13"): "get-two-installations-13", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+		{name: "restore-dry-run-snapshot-running", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true}`, header: admin, status: 200,
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-running"}, noMutES: true},
+		{name: "restore-raced-by-replica", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 409,
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none",
+				createJobs: "jobs-index-exists", putJob: "job-create-conflict"}, esRefused: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
@@ -82,9 +91,9 @@ func TestRestoreChecks(t *testing.T) {
 func TestRestoreJob(t *testing.T) {
 	fake := newFakeES(t, map[string]string{
 		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none",
-		createJobs: "jobs-index-created", putJob: "job-created",
-		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-done-1",
-		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
+		createJobs: "jobs-index-created", putJob: "job-created|job-updated",
+		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-running|recovery-done-1",
+		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-none|recovery-done-2",
 	})
 	srv := newTestServer(t, testConfig(fake.srv.URL))
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
@@ -96,7 +105,8 @@ func TestRestoreJob(t *testing.T) {
 	srv.restores.shutdown(context.Background()) // wait for the job
 
 	want := []string{getBackup12, resolveIdx, getJob, getCurrent, getJob, createJobs, putJob,
-		putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}
+		putJob, existPart1, restorePart1, recoverPart1, putJob, recoverPart1, putJob,
+		putJob, existPart2, restorePart2, recoverPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}
 	if diff := cmp.Diff(want, fake.sent()); diff != "" {
 		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 	}
@@ -129,7 +139,7 @@ func TestRestoreSafetyBackupFails(t *testing.T) {
 	settings := "PUT /optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings"
 	fake := newFakeES(t, map[string]string{
 		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getCurrent: "current-none",
-		createJobs: "jobs-index-created", putJob: "job-created", settings: "write-block-set", readMetadata: "metadata", readSettings: "settings-installation",
+		createJobs: "jobs-index-created", putJob: "job-created|job-updated", settings: "write-block-set|write-block-lifted", readMetadata: "metadata", readSettings: "settings-installation",
 		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000000z_3.9.0_part_1_of_2": "create-missing-repo",
 	})
 	srv := newTestServer(t, testConfig(fake.srv.URL))
@@ -203,5 +213,72 @@ func TestRestoreProgress(t *testing.T) {
 		if diff := cmp.Diff(tc.want, restoreProgressOf(part, tc.rec)); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
+	}
+}
+
+// TestRestoreResume takes over a job whose sidecar stopped after it deleted the indices it
+// replaces, and finishes it: the delete is repeated only for indices that are still the
+// checked ones (same UUID), an index already restored from the part's snapshot is not
+// restored again, and the stored job ends COMPLETED.
+func TestRestoreResume(t *testing.T) {
+	replace := []string{"optimize-import-index_v3", "optimize-metadata_v3"}
+	var facts map[string]struct {
+		Settings map[string]string `json:"settings"`
+	}
+	if err := json.Unmarshal(loadRecording(t, "settings-installation").Body, &facts); err != nil {
+		t.Fatal(err)
+	}
+	uuids := map[string]string{}
+	for _, ix := range replace {
+		uuids[ix] = facts[ix].Settings["index.uuid"]
+	}
+	for _, tc := range []struct {
+		name string
+		step string
+		es   map[string]string
+		want []string
+	}{
+		{"at delete-indices", stepDelete, map[string]string{
+			"GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write": "settings-installation",
+			"DELETE /optimize-import-index_v3,optimize-metadata_v3":                                      "delete-indices-batch",
+			existPart1: "indices-exist-none", restorePart1: "restore-accepted-unblocked", recoverPart1: "recovery-done-1",
+			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
+			putJob: "job-updated", resolveIdx: "resolve-empty",
+		}, []string{putJob, "GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write", "DELETE /optimize-import-index_v3,optimize-metadata_v3",
+			putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}},
+		{"at restore-part-1, part 1 already restored", restorePartStep(1), map[string]string{
+			existPart1: "indices-exist", recoverPart1: "recovery-done-1",
+			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
+			putJob: "job-updated", resolveIdx: "resolve-empty",
+		}, []string{putJob, existPart1, recoverPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := newFakeES(t, tc.es)
+			srv := newTestServer(t, testConfig(fake.srv.URL))
+			doc := jobDoc{
+				restoreJob: restoreJob{BackupID: "12", State: restoreRunning, Step: tc.step, SafetyBackupID: ptr("safety-20270101t000000000z"),
+					Snapshots: []restoreProgress{{SnapshotName: "camunda_optimize_12_3.9.0_part_1_of_2", State: restorePending, ShardsTotal: 1},
+						{SnapshotName: "camunda_optimize_12_3.9.0_part_2_of_2", State: restorePending, ShardsTotal: 1}}},
+				Repository: "test-repo",
+				Plan: restorePlan{Version: "3.9.0", Replace: replace, ReplaceUUIDs: uuids, Parts: []planPart{
+					{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Indices: replace[:1], Shards: 1},
+					{Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Indices: replace[1:], Shards: 1}}},
+			}
+			if err := srv.takeOver(context.Background(), doc, jobVersion{SeqNo: 1, PrimaryTerm: 1}); err != nil {
+				t.Fatal(err)
+			}
+			srv.restores.shutdown(context.Background())
+			if diff := cmp.Diff(tc.want, fake.sent()); diff != "" {
+				t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
+			}
+			jobs := fake.bodiesOf(putJob)
+			var last jobDoc
+			if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
+				t.Fatal(err)
+			}
+			if last.State != restoreCompleted || last.Owner != srv.owner {
+				t.Errorf("got stored job %s at %s owned by %s; want COMPLETED, owned by this sidecar", last.State, last.Step, last.Owner)
+			}
+		})
 	}
 }
