@@ -68,15 +68,15 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 // never started and the backup is reported INCOMPLETE once the grace period has passed.
 func (s *server) finishBackup(ctx context.Context, id string, names, part2 []string, meta snapshotMetadata) {
 	log := s.log.With("backup_id", id, "repository", s.cfg.Repository)
-	ticker := time.NewTicker(s.cfg.PollInterval)
-	defer ticker.Stop()
+	// Poll fast at first (a small part 1 ends within a second), then back off to PollInterval:
+	// part 2 starts soon after part 1 ends without a read every 50 ms of a long snapshot.
+	wait := min(50*time.Millisecond, s.cfg.PollInterval)
 	for {
-		select {
-		case <-ctx.Done():
+		if err := sleepCtx(ctx, wait); err != nil {
 			log.Warn("stopped before part 2 was started; the backup will be reported INCOMPLETE", "snapshot", names[0], "err", context.Cause(ctx))
 			return
-		case <-ticker.C:
 		}
+		wait = min(2*wait, s.cfg.PollInterval)
 		part1, found, err := s.snapshotByName(ctx, names[0])
 		switch {
 		case err != nil:
