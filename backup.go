@@ -48,7 +48,7 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 	}
 
 	names := []string{snapshotName(id, version, 1), snapshotName(id, version, 2)}
-	meta := snapshotMetadata{BackupID: id, Version: version, PartNo: 1, PartCount: partCount, CreatedBy: "optimize-backup", IndexPrefix: s.cfg.IndexPrefix}
+	meta := snapshotMetadata{BackupID: id, Version: version, PartNo: 1, PartCount: partCount, CreatedBy: "optimize-backup", IndexPrefix: s.cfg.IndexPrefix, BackupNonce: newNonce()}
 	if err := s.startSnapshot(ctx, names[0], part1, meta); err != nil {
 		if errors.Is(err, errSnapshotNameTaken) {
 			// Another replica took this ID between our check and our request: the name

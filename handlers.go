@@ -270,88 +270,147 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.checkOwnBackup(id, snaps); err != nil {
+	// Only this installation's snapshots of the ID, never a pattern: a repository can be
+	// shared with another installation that used the same ID.
+	names, err := s.ownSnapshots(id, snaps)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.fenceRestores(ctx, id); err != nil {
+	fenced, err := s.fenceRestores(ctx, id)
+	if err != nil {
 		s.writeError(w, r, err) // a restore needs it, or that cannot be told: delete nothing
 		return
 	}
-	// Exactly the snapshots read for this ID, never a pattern.
-	names := make([]string, len(snaps))
-	for i, snap := range snaps {
-		names[i] = snap.Name
-	}
-	slices.Sort(names)
 	// A part 2 this process was about to start must not appear after the delete.
 	s.backups.cancel(id)
 	if err := s.deleteSnapshots(ctx, names); err != nil {
-		s.writeError(w, r, err)
+		s.writeError(w, r, err) // the mark stays: the delete may still be queued
 		return
 	}
 	// Another replica may have started part 2 just as part 1 was read: delete it too (only a
-	// part of the same backup: its name and version).
-	if late := s.lateParts(ctx, id, names); len(late) > 0 {
+	// part of the same backup, by its backup nonce).
+	if late := s.lateParts(ctx, id, snaps, names); len(late) > 0 {
 		if err := s.deleteSnapshots(ctx, late); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		names = append(names, late...)
 	}
+	if fenced {
+		s.unfence(ctx, id)
+	}
 	s.log.Info("backup deleted", "backup_id", id, "repository", s.cfg.Repository, "snapshot", strings.Join(names, ","))
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// checkOwnBackup refuses (409) a backup of another installation that shares the repository:
-// its snapshot metadata names another prefix, or (backups made by Optimize carry no metadata)
-// none of its indices is this installation's.
-func (s *server) checkOwnBackup(id string, snaps []snapshot) error {
-	var indices []string
+// ownSnapshots returns the names of the snapshots that are this installation's (sorted), and
+// refuses (409) when there is none: a snapshot is another installation's when its metadata
+// names another prefix, or (Optimize's own snapshots carry no metadata) when it holds none of
+// this installation's indices.
+func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
+	var own, foreign []string
 	for _, sn := range snaps {
-		if p, ok := sn.Metadata["indexPrefix"].(string); ok && p != s.cfg.IndexPrefix {
-			return &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "its snapshot metadata names the prefix [" + p + "]"}
-		}
-		indices = append(indices, sn.Indices...)
-	}
-	if len(indices) == 0 {
-		return nil // nothing tells: a backup with no index listed is the asked one's
-	}
-	in := newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, indices))
-	if part1, part2, _ := in.split(indices); len(part1)+len(part2) == 0 {
-		return &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "none of its indices (" + strings.Join(indices, ", ") + ") is this installation's"}
-	}
-	return nil
-}
-
-// fenceRestores refuses (409) a DELETE of a backup that the running restore needs, and
-// otherwise writes the restore job document (compare-and-set): a restore that read the job
-// before this point cannot start any more, and one that starts later reads the backup gone.
-func (s *server) fenceRestores(ctx context.Context, id string) error {
-	job, ver, found, err := s.loadJob(ctx)
-	if err != nil {
-		return err
-	}
-	if found && job.uses(id) {
-		return &backupInUseError{id: id, job: job}
-	}
-	if !found {
-		if err := s.ensureJobsIndex(ctx); err != nil {
-			return err
+		if s.isOwnSnapshot(sn) {
+			own = append(own, sn.Name)
+		} else {
+			foreign = append(foreign, sn.Name)
 		}
 	}
-	job.LastDeleted = id
-	if _, err := s.saveJob(ctx, &job, ver); errors.Is(err, errJobChanged) {
-		return &deleteConflictError{id: id}
-	} else if err != nil {
-		return err
+	if len(own) == 0 {
+		return nil, &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "none of its snapshots (" + strings.Join(foreign, ", ") + ") holds this installation's indices"}
 	}
-	return nil
+	slices.Sort(own)
+	return own, nil
 }
 
-// lateParts returns the snapshots of the backup that appeared after deleted was read: parts of
-// the same backup version only.
-func (s *server) lateParts(ctx context.Context, id string, deleted []string) []string {
+// isOwnSnapshot tells whether one snapshot is this installation's.
+func (s *server) isOwnSnapshot(sn snapshot) bool {
+	if p, ok := sn.Metadata["indexPrefix"].(string); ok {
+		return p == s.cfg.IndexPrefix
+	}
+	if len(sn.Indices) == 0 {
+		return true // nothing tells otherwise (a snapshot that failed before it listed any)
+	}
+	in := newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, sn.Indices, nil))
+	part1, part2, _ := in.split(sn.Indices)
+	return len(part1)+len(part2) > 0
+}
+
+// fenceRestores refuses (409) a DELETE of a backup that the running restore needs. With no
+// restore running, it marks the backup as being deleted in the restore job document
+// (compare-and-set): a restore checked before this cannot start any more, and one checked
+// after refuses the backup until unfence (or, if the delete's end was never seen, for
+// pendingDeleteFor). A running restore's document is left alone: it does not use the backup,
+// and no other restore can start while it runs. fenced tells whether unfence is due.
+func (s *server) fenceRestores(ctx context.Context, id string) (fenced bool, err error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		job, ver, found, err := s.loadJob(ctx)
+		if err != nil {
+			return false, err
+		}
+		if found && job.uses(id) {
+			return false, &backupInUseError{id: id, job: job}
+		}
+		if found && job.active() {
+			return false, nil
+		}
+		if !found {
+			if err := s.ensureJobsIndex(ctx); err != nil {
+				return false, err
+			}
+		}
+		if job.Deleting == nil {
+			job.Deleting = map[string]int64{}
+		}
+		job.Deleting[id] = s.now().UnixMilli()
+		_, err = s.saveJob(ctx, &job, ver)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, errJobChanged) {
+			return false, err
+		}
+		// Another DELETE or a restore wrote the document meanwhile: look again.
+	}
+	return false, &deleteConflictError{id: id}
+}
+
+// unfence removes the backup's mark once its snapshots are deleted. A failure only delays
+// restores of that ID (for pendingDeleteFor), so it is logged, not answered.
+func (s *server) unfence(ctx context.Context, id string) {
+	for attempt := 0; attempt < 3; attempt++ {
+		job, ver, found, err := s.loadJob(ctx)
+		if err != nil {
+			s.log.Warn("cannot clear the delete mark of a backup", "backup_id", id, "err", err)
+			return
+		}
+		if !found || job.Deleting[id] == 0 || job.active() {
+			return
+		}
+		delete(job.Deleting, id)
+		if _, err = s.saveJob(ctx, &job, ver); !errors.Is(err, errJobChanged) {
+			if err != nil {
+				s.log.Warn("cannot clear the delete mark of a backup", "backup_id", id, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// lateParts returns the snapshots of the backup that appeared after it was read: parts of the
+// same backup only (the same backupNonce in their metadata as a deleted part), never a new
+// backup of the same ID.
+func (s *server) lateParts(ctx context.Context, id string, read []snapshot, deleted []string) []string {
+	nonces := map[string]bool{}
+	for _, sn := range read {
+		if n, ok := sn.Metadata["backupNonce"].(string); ok && n != "" && slices.Contains(deleted, sn.Name) {
+			nonces[n] = true
+		}
+	}
+	if len(nonces) == 0 {
+		return nil // Optimize's own backups start both parts at once: nothing comes late
+	}
 	again, err := s.backupSnapshots(ctx, id)
 	if err != nil {
 		s.log.Warn("cannot re-read the deleted backup", "backup_id", id, "err", err)
@@ -359,8 +418,7 @@ func (s *server) lateParts(ctx context.Context, id string, deleted []string) []s
 	}
 	var late []string
 	for _, sn := range again {
-		_, v, _, _, _ := parseSnapshotName(sn.Name)
-		if slices.ContainsFunc(deleted, func(d string) bool { _, dv, _, _, _ := parseSnapshotName(d); return dv == v }) {
+		if n, _ := sn.Metadata["backupNonce"].(string); nonces[n] && !slices.Contains(deleted, sn.Name) {
 			late = append(late, sn.Name)
 		}
 	}

@@ -105,9 +105,16 @@ func (in installation) split(names []string) (part1, part2, foreign []string) {
 // otherInstallations returns the prefixes Q (longer than prefix, starting with prefix + "-")
 // of the installations that names (indices and aliases) show, by the markers above; names of
 // the prefix's own dynamic indices are no marker.
-func otherInstallations(prefix string, names []string) []string {
+//
+// A physical index counts only with Optimize's _v{N} suffix, an alias by its name: an index a
+// foreign application names optimize-process-metadata must not make optimize-process-* look
+// like another installation (and vanish from this one's backups).
+func otherInstallations(prefix string, indices, aliases []string) []string {
 	var out []string
-	for _, n := range names {
+	for _, n := range slices.Concat(indices, aliases) {
+		if !versionSuffix.MatchString(n) && !slices.Contains(aliases, n) {
+			continue
+		}
 		rest, ok := strings.CutPrefix(versionSuffix.ReplaceAllString(n, ""), prefix+"-")
 		if !ok || slices.Contains(markerNames, rest) {
 			continue // not under the prefix, or one of the prefix's own markers
@@ -148,15 +155,14 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	if err := s.read(ctx, req, &answer); err != nil {
 		return installation{}, nil, nil, fmt.Errorf("resolve indices %s-*: %w", s.cfg.IndexPrefix, err)
 	}
-	var indices, all []string
+	var indices, aliases []string
 	for _, ix := range answer.Indices {
 		indices = append(indices, ix.Name)
-		all = append(all, ix.Name)
 	}
 	for _, a := range answer.Aliases {
-		all = append(all, a.Name)
+		aliases = append(aliases, a.Name)
 	}
-	in = newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, all))
+	in = newInstallation(s.cfg.IndexPrefix, otherInstallations(s.cfg.IndexPrefix, indices, aliases))
 	part1, part2, _ = in.split(indices)
 	return in, part1, part2, nil
 }

@@ -246,7 +246,12 @@ func TestIntegrationBackupLifecycle(t *testing.T) {
 	wantPart2 := []string{"optimize-collection_v5", "optimize-dashboard_v8", "optimize-external-process-variable_v2-000001", "optimize-metadata_v3",
 		"optimize-process-definition_v6", "optimize-process-instance-invoice_v8", "optimize-process-instance-order-fulfilment_v8",
 		"optimize-process-instance-shipping_v8", "optimize-single-process-report_v10"}
+	// Both parts carry the same backup nonce, a random token; compared apart, as the nonces.
+	if pair, _ := snaps[0].Metadata["backupNonce"].(string); len(pair) < 16 || pair != snaps[1].Metadata["backupNonce"] {
+		t.Errorf("got backupNonce %q and %q; want the same random token in both parts", snaps[0].Metadata["backupNonce"], snaps[1].Metadata["backupNonce"])
+	}
 	for i, want := range [][]string{wantPart1, wantPart2} {
+		delete(snaps[i].Metadata, "backupNonce")
 		got := slices.Sorted(slices.Values(snaps[i].Indices))
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("indices of part %d (-want +got):\n%s", i+1, diff)

@@ -25,6 +25,8 @@ type jobDoc struct {
 	restoreJob
 	Repository string      `json:"repository"`
 	Plan       restorePlan `json:"plan"`
+	// Restored are the indices this job restored, with their UUIDs.
+	Restored map[string]string `json:"restored,omitempty"`
 	// WriteBlocked tells that the indices to replace carry a write block set by this job.
 	WriteBlocked bool `json:"writeBlocked"`
 	// Owner is the sidecar running the job ("" once it let go, e.g. on shutdown); Heartbeat is
@@ -33,9 +35,11 @@ type jobDoc struct {
 	Heartbeat int64  `json:"heartbeatMillis"`
 	// Rev is random per write, to tell whether a write whose answer got lost went through.
 	Rev string `json:"rev"`
-	// LastDeleted is the backup the last DELETE removed: each DELETE writes the document, so
-	// that a restore checked before it cannot start (see fenceRestores).
-	LastDeleted string `json:"lastDeleted,omitempty"`
+	// Deleting are the backups a DELETE is removing (ID to the time it began), written before
+	// and removed after the snapshots are deleted: a restore checked before the DELETE cannot
+	// start (its compare-and-set fails), and one checked after refuses the backup while its
+	// delete may still be queued in Elasticsearch (see fenceRestores).
+	Deleting map[string]int64 `json:"deleting,omitempty"`
 }
 
 // restorePlan is what a restore does, fixed when its checks passed.
@@ -72,6 +76,24 @@ type jobVersion struct {
 
 // jobDocID is the ID of this installation's restore job: one restore per installation.
 func (s *server) jobDocID() string { return "restore-" + s.cfg.IndexPrefix }
+
+// storedJob is the restore job document as read: the version a compare-and-set must find.
+type storedJob struct {
+	doc   jobDoc
+	ver   jobVersion
+	found bool
+}
+
+// loadStoredJob is loadJob as one value.
+func (s *server) loadStoredJob(ctx context.Context) (storedJob, error) {
+	doc, ver, found, err := s.loadJob(ctx)
+	return storedJob{doc, ver, found}, err
+}
+
+// pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or
+// Elasticsearch still queueing the delete behind a running snapshot) keeps its backup from
+// being restored.
+const pendingDeleteFor = time.Hour
 
 // loadJob reads the stored restore job; found is false when none was ever stored.
 func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
@@ -134,7 +156,7 @@ func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVer
 	}
 	stored, nv, found, readErr := s.loadJob(ctx)
 	if readErr != nil || !found || stored.Rev != doc.Rev {
-		return v, fmt.Errorf("write the restore job to %s: the answer was lost (%v) and the write is not there", s.cfg.JobsIndex, err)
+		return v, fmt.Errorf("write the restore job to %s: the answer was lost and the write is not there (or could not be read back): %w", s.cfg.JobsIndex, err)
 	}
 	return nv, nil
 }

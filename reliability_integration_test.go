@@ -215,6 +215,7 @@ func TestIntegrationDeleteDuringRestore(t *testing.T) {
 	sc := startSidecar(t, env)
 	before, others := es.installationPrint(), es.othersPrint()
 	sc.backupNow("301")
+	sc.backupNow("302")
 
 	if status, body := sc.call("POST", "/actuator/backups/301/restore", `{"replaceExisting": true}`); status != 202 {
 		t.Fatalf("restore: got %d %s; want 202", status, body)
@@ -225,6 +226,10 @@ func TestIntegrationDeleteDuringRestore(t *testing.T) {
 	job := sc.waitJob("301", "a safety backup", func(j restoreJob) bool { return j.SafetyBackupID != nil && strings.HasPrefix(j.Step, "restore-part-") })
 	if status, body := sc.call("DELETE", "/actuator/backups/"+*job.SafetyBackupID, ""); status != 409 {
 		t.Errorf("DELETE of the safety backup during the restore: got %d %s; want 409", status, body)
+	}
+	// A backup the restore does not need can go meanwhile, and the restore is not disturbed.
+	if status, body := sc.call("DELETE", "/actuator/backups/302", ""); status != 204 {
+		t.Errorf("DELETE of another backup during the restore: got %d %s; want 204", status, body)
 	}
 	job = sc.waitJob("301", "COMPLETED", func(j restoreJob) bool { return j.State == restoreCompleted })
 	if diff := cmp.Diff(before, es.installationPrint()); diff != "" {
@@ -455,5 +460,24 @@ func TestIntegrationSharedRepository(t *testing.T) {
 	}
 	if status, body := east.call("DELETE", "/actuator/backups/802", ""); status != 204 {
 		t.Errorf("optimize-east deleting its own backup: got %d %s; want 204", status, body)
+	}
+
+	// Both installations use ID 803 (east's made by its own Optimize 3.10.0, as Optimize makes
+	// them: aliases, no metadata, so the names differ by version): a DELETE removes the asking
+	// installation's snapshots only.
+	optimize.backupNow("803")
+	for part, indices := range []string{`["optimize-east-import-index"]`, `["optimize-east-metadata","optimize-east-dashboard"]`} {
+		es.must("PUT", fmt.Sprintf("/_snapshot/%s/camunda_optimize_803_3.10.0_part_%d_of_2?wait_for_completion=true", repo, part+1),
+			`{"indices":`+indices+`,"include_global_state":false}`)
+	}
+	if status, body := optimize.call("DELETE", "/actuator/backups/803", ""); status != 204 {
+		t.Fatalf("optimize deleting its 803: got %d %s; want 204", status, body)
+	}
+	var left []string
+	for _, sn := range es.snapshots(repo, "camunda_optimize_803_*") {
+		left = append(left, sn.Name)
+	}
+	if diff := cmp.Diff([]string{"camunda_optimize_803_3.10.0_part_1_of_2", "camunda_optimize_803_3.10.0_part_2_of_2"}, left); diff != "" {
+		t.Errorf("snapshots of 803 left (-want +got):\n%s", diff)
 	}
 }

@@ -83,12 +83,20 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 	}
 	// The checks and the start go on if the caller hangs up: a half-started job is worse.
 	ctx := context.WithoutCancel(r.Context())
+	// The job document is read first and the restore starts only if it is still at this
+	// version: a DELETE (which writes it) after this point makes the start fail, so the backup
+	// read below cannot be one that is being deleted.
+	stored, err := s.loadStoredJob(ctx)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	info, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting)
+	checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting, stored)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -102,7 +110,7 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 		s.writeError(w, r, &restoreConflictError{checks: checks})
 		return
 	}
-	job, err := s.startRestore(ctx, info.BackupID, plan)
+	job, err := s.startRestore(ctx, info.BackupID, plan, stored)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -113,7 +121,7 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 // restoreChecks evaluates every precondition without changing anything, and returns the plan
 // the job will carry out if they all pass: the backup's snapshots as read (in part order) and,
 // with replaceExisting, this installation's indices that exist now.
-func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool) ([]restoreCheck, restorePlan, error) {
+func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool, stored storedJob) ([]restoreCheck, restorePlan, error) {
 	var checks []restoreCheck
 	check := func(name string, passed bool, message string) {
 		checks = append(checks, restoreCheck{Name: name, Passed: passed, Message: message})
@@ -155,7 +163,7 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	}
 	// The backup's own index list can name another installation too (a backup taken before
 	// installations were told apart): its metadata index then shows in the list.
-	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices)...))
+	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices, nil)...))
 	if _, _, foreign := snapIn.split(backupIndices); len(foreign) > 0 {
 		check("backupHoldsOnlyThisInstallation", false, fmt.Sprintf("Backup [%s] holds indices that are not this installation's (prefix [%s], see the README's index rule): [%s]; restoring it could overwrite another installation. Restore those snapshots by hand with the Elasticsearch restore API, naming only this installation's indices.",
 			info.BackupID, s.cfg.IndexPrefix, strings.Join(foreign, ", ")))
@@ -187,7 +195,7 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 		check("noOptimizeIndices", false, fmt.Sprintf("%d indices of the installation with prefix [%s] exist (%s); delete them, or send {\"replaceExisting\": true} to replace them after a safety backup.", len(existing), s.cfg.IndexPrefix, strings.Join(existing, ", ")))
 	}
 
-	busy, err := s.busyWith(ctx)
+	busy, err := s.busyWith(ctx, stored, info.BackupID)
 	if err != nil {
 		return nil, plan, err
 	}
@@ -244,13 +252,12 @@ func (s *server) probeOptimize(ctx context.Context) (bool, string) {
 }
 
 // busyWith names a backup or restore that is running, or returns "".
-func (s *server) busyWith(ctx context.Context) (string, error) {
-	job, _, found, err := s.loadJob(ctx)
-	if err != nil {
-		return "", err
-	}
-	if found && job.active() {
+func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (string, error) {
+	if job := stored.doc; stored.found && job.active() {
 		return fmt.Sprintf("The restore of backup [%s] is %s (step %s)", job.BackupID, job.State, job.Step), nil
+	}
+	if at, ok := stored.doc.Deleting[id]; ok && s.now().Sub(time.UnixMilli(at)) < pendingDeleteFor {
+		return fmt.Sprintf("Backup [%s] is being deleted (a DELETE began at %s and has not confirmed its end)", id, time.UnixMilli(at).UTC().Format(time.RFC3339)), nil
 	}
 	if n := s.backups.count(); n > 0 {
 		return fmt.Sprintf("%d backup(s) started by this sidecar are still running", n), nil

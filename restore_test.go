@@ -25,6 +25,8 @@ const (
 	recoverPart2 = "GET /optimize-metadata_v3/_recovery"
 	existPart1   = "GET /_resolve/index/optimize-import-index_v3"
 	existPart2   = "GET /_resolve/index/optimize-metadata_v3"
+	uuidPart1    = "GET /optimize-import-index_v3/_settings/index.uuid,index.blocks.write"
+	uuidPart2    = "GET /optimize-metadata_v3/_settings/index.uuid,index.blocks.write"
 	createJobs   = "PUT /camunda-optimize-backup-jobs"
 	putJob       = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
 )
@@ -66,7 +68,7 @@ func TestRestoreChecks(t *testing.T) {
 			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none",
 				createJobs: "jobs-index-exists", putJob: "job-create-conflict"}, esRefused: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
-			es: map[string]string{getBackup1: "get-unknown"}},
+			es: map[string]string{getJob: "job-none", getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
 		{name: "restore-no-token", method: "POST", path: "/actuator/backups/12/restore", status: 401},
 		{name: "restore-admin-disabled", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 403,
@@ -92,6 +94,7 @@ func TestRestoreJob(t *testing.T) {
 	fake := newFakeES(t, map[string]string{
 		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none",
 		createJobs: "jobs-index-created", putJob: "job-created|job-updated",
+		uuidPart1: "settings-installation", uuidPart2: "settings-installation",
 		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-running|recovery-done-1",
 		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-none|recovery-done-2",
 	})
@@ -104,9 +107,9 @@ func TestRestoreJob(t *testing.T) {
 	assertGolden(t, "restore-started", res)
 	srv.restores.shutdown(context.Background()) // wait for the job
 
-	want := []string{getBackup12, resolveIdx, getJob, getCurrent, getJob, createJobs, putJob,
-		putJob, existPart1, restorePart1, recoverPart1, putJob, recoverPart1, putJob,
-		putJob, existPart2, restorePart2, recoverPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}
+	want := []string{getJob, getBackup12, resolveIdx, getCurrent, createJobs, putJob,
+		putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, recoverPart1, putJob,
+		putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}
 	if diff := cmp.Diff(want, fake.sent()); diff != "" {
 		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 	}
@@ -183,6 +186,11 @@ func TestRestoreProgress(t *testing.T) {
 		sh.Index.Size.Total, sh.Index.Size.Recovered = 100, recovered
 		return sh
 	}
+	peer := func(stage string) recoveryShard {
+		sh := recoveryShard{Type: "PEER", Stage: stage, Primary: true}
+		sh.Index.Size.Total, sh.Index.Size.Recovered = 100, 100
+		return sh
+	}
 	rec := func(a, b []recoveryShard) recoveryShards {
 		out := recoveryShards{}
 		if a != nil {
@@ -198,19 +206,25 @@ func TestRestoreProgress(t *testing.T) {
 		return out
 	}
 	for _, tc := range []struct {
-		name string
-		rec  recoveryShards
-		want restoreProgress
+		name     string
+		rec      recoveryShards
+		restored map[string]string
+		want     restoreProgress
 	}{
-		{"nothing yet", rec(nil, nil), restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
-		{"half", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("INDEX", "snap-a", true, 40)}),
+		{"nothing yet", rec(nil, nil), nil, restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
+		{"half", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("INDEX", "snap-a", true, 40)}), nil,
 			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsDone: 1, ShardsTotal: 2, BytesRecovered: 140, BytesTotal: 200}},
-		{"done", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("DONE", "snap-a", true, 100)}),
+		{"done", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{shard("DONE", "snap-a", true, 100)}), nil,
 			restoreProgress{SnapshotName: "snap-a", State: restoreCompleted, ShardsDone: 2, ShardsTotal: 2, BytesRecovered: 200, BytesTotal: 200}},
-		{"replicas and other snapshots do not count", rec([]recoveryShard{shard("DONE", "snap-a", false, 100), shard("DONE", "snap-b", true, 100)}, nil),
+		{"replicas and other snapshots do not count", rec([]recoveryShard{shard("DONE", "snap-a", false, 100), shard("DONE", "snap-b", true, 100)}, nil), nil,
+			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
+		{"a primary this job restored that moved since counts when DONE", rec([]recoveryShard{shard("DONE", "snap-a", true, 100)}, []recoveryShard{peer("DONE")}),
+			map[string]string{"ix-2": "uuid-2"},
+			restoreProgress{SnapshotName: "snap-a", State: restoreCompleted, ShardsDone: 2, ShardsTotal: 2, BytesRecovered: 200, BytesTotal: 200}},
+		{"a peer recovery of an index this job did not restore does not count", rec(nil, []recoveryShard{peer("DONE")}), nil,
 			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
 	} {
-		if diff := cmp.Diff(tc.want, restoreProgressOf(part, tc.rec)); diff != "" {
+		if diff := cmp.Diff(tc.want, restoreProgressOf(part, tc.rec, tc.restored)); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
@@ -243,14 +257,14 @@ func TestRestoreResume(t *testing.T) {
 			"DELETE /optimize-import-index_v3,optimize-metadata_v3":                                      "delete-indices-batch",
 			existPart1: "indices-exist-none", restorePart1: "restore-accepted-unblocked", recoverPart1: "recovery-done-1",
 			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
-			putJob: "job-updated", resolveIdx: "resolve-empty",
+			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
 		}, []string{putJob, "GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write", "DELETE /optimize-import-index_v3,optimize-metadata_v3",
-			putJob, existPart1, restorePart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}},
+			putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
 		{"at restore-part-1, part 1 already restored", restorePartStep(1), map[string]string{
 			existPart1: "indices-exist", recoverPart1: "recovery-done-1",
 			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
-			putJob: "job-updated", resolveIdx: "resolve-empty",
-		}, []string{putJob, existPart1, recoverPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, recoverPart2, putJob, resolveIdx, putJob}},
+			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
+		}, []string{putJob, existPart1, recoverPart1, uuidPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := newFakeES(t, tc.es)

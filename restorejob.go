@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -59,11 +60,29 @@ func partDone(step string, n int) bool {
 type jobRun struct {
 	s   *server
 	log *slog.Logger
-	mu  sync.Mutex // guards doc and ver
+	mu  sync.Mutex // guards doc, ver and leased
 	doc jobDoc
 	ver jobVersion
+	// leased is when the last write that was stored had been sent: the lease holds from then.
+	leased time.Time
 	// lost ends the job's context when another sidecar took the job over.
 	lost context.CancelCauseFunc
+}
+
+// errLeaseLost means this sidecar has not renewed its lease recently enough to act: another
+// sidecar may be about to take the job over.
+var errLeaseLost = errors.New("the restore job's lease was not renewed in time; this sidecar stops acting on it")
+
+// guard fails once the lease is too old to act on: a watcher takes over after staleAfter
+// without a change, and an action started now must not overlap one of the new owner's. The
+// margin is one Elasticsearch deadline (the action itself) plus one lease period.
+func (r *jobRun) guard() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.leased) > r.s.staleAfter()-r.s.cfg.ESTimeout-heartbeatEvery {
+		return errLeaseLost
+	}
+	return nil
 }
 
 // update applies change to a copy of the job and stores it (compare-and-set); only once stored
@@ -74,7 +93,9 @@ func (r *jobRun) update(ctx context.Context, change func(*jobDoc)) error {
 	defer r.mu.Unlock()
 	next := r.doc
 	next.Snapshots = slices.Clone(r.doc.Snapshots)
+	next.Restored = maps.Clone(r.doc.Restored)
 	change(&next)
+	sent := time.Now()
 	ver, err := r.s.saveJob(context.WithoutCancel(ctx), &next, r.ver)
 	if errors.Is(err, errJobChanged) && r.lost != nil {
 		r.lost(errJobChanged)
@@ -82,7 +103,7 @@ func (r *jobRun) update(ctx context.Context, change func(*jobDoc)) error {
 	if err != nil {
 		return err
 	}
-	r.doc, r.ver = next, ver
+	r.doc, r.ver, r.leased = next, ver, sent
 	return nil
 }
 
@@ -119,7 +140,7 @@ func (r *jobRun) keepLease(ctx context.Context) {
 
 // startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs
 // the job in the background. A job that is active anywhere refuses it (409).
-func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) (restoreJob, error) {
+func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
 	busy := func(msg string) error {
 		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
 	}
@@ -132,10 +153,7 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) 
 			s.restores.release(restoreKey)
 		}
 	}()
-	old, ver, found, err := s.loadJob(ctx)
-	if err != nil {
-		return restoreJob{}, err
-	}
+	old, ver, found := stored.doc, stored.ver, stored.found
 	if found && old.active() {
 		return restoreJob{}, busy(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
@@ -145,19 +163,21 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan) 
 		}
 	}
 	run := &jobRun{s: s, ver: ver, log: s.log.With("backup_id", id, "repository", s.cfg.Repository)}
-	err = run.update(ctx, func(d *jobDoc) {
+	err := run.update(ctx, func(d *jobDoc) {
+		deleting := d.Deleting
 		*d = jobDoc{
 			restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
 			Repository: s.cfg.Repository,
 			Plan:       plan,
 			Owner:      s.owner,
+			Deleting:   deleting,
 		}
 		for _, p := range plan.Parts {
 			d.Snapshots = append(d.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
 		}
 	})
 	if errors.Is(err, errJobChanged) {
-		return restoreJob{}, busy("Another sidecar started a restore a moment ago (or a backup was deleted); see GET .../restore of its backup.")
+		return restoreJob{}, busy("Another sidecar started a restore, or a backup was being deleted, while this one was checked; nothing was changed: send the restore again.")
 	}
 	if err != nil {
 		return restoreJob{}, err
@@ -233,32 +253,39 @@ func (s *server) watchRestoreJobs(ctx context.Context) {
 func (s *server) staleAfter() time.Duration { return s.cfg.ESTimeout + 3*heartbeatEvery }
 
 // run carries out a new job.
-func (r *jobRun) run(ctx context.Context) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	r.lost = cancel
-	go r.keepLease(ctx)
-	r.finish(ctx, r.steps(ctx))
-}
+func (r *jobRun) run(ctx context.Context) { r.leasedWork(ctx, r.steps) }
 
 // resume carries on a job taken over from another sidecar.
 func (r *jobRun) resume(ctx context.Context) {
+	r.leasedWork(ctx, func(ctx context.Context) error {
+		if step := r.current().Step; !pastPointOfNoReturn(step) {
+			return fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", step)
+		}
+		return r.steps(ctx)
+	})
+}
+
+// leasedWork runs work while a goroutine renews the job's lease, stops the renewal, and only
+// then records how the job ended: no lease write may follow the last one.
+func (r *jobRun) leasedWork(ctx context.Context, work func(context.Context) error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r.lost = cancel
-	go r.keepLease(ctx)
-	if step := r.current().Step; !pastPointOfNoReturn(step) {
-		r.finish(ctx, fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", step))
-		return
-	}
-	r.finish(ctx, r.steps(ctx))
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); r.keepLease(leaseCtx) }()
+	err := work(ctx)
+	stopLease()
+	<-leaseDone
+	r.finish(ctx, err)
 }
 
 // finish records how the job ended. A job stopped by shutdown past the point of no return is
 // handed over instead (owner cleared), so that the next sidecar resumes it at once.
 func (r *jobRun) finish(ctx context.Context, err error) {
-	if errors.Is(context.Cause(ctx), errJobChanged) || errors.Is(err, errJobChanged) {
-		r.log.Warn("another sidecar took over the restore job; this one stops", "step", r.current().Step)
+	if errors.Is(context.Cause(ctx), errJobChanged) || errors.Is(err, errJobChanged) || errors.Is(err, errLeaseLost) {
+		// Another sidecar owns the job now, or may any moment: it records the end, not this one.
+		r.log.Warn("this sidecar stops acting on the restore job; another takes it over", "step", r.current().Step, "err", err)
 		return
 	}
 	doc := r.current() // the stored job: its step is the last one that was persisted
@@ -338,7 +365,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 			continue
 		}
 		if r.current().Step != restorePartStep(i+1) {
-			if err := r.step(ctx, restorePartStep(i+1)); err != nil {
+			if err := r.retrying(ctx, "record step "+restorePartStep(i+1), func() error { return r.step(ctx, restorePartStep(i+1)) }); err != nil {
 				return err
 			}
 		}
@@ -346,7 +373,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.checkNothingElse(ctx)
+	return r.retrying(ctx, "check the installation after the restore", func() error { return r.checkNothingElse(ctx) })
 }
 
 // retrying runs act until it succeeds, fails for good, or the wait deadline passes: past the
@@ -376,11 +403,17 @@ func transient(err error) bool {
 	}
 	var ee *esError
 	if errors.As(err, &ee) {
-		return ee.Status >= 500 || ee.Status == http.StatusTooManyRequests ||
-			strings.Contains(ee.Type, "snapshot_in_progress") || strings.Contains(ee.Type, "concurrent_snapshot_execution")
+		return answerLost(err) || ee.Status == http.StatusTooManyRequests || slices.Contains(transientTypes, ee.Type)
 	}
 	return errors.Is(err, errESUnreachable)
 }
+
+// transientTypes are Elasticsearch errors that pass by themselves (a busy or re-electing
+// cluster, indices held by a snapshot for a while); any other 500 is permanent.
+var transientTypes = []string{"es_rejected_execution_exception", "process_cluster_event_timeout_exception",
+	"master_not_discovered_exception", "unavailable_shards_exception", "node_not_connected_exception",
+	"node_disconnected_exception", "circuit_breaking_exception", "snapshot_in_progress_exception",
+	"concurrent_snapshot_execution_exception", "no_shard_available_action_exception"}
 
 // safetyBackup puts a write block on the indices to replace (so nothing written after the
 // snapshot began can be lost) and takes a backup of exactly them, part 1 with the import
@@ -398,6 +431,9 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 	plan := r.current().Plan
 	if err := s.checkUUIDs(ctx, plan, false); err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
+	}
+	if err := r.guard(); err != nil {
+		return err
 	}
 	if err := s.setWriteBlock(ctx, liftable(plan), true); err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
@@ -421,6 +457,9 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		}
 		name := snapshotName(id, version, part+1)
 		meta := snapshotMetadata{BackupID: id, Version: version, PartNo: part + 1, PartCount: partCount, CreatedBy: "optimize-backup", Kind: "safety", IndexPrefix: s.cfg.IndexPrefix}
+		if err := r.guard(); err != nil {
+			return err
+		}
 		if err := s.startSnapshot(ctx, name, indices, meta); err != nil {
 			return fmt.Errorf("safety backup [%s] did not start, nothing was deleted: %w", id, err)
 		}
@@ -484,7 +523,8 @@ func (r *jobRun) confirm(ctx context.Context) error {
 	if info.State != stateCompleted || !slices.Equal(now, planned) {
 		return fmt.Errorf("backup [%s] changed since it was checked (now %s with snapshots %v, checked %v), nothing was deleted", doc.BackupID, info.State, now, planned)
 	}
-	return nil
+	// Every index to replace is still the one the safety backup holds.
+	return r.s.checkUUIDs(ctx, doc.Plan, false)
 }
 
 // deleteReplaced deletes the planned indices that still exist, after checking that each is
@@ -493,6 +533,9 @@ func (r *jobRun) confirm(ctx context.Context) error {
 func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	plan := r.current().Plan
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
+		return err
+	}
+	if err := r.guard(); err != nil {
 		return err
 	}
 	return r.s.deleteIndices(ctx, plan.Replace)
@@ -513,7 +556,15 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 		if err != nil {
 			return err
 		}
+		restored := r.current().Restored
+		facts, err := s.indexSettings(ctx, existing)
+		if err != nil {
+			return err
+		}
 		for _, ix := range existing {
+			if uuid := restored[ix]; uuid != "" && facts[ix].UUID == uuid {
+				continue // restored by this job before (its shards may have moved since)
+			}
 			if len(rec[ix].Shards) == 0 {
 				// Just created by a restore whose answer this job may not have seen: its
 				// shards show their recovery source a moment later.
@@ -526,10 +577,29 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	}
 	missing := slices.DeleteFunc(slices.Clone(part.Indices), func(ix string) bool { return slices.Contains(existing, ix) })
 	if len(missing) > 0 {
+		if err := r.guard(); err != nil {
+			return err
+		}
 		if err := s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
 			if !answerLost(err) || !r.appeared(ctx, missing) {
 				return err
 			}
+		}
+		// Which indices this job created: a resumed job accepts them by UUID, wherever
+		// their shards moved since.
+		facts, err := s.indexSettings(ctx, missing)
+		if err != nil {
+			return err
+		}
+		if err := r.update(ctx, func(d *jobDoc) {
+			if d.Restored == nil {
+				d.Restored = map[string]string{}
+			}
+			for _, ix := range missing {
+				d.Restored[ix] = facts[ix].UUID
+			}
+		}); err != nil {
+			return err
 		}
 	}
 	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
@@ -538,7 +608,7 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 		if err != nil {
 			return err
 		}
-		p := restoreProgressOf(part, rec)
+		p := restoreProgressOf(part, rec, r.current().Restored)
 		if p != r.current().Snapshots[i] {
 			if err := r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p }); err != nil {
 				return err
@@ -591,12 +661,16 @@ func (r *jobRun) checkNothingElse(ctx context.Context) error {
 
 // restoreProgressOf is how far the restore of one snapshot is, from the recovery of its
 // indices: primaries recovered from exactly this snapshot whose recovery is DONE, out of the
-// snapshot's shards, and their bytes. It is a pure function of its inputs.
-func restoreProgressOf(part planPart, rec recoveryShards) restoreProgress {
+// snapshot's shards, and their bytes. A primary of an index this job restored (restored) that
+// has since moved or restarted shows a peer or local recovery: DONE counts too. It is a pure
+// function of its inputs.
+func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
 		for _, sh := range rec[ix].Shards {
-			if sh.Type != "SNAPSHOT" || !sh.Primary || sh.Source.Snapshot != part.Snapshot {
+			fromPart := sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot
+			moved := sh.Type != "SNAPSHOT" && restored[ix] != ""
+			if !sh.Primary || !fromPart && !moved {
 				continue
 			}
 			p.BytesTotal += sh.Index.Size.Total

@@ -209,6 +209,9 @@ type snapshotMetadata struct {
 	Kind string `json:"kind,omitempty"`
 	// IndexPrefix is the installation the backup is of: a repository can be shared.
 	IndexPrefix string `json:"indexPrefix"`
+	// BackupNonce is the same in both parts of one backup: a DELETE that finds a part 2
+	// started after it read the backup deletes that part, and no other snapshot.
+	BackupNonce string `json:"backupNonce,omitempty"`
 	// Nonce tells this request's snapshot from another's of the same name, when an answer got
 	// lost and the snapshot is read back.
 	Nonce string `json:"nonce"`
