@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -167,16 +169,25 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	return in, part1, part2, nil
 }
 
+// writeBlockSettings is the body that sets an index's write block (true) or resets it (nil).
+type writeBlockSettings struct {
+	Write *bool `json:"index.blocks.write"`
+}
+
 // setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
 // Lifting resets the setting, so the indices end as they were.
 func (s *server) setWriteBlock(ctx context.Context, names []string, on bool) error {
-	body := `{"index.blocks.write":null}`
+	settings := writeBlockSettings{}
 	if on {
-		body = `{"index.blocks.write":true}`
+		settings.Write = &on
+	}
+	body, err := json.Marshal(settings)
+	if err != nil {
+		return err
 	}
 	ignore := true // an index deleted meanwhile must not keep the others blocked
 	for _, batch := range batches(names) {
-		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: strings.NewReader(body), IgnoreUnavailable: &ignore}
+		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
 		}

@@ -161,11 +161,25 @@ func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVer
 	return nv, nil
 }
 
+// jobsIndexBody is the body that creates the jobs index.
+type jobsIndexBody struct {
+	Settings struct {
+		Shards             int    `json:"number_of_shards"`
+		AutoExpandReplicas string `json:"auto_expand_replicas"`
+		Hidden             bool   `json:"hidden"`
+	} `json:"settings"`
+}
+
 // ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
 // cluster has a second node.
 func (s *server) ensureJobsIndex(ctx context.Context) error {
-	body := `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`
-	err := s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: strings.NewReader(body)}, nil)
+	var body jobsIndexBody
+	body.Settings.Shards, body.Settings.AutoExpandReplicas, body.Settings.Hidden = 1, "0-1", true
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	err = s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(b)}, nil)
 	var ee *esError
 	if err == nil || errors.As(err, &ee) && ee.Type == "resource_already_exists_exception" {
 		return nil
