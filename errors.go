@@ -232,7 +232,7 @@ func (e *backupInUseError) Error() string {
 type deleteConflictError struct{ id string }
 
 func (e *deleteConflictError) Error() string {
-	return fmt.Sprintf("Nothing was deleted: a restore started at this moment, and it may need backup [%s]. See the restore's status (GET .../restore), and send the DELETE again once it has ended.", e.id)
+	return fmt.Sprintf("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", e.id)
 }
 
 // noRestoreError means no restore of the backup is recorded in Elasticsearch.

@@ -264,7 +264,8 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 // running restore needs it. It answers alike on both families.
 func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	ctx := r.Context()
+	// A DELETE goes on if the caller hangs up: its delete mark must not be left behind.
+	ctx := context.WithoutCancel(r.Context())
 	_, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -277,15 +278,17 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	fenced, err := s.fenceRestores(ctx, id)
-	if err != nil {
+	if err := s.fenceRestores(ctx, id); err != nil {
 		s.writeError(w, r, err) // a restore needs it, or that cannot be told: delete nothing
 		return
 	}
 	// A part 2 this process was about to start must not appear after the delete.
 	s.backups.cancel(id)
 	if err := s.deleteSnapshots(ctx, names); err != nil {
-		s.writeError(w, r, err) // the mark stays: the delete may still be queued
+		if !answerLost(err) {
+			s.unfence(ctx, id) // Elasticsearch refused: nothing was deleted
+		} // else the mark stays: the delete may still be queued
+		s.writeError(w, r, err)
 		return
 	}
 	// Another replica may have started part 2 just as part 1 was read: delete it too (only a
@@ -297,9 +300,7 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 		}
 		names = append(names, late...)
 	}
-	if fenced {
-		s.unfence(ctx, id)
-	}
+	s.unfence(ctx, id)
 	s.log.Info("backup deleted", "backup_id", id, "repository", s.cfg.Repository, "snapshot", strings.Join(names, ","))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -337,64 +338,31 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 	return len(part1)+len(part2) > 0
 }
 
-// fenceRestores refuses (409) a DELETE of a backup that the running restore needs. With no
-// restore running, it marks the backup as being deleted in the restore job document
-// (compare-and-set): a restore checked before this cannot start any more, and one checked
-// after refuses the backup until unfence (or, if the delete's end was never seen, for
-// pendingDeleteFor). A running restore's document is left alone: it does not use the backup,
-// and no other restore can start while it runs. fenced tells whether unfence is due.
-func (s *server) fenceRestores(ctx context.Context, id string) (fenced bool, err error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		job, ver, found, err := s.loadJob(ctx)
-		if err != nil {
-			return false, err
-		}
-		if found && job.uses(id) {
-			return false, &backupInUseError{id: id, job: job}
-		}
-		if found && job.active() {
-			return false, nil
-		}
-		if !found {
-			if err := s.ensureJobsIndex(ctx); err != nil {
-				return false, err
-			}
-		}
-		if job.Deleting == nil {
-			job.Deleting = map[string]int64{}
-		}
-		job.Deleting[id] = s.now().UnixMilli()
-		_, err = s.saveJob(ctx, &job, ver)
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, errJobChanged) {
-			return false, err
-		}
-		// Another DELETE or a restore wrote the document meanwhile: look again.
+// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) when
+// a restore that is running or starting needs it, taking the mark back. The mark stays until
+// unfence: a restore of the backup is refused while its delete may still be under way.
+func (s *server) fenceRestores(ctx context.Context, id string) error {
+	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errJobChanged) {
+		return &deleteConflictError{id: id}
+	} else if err != nil {
+		return err
 	}
-	return false, &deleteConflictError{id: id}
+	job, _, found, err := s.loadJob(ctx)
+	if err == nil && found && job.uses(id) {
+		err = &backupInUseError{id: id, job: job}
+	}
+	if err != nil {
+		s.unfence(ctx, id)
+		return err
+	}
+	return nil
 }
 
-// unfence removes the backup's mark once its snapshots are deleted. A failure only delays
-// restores of that ID (for pendingDeleteFor), so it is logged, not answered.
+// unfence takes the backup's delete mark back. A failure only delays restores of that ID (for
+// pendingDeleteFor), so it is logged, not answered.
 func (s *server) unfence(ctx context.Context, id string) {
-	for attempt := 0; attempt < 3; attempt++ {
-		job, ver, found, err := s.loadJob(ctx)
-		if err != nil {
-			s.log.Warn("cannot clear the delete mark of a backup", "backup_id", id, "err", err)
-			return
-		}
-		if !found || job.Deleting[id] == 0 || job.active() {
-			return
-		}
-		delete(job.Deleting, id)
-		if _, err = s.saveJob(ctx, &job, ver); !errors.Is(err, errJobChanged) {
-			if err != nil {
-				s.log.Warn("cannot clear the delete mark of a backup", "backup_id", id, "err", err)
-			}
-			return
-		}
+	if err := s.changeMarks(ctx, func(m map[string]int64) { delete(m, id) }); err != nil {
+		s.log.Warn("cannot take back the delete mark of a backup; its restore is refused for an hour", "backup_id", id, "err", err)
 	}
 }
 

@@ -27,6 +27,8 @@ const (
 	listAll       = "GET /_snapshot/test-repo/camunda_optimize_*"
 	deleteBoth1   = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
 	getJob        = "GET /camunda-optimize-backup-jobs/_doc/restore-optimize"
+	getMarks      = "GET /camunda-optimize-backup-jobs/_doc/deleting-optimize"
+	putMarks      = "PUT /camunda-optimize-backup-jobs/_doc/deleting-optimize"
 	deleteNightly = "DELETE /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2,camunda_optimize_nightly_3.9.0_part_2_of_2"
 )
 
@@ -181,15 +183,15 @@ func TestAPI(t *testing.T) {
 		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
-			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
-			wantES: []string{getBackup("nightly"), getJob, createJobs, putJob, deleteNightly, getJob}},
+			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
+			wantES: []string{getBackup("nightly"), getMarks, createJobs, putMarks, getJob, deleteNightly, getMarks, createJobs, putMarks}},
 		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
-			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getJob}},
+			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}},
 		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "pair-restore-status-nightly_1", method: "GET", path: "/actuator/backups/nightly_1/restore", status: 404,
-			es: map[string]string{getJob: "job-found-completed"}},
+			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none"}},
 
 		// States, one request each.
 		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-completed"}, status: 200, wantES: []string{getBackup1}},
@@ -215,23 +217,25 @@ func TestAPI(t *testing.T) {
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getJob, createJobs, putJob, deleteBoth1, getJob}},
+			es:     map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", putJob: "job-updated", deleteBoth1: "delete-ack"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", putJob: "job-updated", deleteBoth1: "delete-ack"}},
 		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
-			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running"}, noMutES: true},
+			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository"}, noMutES: true},
+			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-beside-running-restore", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-found-running", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getJob, deleteBoth1}}, // the running restore's document is left alone
-		{name: "delete-raced-by-restore", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", putJob: "job-update-conflict"}, esRefused: true},
+			es:     map[string]string{getBackup1: "get-completed", getJob: "job-found-running", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", deleteBoth1: "delete-ack"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}}, // the running restore's document is left alone
+		{name: "delete-raced", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "job-create-conflict"}, esRefused: true},
+		{name: "delete-raced-marks-exist", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
+			es: map[string]string{getBackup1: "get-completed", getMarks: "marks-backup-12", putMarks: "job-update-conflict"}, esRefused: true},
 		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
 		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-missing"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-missing"}},
 		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
 		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},

@@ -176,7 +176,10 @@ type writeBlockSettings struct {
 
 // setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
 // Lifting resets the setting, so the indices end as they were.
-func (s *server) setWriteBlock(ctx context.Context, names []string, on bool) error {
+//
+// Before each batch, check (if not nil) may stop it: a restore job acts only while it holds
+// its lease, and one batch can take an Elasticsearch deadline.
+func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, check func() error) error {
 	settings := writeBlockSettings{}
 	if on {
 		settings.Write = &on
@@ -187,6 +190,11 @@ func (s *server) setWriteBlock(ctx context.Context, names []string, on bool) err
 	}
 	ignore := true // an index deleted meanwhile must not keep the others blocked
 	for _, batch := range batches(names) {
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
+		}
 		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
@@ -243,10 +251,13 @@ func (s *server) checkUUIDs(ctx context.Context, plan restorePlan, allowMissing 
 }
 
 // deleteIndices deletes exactly these concrete indices, in batches; indices already gone are
-// skipped, so a resumed restore can repeat it.
-func (s *server) deleteIndices(ctx context.Context, names []string) error {
+// skipped, so a resumed restore can repeat it. check, before each batch, as for setWriteBlock.
+func (s *server) deleteIndices(ctx context.Context, names []string, check func() error) error {
 	ignore := true
 	for _, batch := range batches(names) {
+		if err := check(); err != nil {
+			return err
+		}
 		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: &ignore, ExpandWildcards: "none"}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("delete indices %s: %w", strings.Join(batch, ","), err)
@@ -279,6 +290,7 @@ func (s *server) existingIndices(ctx context.Context, names []string) ([]string,
 
 // recoveryShard is one shard of the _recovery answer, with what restore progress needs.
 type recoveryShard struct {
+	ID      int    `json:"id"`
 	Type    string `json:"type"`
 	Stage   string `json:"stage"`
 	Primary bool   `json:"primary"`
@@ -305,7 +317,7 @@ func (s *server) recovery(ctx context.Context, names []string) (recoveryShards, 
 	ignore := true
 	for _, batch := range batches(names) {
 		req := esapi.IndicesRecoveryRequest{Index: segs(batch), IgnoreUnavailable: &ignore,
-			FilterPath: []string{"*.shards.type", "*.shards.stage", "*.shards.primary", "*.shards.source.snapshot", "*.shards.index.size"}}
+			FilterPath: []string{"*.shards.id", "*.shards.type", "*.shards.stage", "*.shards.primary", "*.shards.source.snapshot", "*.shards.index.size"}}
 		var answer recoveryShards
 		if err := s.read(ctx, req, &answer); err != nil {
 			return nil, fmt.Errorf("read the recovery of %s: %w", strings.Join(batch, ","), err)

@@ -29,17 +29,10 @@ type jobDoc struct {
 	Restored map[string]string `json:"restored,omitempty"`
 	// WriteBlocked tells that the indices to replace carry a write block set by this job.
 	WriteBlocked bool `json:"writeBlocked"`
-	// Owner is the sidecar running the job ("" once it let go, e.g. on shutdown); Heartbeat is
-	// when it last wrote. Another sidecar takes over a job whose owner let go or went silent.
-	Owner     string `json:"owner"`
-	Heartbeat int64  `json:"heartbeatMillis"`
-	// Rev is random per write, to tell whether a write whose answer got lost went through.
-	Rev string `json:"rev"`
-	// Deleting are the backups a DELETE is removing (ID to the time it began), written before
-	// and removed after the snapshots are deleted: a restore checked before the DELETE cannot
-	// start (its compare-and-set fails), and one checked after refuses the backup while its
-	// delete may still be queued in Elasticsearch (see fenceRestores).
-	Deleting map[string]int64 `json:"deleting,omitempty"`
+	// Owner is the sidecar running the job ("" once it let go, e.g. on shutdown). Another
+	// sidecar takes over a job whose owner let go or went silent.
+	Owner string `json:"owner"`
+	docStamp
 }
 
 // restorePlan is what a restore does, fixed when its checks passed.
@@ -97,43 +90,64 @@ const pendingDeleteFor = time.Hour
 
 // loadJob reads the stored restore job; found is false when none was ever stored.
 func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
+	v, found, err = s.loadDoc(ctx, s.jobDocID(), &doc)
+	return doc, v, found, err
+}
+
+// saveJob writes the job if the stored one is still at version v (the zero version: only if
+// none exists) and returns the new version. It stamps the heartbeat.
+func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVersion, error) {
+	return s.saveDoc(ctx, s.jobDocID(), doc, &doc.docStamp, v)
+}
+
+// docStamp is what every document of the jobs index carries to be written safely.
+type docStamp struct {
+	// Heartbeat is when the document was last written, by the writer's clock.
+	Heartbeat int64 `json:"heartbeatMillis"`
+	// Rev is random per write, to tell whether a write whose answer got lost went through.
+	Rev string `json:"rev"`
+}
+
+// loadDoc reads one document of the jobs index into target; found is false when it was never
+// stored (or the index does not exist yet).
+func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersion, found bool, err error) {
 	var answer struct {
 		Found       *bool           `json:"found"`
 		SeqNo       int64           `json:"_seq_no"`
 		PrimaryTerm int64           `json:"_primary_term"`
 		Source      json.RawMessage `json:"_source"`
 	}
-	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(s.jobDocID())}, &answer)
+	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(id)}, &answer)
 	var ee *esError
 	switch {
 	case errors.As(err, &ee) && (ee.Type == "index_not_found_exception" || ee.Status == http.StatusNotFound && strings.Contains(ee.Reason, `"found":false`)):
-		return jobDoc{}, jobVersion{}, false, nil // no jobs index yet, or no job document
+		return jobVersion{}, false, nil // no jobs index yet, or no such document
 	case err != nil:
-		return jobDoc{}, jobVersion{}, false, fmt.Errorf("read the restore job from %s: %w", s.cfg.JobsIndex, err)
+		return jobVersion{}, false, fmt.Errorf("read %s from %s: %w", id, s.cfg.JobsIndex, err)
 	case answer.Found == nil:
-		// Whatever answered is not Elasticsearch's document API: a job may exist, so it
-		// must not be taken for none (a DELETE would then skip its check).
-		return jobDoc{}, jobVersion{}, false, fmt.Errorf("read the restore job from %s: the answer has no \"found\" field", s.cfg.JobsIndex)
+		// Whatever answered is not Elasticsearch's document API: the document may exist, so
+		// it must not be taken for none (a DELETE would then skip its check).
+		return jobVersion{}, false, fmt.Errorf("read %s from %s: the answer has no \"found\" field", id, s.cfg.JobsIndex)
 	case !*answer.Found:
-		return jobDoc{}, jobVersion{}, false, nil
+		return jobVersion{}, false, nil
 	}
-	if err := json.Unmarshal(answer.Source, &doc); err != nil {
-		return jobDoc{}, jobVersion{}, false, fmt.Errorf("decode the restore job from %s: %w", s.cfg.JobsIndex, err)
+	if err := json.Unmarshal(answer.Source, target); err != nil {
+		return jobVersion{}, false, fmt.Errorf("decode %s from %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	return doc, jobVersion{answer.SeqNo, answer.PrimaryTerm}, true, nil
+	return jobVersion{answer.SeqNo, answer.PrimaryTerm}, true, nil
 }
 
-// saveJob writes the job if the stored one is still at version v (the zero version: only if
-// none exists) and returns the new version. It stamps the heartbeat. A lost answer is resolved
-// by reading the document back.
-func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVersion, error) {
-	doc.Heartbeat = s.now().UnixMilli()
-	doc.Rev = newNonce()
+// saveDoc writes doc (whose stamp is stamp) as document id if the stored one is still at
+// version v (the zero version: only if none exists), and returns the new version. A lost
+// answer is resolved by reading the document back and comparing its Rev.
+func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStamp, v jobVersion) (jobVersion, error) {
+	stamp.Heartbeat = s.now().UnixMilli()
+	stamp.Rev = newNonce()
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return v, err
 	}
-	req := esapi.IndexRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(s.jobDocID()), Body: bytes.NewReader(body), Refresh: "false"}
+	req := esapi.IndexRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(id), Body: bytes.NewReader(body), Refresh: "false"}
 	if v == (jobVersion{}) {
 		req.OpType = "create"
 	} else {
@@ -152,13 +166,70 @@ func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVer
 	case errors.As(err, &ee) && ee.Status == http.StatusConflict:
 		return v, errJobChanged
 	case !answerLost(err):
-		return v, fmt.Errorf("write the restore job to %s: %w", s.cfg.JobsIndex, err)
+		return v, fmt.Errorf("write %s to %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	stored, nv, found, readErr := s.loadJob(ctx)
-	if readErr != nil || !found || stored.Rev != doc.Rev {
-		return v, fmt.Errorf("write the restore job to %s: the answer was lost and the write is not there (or could not be read back): %w", s.cfg.JobsIndex, err)
+	var stored struct{ docStamp }
+	nv, found, readErr := s.loadDoc(ctx, id, &stored)
+	if readErr != nil || !found || stored.Rev != stamp.Rev {
+		return v, fmt.Errorf("write %s to %s: the answer was lost and the write is not there (or could not be read back): %w", id, s.cfg.JobsIndex, err)
 	}
 	return nv, nil
+}
+
+// deleteMarks is the document of the backups a DELETE is removing ("deleting-{prefix}"): ID to
+// when the DELETE began. A DELETE writes its mark, then reads the restore job; a restore takes
+// its job, then reads the marks. With Elasticsearch's realtime reads one of the two always
+// sees the other, so a restore never starts on a backup being deleted. A running restore's
+// job document is never written by a DELETE (that would cost it its lease).
+type deleteMarks struct {
+	Backups map[string]int64 `json:"backups"`
+	docStamp
+}
+
+// marksDocID is the ID of this installation's delete marks.
+func (s *server) marksDocID() string { return "deleting-" + s.cfg.IndexPrefix }
+
+// loadMarks reads the delete marks.
+func (s *server) loadMarks(ctx context.Context) (deleteMarks, jobVersion, error) {
+	var m deleteMarks
+	v, _, err := s.loadDoc(ctx, s.marksDocID(), &m)
+	return m, v, err
+}
+
+// markedForDelete tells whether a DELETE of the backup began less than pendingDeleteFor ago
+// and has not confirmed its end (its answer lost, or Elasticsearch still queueing it).
+func (s *server) markedForDelete(m deleteMarks, id string) bool {
+	at, ok := m.Backups[id]
+	return ok && s.now().Sub(time.UnixMilli(at)) < pendingDeleteFor
+}
+
+// changeMarks applies change to the delete marks (compare-and-set, retried on a race with
+// another DELETE), dropping marks older than pendingDeleteFor.
+func (s *server) changeMarks(ctx context.Context, change func(map[string]int64)) error {
+	for attempt := 0; ; attempt++ {
+		m, v, err := s.loadMarks(ctx)
+		if err != nil {
+			return err
+		}
+		if v == (jobVersion{}) {
+			if err := s.ensureJobsIndex(ctx); err != nil {
+				return err
+			}
+		}
+		if m.Backups == nil {
+			m.Backups = map[string]int64{}
+		}
+		for id := range m.Backups {
+			if !s.markedForDelete(m, id) {
+				delete(m.Backups, id)
+			}
+		}
+		change(m.Backups)
+		_, err = s.saveDoc(ctx, s.marksDocID(), &m, &m.docStamp, v)
+		if !errors.Is(err, errJobChanged) || attempt == 4 {
+			return err
+		}
+	}
 }
 
 // jobsIndexBody is the body that creates the jobs index.

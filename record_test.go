@@ -183,9 +183,9 @@ func TestRecord(t *testing.T) {
 		r.save("restore-accepted-"+part, "restore part "+part+" of backup 12", "POST", "/_snapshot/"+repo+"/camunda_optimize_12_3.9.0_part_"+part+"_of_2/_restore?wait_for_completion=false",
 			fmt.Sprintf(`{"include_aliases":true,"include_global_state":false,"indices":%q}`, index))
 		r.must("GET", "/_cluster/health/"+index+"?wait_for_status=green&timeout=30s", "")
-		r.save("recovery-done-"+part, "restore of part "+part+" of backup 12 done", "GET", "/"+index+"/_recovery?filter_path=*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
+		r.save("recovery-done-"+part, "restore of part "+part+" of backup 12 done", "GET", "/"+index+"/_recovery?filter_path=*.shards.id,*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
 	}
-	r.save("recovery-none", "indices that do not exist (yet)", "GET", "/nothing-1,nothing-2/_recovery?filter_path=*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
+	r.save("recovery-none", "indices that do not exist (yet)", "GET", "/nothing-1,nothing-2/_recovery?filter_path=*.shards.id,*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
 
 	// Health and info.
 	r.save("cluster-health", "", "GET", "/_cluster/health?filter_path=status", "")
@@ -275,7 +275,7 @@ func TestRecordRestoreJobs(t *testing.T) {
 			Plan: restorePlan{Version: "3.9.0", Replace: []string{"optimize-import-index_v3", "optimize-metadata_v3"}, Parts: []planPart{
 				{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Indices: []string{"optimize-import-index_v3"}, Shards: 1},
 				{Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Indices: []string{"optimize-metadata_v3"}, Shards: 1}}},
-			Owner: "recorder/1/abcd", Heartbeat: time.Date(2026, 11, 26, 1, 0, 5, 0, time.UTC).UnixMilli(), Rev: "rec",
+			Owner: "recorder/1/abcd", docStamp: docStamp{Heartbeat: time.Date(2026, 11, 26, 1, 0, 5, 0, time.UTC).UnixMilli(), Rev: "rec"},
 		}
 		if state == restoreCompleted {
 			d.EndTime = ptr(time.Date(2026, 11, 26, 1, 2, 0, 0, time.UTC))
@@ -296,6 +296,9 @@ func TestRecordRestoreJobs(t *testing.T) {
 	r.save("job-updated", "compare-and-set at the current version", "PUT", doc+"?if_primary_term=1&if_seq_no=0&refresh=false", jobBody(restoreCompleted, stepDone))
 	r.save("job-update-conflict", "compare-and-set at a stale version", "PUT", doc+"?if_primary_term=1&if_seq_no=0&refresh=false", jobBody(restoreCompleted, stepDone))
 	r.save("job-found-completed", "the stored job of backup 12, completed", "GET", doc, "")
+	marks := jobs + "/_doc/deleting-optimize"
+	r.save("marks-created", "a DELETE marks backup 12 as being deleted", "PUT", marks+"?op_type=create&refresh=false", `{"backups":{"12":1798761600000},"heartbeatMillis":1798761600000,"rev":"rec"}`)
+	r.save("marks-backup-12", "backup 12 marked as being deleted", "GET", marks, "")
 	r.must("DELETE", jobs, "")
 
 	// Two installations whose prefixes nest, and a foreign index starting with the prefix.

@@ -256,8 +256,12 @@ func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (str
 	if job := stored.doc; stored.found && job.active() {
 		return fmt.Sprintf("The restore of backup [%s] is %s (step %s)", job.BackupID, job.State, job.Step), nil
 	}
-	if at, ok := stored.doc.Deleting[id]; ok && s.now().Sub(time.UnixMilli(at)) < pendingDeleteFor {
-		return fmt.Sprintf("Backup [%s] is being deleted (a DELETE began at %s and has not confirmed its end)", id, time.UnixMilli(at).UTC().Format(time.RFC3339)), nil
+	marks, _, err := s.loadMarks(ctx)
+	if err != nil {
+		return "", err
+	}
+	if s.markedForDelete(marks, id) {
+		return fmt.Sprintf("Backup [%s] is being deleted (a DELETE began at %s and has not confirmed its end)", id, time.UnixMilli(marks.Backups[id]).UTC().Format(time.RFC3339)), nil
 	}
 	if n := s.backups.count(); n > 0 {
 		return fmt.Sprintf("%d backup(s) started by this sidecar are still running", n), nil

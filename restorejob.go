@@ -164,13 +164,11 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	}
 	run := &jobRun{s: s, ver: ver, log: s.log.With("backup_id", id, "repository", s.cfg.Repository)}
 	err := run.update(ctx, func(d *jobDoc) {
-		deleting := d.Deleting
 		*d = jobDoc{
 			restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
 			Repository: s.cfg.Repository,
 			Plan:       plan,
 			Owner:      s.owner,
-			Deleting:   deleting,
 		}
 		for _, p := range plan.Parts {
 			d.Snapshots = append(d.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
@@ -182,12 +180,22 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	if err != nil {
 		return restoreJob{}, err
 	}
+	// The job is taken; a DELETE that marked the backup before this point must win (see
+	// deleteMarks): then the job ends FAILED, having done nothing.
+	marks, _, err := s.loadMarks(ctx)
+	if err == nil && s.markedForDelete(marks, id) {
+		err = fmt.Errorf("backup [%s] is being deleted", id)
+	}
+	if err != nil {
+		run.finish(ctx, fmt.Errorf("%w; nothing was changed", err), false)
+		return restoreJob{}, busy(fmt.Sprintf("Backup [%s] is being deleted, or that cannot be told (%v); nothing was changed.", id, err))
+	}
 	started = true
 	run.log.Info("restore started", "replace", len(plan.Replace))
 	job := run.current().restoreJob
 	if !s.restores.start(restoreKey, run.run) {
 		// The process began stopping in between: nothing was done, say so.
-		run.finish(context.Background(), errors.New("the sidecar is stopping; nothing was changed, start the restore again"))
+		run.finish(context.Background(), errors.New("the sidecar is stopping; nothing was changed, start the restore again"), false)
 		return restoreJob{}, busy("The sidecar is stopping; start the restore again on a running one.")
 	}
 	return job, nil
@@ -249,8 +257,9 @@ func (s *server) watchRestoreJobs(ctx context.Context) {
 }
 
 // staleAfter is how long an active job's document may stay unchanged before its owner counts
-// as gone: one Elasticsearch deadline (a lease write in flight) plus three missed leases.
-func (s *server) staleAfter() time.Duration { return s.cfg.ESTimeout + 3*heartbeatEvery }
+// as gone: two Elasticsearch deadlines (slow lease writes) plus three missed leases. The owner
+// stops acting earlier (guard), so that no action of its can overlap the new owner's.
+func (s *server) staleAfter() time.Duration { return 2*s.cfg.ESTimeout + 3*heartbeatEvery }
 
 // run carries out a new job.
 func (r *jobRun) run(ctx context.Context) { r.leasedWork(ctx, r.steps) }
@@ -275,14 +284,30 @@ func (r *jobRun) leasedWork(ctx context.Context, work func(context.Context) erro
 	leaseDone := make(chan struct{})
 	go func() { defer close(leaseDone); r.keepLease(leaseCtx) }()
 	err := work(ctx)
+	lifted, err := r.liftBlock(ctx, err)
 	stopLease()
 	<-leaseDone
-	r.finish(ctx, err)
+	r.finish(ctx, err, lifted)
+}
+
+// liftBlock lifts the write block of a job that failed or stopped before its point of no
+// return (Optimize must never start against read-only indices), while its lease still runs.
+func (r *jobRun) liftBlock(ctx context.Context, err error) (bool, error) {
+	doc := r.current()
+	if err == nil || !doc.WriteBlocked || pastPointOfNoReturn(doc.Step) || errors.Is(err, errJobChanged) || errors.Is(err, errLeaseLost) {
+		return false, err
+	}
+	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.s.cfg.ESTimeout)
+	defer cancel()
+	if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false, r.guard); lerr != nil {
+		return false, fmt.Errorf("%w; and lifting the write block failed (%v): lift it with PUT <index>/_settings {\"index.blocks.write\": null}", err, lerr)
+	}
+	return true, err
 }
 
 // finish records how the job ended. A job stopped by shutdown past the point of no return is
 // handed over instead (owner cleared), so that the next sidecar resumes it at once.
-func (r *jobRun) finish(ctx context.Context, err error) {
+func (r *jobRun) finish(ctx context.Context, err error, lifted bool) {
 	if errors.Is(context.Cause(ctx), errJobChanged) || errors.Is(err, errJobChanged) || errors.Is(err, errLeaseLost) {
 		// Another sidecar owns the job now, or may any moment: it records the end, not this one.
 		r.log.Warn("this sidecar stops acting on the restore job; another takes it over", "step", r.current().Step, "err", err)
@@ -298,17 +323,6 @@ func (r *jobRun) finish(ctx context.Context, err error) {
 	}
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("the sidecar stopped at step %s, before anything was deleted; nothing was changed, start the restore again", doc.Step)
-	}
-	lifted := false
-	if err != nil && doc.WriteBlocked && !pastPointOfNoReturn(doc.Step) {
-		// Optimize must never start against read-only indices.
-		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.s.cfg.ESTimeout)
-		defer cancel()
-		if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false); lerr != nil {
-			err = fmt.Errorf("%w; and lifting the write block failed (%v): lift it with PUT <index>/_settings {\"index.blocks.write\": null}", err, lerr)
-		} else {
-			lifted = true
-		}
 	}
 	end := ptr(r.s.now().UTC())
 	if err != nil {
@@ -432,10 +446,7 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 	if err := s.checkUUIDs(ctx, plan, false); err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
 	}
-	if err := r.guard(); err != nil {
-		return err
-	}
-	if err := s.setWriteBlock(ctx, liftable(plan), true); err != nil {
+	if err := s.setWriteBlock(ctx, liftable(plan), true, r.guard); err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
 	}
 	version, err := s.optimizeVersion(ctx)
@@ -535,10 +546,7 @@ func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
 		return err
 	}
-	if err := r.guard(); err != nil {
-		return err
-	}
-	return r.s.deleteIndices(ctx, plan.Replace)
+	return r.s.deleteIndices(ctx, plan.Replace, r.guard)
 }
 
 // restorePart restores the indices of part i that do not exist yet and follows the snapshot's
@@ -667,15 +675,20 @@ func (r *jobRun) checkNothingElse(ctx context.Context) error {
 func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
+		done := map[int]bool{} // a relocating primary shows twice (source and target): count its shard once
 		for _, sh := range rec[ix].Shards {
 			fromPart := sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot
-			moved := sh.Type != "SNAPSHOT" && restored[ix] != ""
+			// An empty store is a new index, not one restored: it never counts.
+			moved := (sh.Type == "PEER" || sh.Type == "EXISTING_STORE") && restored[ix] != ""
 			if !sh.Primary || !fromPart && !moved {
 				continue
 			}
-			p.BytesTotal += sh.Index.Size.Total
-			p.BytesRecovered += sh.Index.Size.Recovered
-			if sh.Stage == "DONE" {
+			if fromPart {
+				p.BytesTotal += sh.Index.Size.Total
+				p.BytesRecovered += sh.Index.Size.Recovered
+			}
+			if sh.Stage == "DONE" && !done[sh.ID] {
+				done[sh.ID] = true
 				p.ShardsDone++
 			}
 		}
