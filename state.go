@@ -49,9 +49,13 @@ func partOf(name string) int {
 // counts as being started (by this or another replica). It is a pure function of its inputs.
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
-	// Oldest first, so details read part 1 then part 2.
+	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
+	// each oldest first.
 	snaps = append([]snapshot(nil), snaps...)
 	sort.SliceStable(snaps, func(i, j int) bool {
+		if pi, pj := partOf(snaps[i].Name), partOf(snaps[j].Name); pi != pj {
+			return pi < pj
+		}
 		if snaps[i].StartMillis != snaps[j].StartMillis {
 			return snaps[i].StartMillis < snaps[j].StartMillis
 		}

@@ -51,3 +51,17 @@ func TestBackupState(t *testing.T) {
 		})
 	}
 }
+
+// TestBackupDetailsInPartOrder checks that details list part 1 before part 2 even when part 2
+// started first, as it can for a backup Optimize made (it starts both parts at once).
+func TestBackupDetailsInPartOrder(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	snaps := []snapshot{
+		{Name: "camunda_optimize_7_3.9.0_part_1_of_2", State: "SUCCESS", StartMillis: now.UnixMilli() + 10, EndMillis: now.UnixMilli() + 20},
+		{Name: "camunda_optimize_7_3.9.0_part_2_of_2", State: "SUCCESS", StartMillis: now.UnixMilli(), EndMillis: now.UnixMilli() + 20},
+	}
+	info := backupState("7", snaps, false, now, 0)
+	if len(info.Details) != 2 || info.Details[0].SnapshotName != snaps[0].Name || info.Details[1].SnapshotName != snaps[1].Name {
+		t.Errorf("got details %+v; want part 1, then part 2", info.Details)
+	}
+}
