@@ -345,6 +345,8 @@ func TestRecordRestoreJobs(t *testing.T) {
 	r.save("restore-accepted-unblocked", "restore an index snapshotted with a write block, dropping the block", "POST", "/_snapshot/"+repo+"/blocked/_restore?wait_for_completion=false",
 		`{"indices":["rec-blocked_v1"],"include_global_state":false,"include_aliases":true,"ignore_index_settings":["index.blocks.write"]}`)
 	r.must("GET", "/_cluster/health/rec-blocked_v1?wait_for_status=green&timeout=30s", "")
+	r.save("restore-index-exists", "restore an index that exists (a restore request applied late, after a restart)", "POST", "/_snapshot/"+repo+"/blocked/_restore?wait_for_completion=false",
+		`{"indices":["rec-blocked_v1"],"include_global_state":false,"include_aliases":true,"ignore_index_settings":["index.blocks.write"]}`)
 	_, settings := r.do("GET", "/rec-blocked_v1/_settings?flat_settings=true", "")
 	if bytes.Contains(settings, []byte("blocks.write")) {
 		t.Errorf("restored index settings %s; want no write block", settings)

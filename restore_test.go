@@ -271,6 +271,11 @@ func TestRestoreResume(t *testing.T) {
 			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
 		}, []string{putJob, "GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write", "DELETE /optimize-import-index_v3,optimize-metadata_v3",
 			putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
+		{"at restore-part-1, the stopped sidecar's restore request applied late", restorePartStep(1), map[string]string{
+			existPart1: "indices-exist-none|indices-exist", restorePart1: "restore-index-exists", recoverPart1: "recovery-done-1",
+			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
+			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
+		}, []string{putJob, existPart1, restorePart1, existPart1, recoverPart1, uuidPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
 		{"at restore-part-1, part 1 already restored", restorePartStep(1), map[string]string{
 			existPart1: "indices-exist", recoverPart1: "recovery-done-1",
 			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",

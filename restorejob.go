@@ -589,6 +589,12 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return err
 		}
 		if err := s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
+			var ee *esError
+			if errors.As(err, &ee) && ee.Type == "snapshot_restore_exception" && strings.Contains(ee.Reason, "already exists") {
+				// An index appeared since it was looked for: most likely this job's own restore
+				// request from before a restart, applied late. The next round checks what it is.
+				return fmt.Errorf("%w: %v", errNotYet, err)
+			}
 			if !answerLost(err) || !r.appeared(ctx, missing) {
 				return err
 			}
