@@ -67,12 +67,7 @@ func TestIntegrationIDPairs(t *testing.T) {
 	// GET on both families: every ID, its own two snapshots.
 	for _, id := range ids {
 		for _, base := range []string{"/actuator/backup/", "/actuator/backups/"} {
-			status, body := sc.call("GET", base+id, "")
-			var info struct {
-				State   string
-				Details []snapshotDetail
-			}
-			json.Unmarshal(body, &info)
+			status, body, info := sc.info(base + id)
 			if status != 200 || info.State != stateCompleted || !slices.Equal(detailNames(info.Details), partNames(id)) {
 				t.Errorf("GET %s%s: got %d %s; want 200 COMPLETED with exactly %v", base, id, status, body, partNames(id))
 			}
@@ -82,20 +77,13 @@ func TestIntegrationIDPairs(t *testing.T) {
 	// The list: one entry per ID, each with its own two snapshots.
 	list := func() map[string][]string {
 		t.Helper()
-		status, body := sc.call("GET", "/actuator/backup", "")
+		status, body, infos := sc.infos("/actuator/backup")
 		if status != 200 {
 			t.Fatalf("list: got %d %s; want 200", status, body)
 		}
-		var infos []struct {
-			BackupID string
-			Details  []snapshotDetail
-		}
-		if err := json.Unmarshal(body, &infos); err != nil {
-			t.Fatalf("list: %v in %s", err, body)
-		}
 		out := map[string][]string{}
 		for _, info := range infos {
-			out[info.BackupID] = detailNames(info.Details)
+			out[info.BackupID.String()] = detailNames(info.Details)
 		}
 		return out
 	}

@@ -182,6 +182,31 @@ func (s sidecar) call(method, path, body string) (int, []byte) {
 	return httpDo(s.t, method, s.url+path, body, map[string]string{"Authorization": "Bearer " + itToken})
 }
 
+// wireInfo is a backup as the API answers it.
+type wireInfo struct {
+	BackupID json.Number
+	State    string
+	Details  []snapshotDetail
+}
+
+// info GETs one backup (path below the sidecar's address) and returns status, body and info.
+func (s sidecar) info(path string) (int, []byte, wireInfo) {
+	s.t.Helper()
+	status, body := s.call("GET", path, "")
+	var info wireInfo
+	json.Unmarshal(body, &info)
+	return status, body, info
+}
+
+// infos lists the backups on a route family's base path and returns status, body and infos.
+func (s sidecar) infos(base string) (int, []byte, []wireInfo) {
+	s.t.Helper()
+	status, body := s.call("GET", base, "")
+	var infos []wireInfo
+	json.Unmarshal(body, &infos)
+	return status, body, infos
+}
+
 // state returns the state the sidecar reports for a backup.
 func (s sidecar) state(id string) string {
 	s.t.Helper()
@@ -424,16 +449,10 @@ func TestIntegrationListAndDelete(t *testing.T) {
 	es.must("PUT", "/_snapshot/"+repo+"/nightly?wait_for_completion=true", `{"indices":"unrelated-logs","include_global_state":false}`)
 
 	list := func() []string {
-		status, body := sc.call("GET", "/actuator/backups", "")
+		status, body, infos := sc.infos("/actuator/backups")
 		if status != 200 {
 			t.Fatalf("list: got %d %s", status, body)
 		}
-		var infos []struct {
-			BackupID json.Number
-			State    string
-			Details  []snapshotDetail
-		}
-		json.Unmarshal(body, &infos)
 		var out []string
 		for _, i := range infos {
 			out = append(out, fmt.Sprintf("%s %s %d", i.BackupID, i.State, len(i.Details)))

@@ -70,23 +70,12 @@ func TestIntegrationOptimizeMade(t *testing.T) {
 
 	sc := startSidecar(t, es.sidecarEnv(repo))
 	for _, base := range []string{"/actuator/backup/", "/actuator/backups/"} {
-		status, body := sc.call("GET", base+id, "")
-		var info struct {
-			State   string
-			Details []snapshotDetail
-		}
-		json.Unmarshal(body, &info)
+		status, body, info := sc.info(base + id)
 		if status != 200 || info.State != stateCompleted || !slices.Equal(detailNames(info.Details), names) {
 			t.Errorf("GET %s%s: got %d %s; want 200 COMPLETED with %v", base, id, status, body, names)
 		}
 	}
-	status, body := sc.call("GET", "/actuator/backups", "")
-	var list []struct {
-		BackupID json.Number
-		State    string
-		Details  []snapshotDetail
-	}
-	json.Unmarshal(body, &list)
+	status, _, list := sc.infos("/actuator/backups")
 	var got []string
 	for _, info := range list {
 		got = append(got, fmt.Sprintf("%s %s %v", info.BackupID, info.State, detailNames(info.Details)))
