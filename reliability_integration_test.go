@@ -79,6 +79,15 @@ func newFaultProxy(t *testing.T, esURL string, rule func(method, path string) fa
 	return p
 }
 
+// proxiedEnv is the environment of a sidecar on repository repo that reaches the real
+// Elasticsearch only through a fault proxy with this rule.
+func (es realES) proxiedEnv(t *testing.T, repo string, rule func(method, path string) fault) (map[string]string, *faultProxy) {
+	proxy := newFaultProxy(t, es.url, rule)
+	env := es.sidecarEnv(repo)
+	env["OPTIMIZE_ELASTICSEARCH_URLS"] = proxy.url
+	return env, proxy
+}
+
 // applied is how many requests the proxy broke whose "METHOD path" contains part.
 func (p *faultProxy) applied(part string) int {
 	p.mu.Lock()
@@ -141,14 +150,12 @@ func (s sidecar) backupNow(id string) {
 func TestIntegrationGatewayLosesCreateAnswer(t *testing.T) {
 	es := needES(t)
 	repo := es.newRepo("gateway")
-	proxy := newFaultProxy(t, es.url, func(method, path string) fault {
+	env, proxy := es.proxiedEnv(t, repo, func(method, path string) fault {
 		if method == "PUT" && strings.HasSuffix(path, "_part_1_of_2") {
 			return fault{gatewayStatus: http.StatusGatewayTimeout}
 		}
 		return fault{}
 	})
-	env := es.sidecarEnv(repo)
-	env["OPTIMIZE_ELASTICSEARCH_URLS"] = proxy.url
 	sc := startSidecar(t, env)
 	status, body := sc.call("POST", "/actuator/backups", `{"backupId": 201}`)
 	if status != 202 {
@@ -168,14 +175,12 @@ func TestIntegrationGatewayLosesCreateAnswer(t *testing.T) {
 func TestIntegrationClientHangsUp(t *testing.T) {
 	es := needES(t)
 	repo := es.newRepo("hangup")
-	proxy := newFaultProxy(t, es.url, func(method, path string) fault {
+	env, _ := es.proxiedEnv(t, repo, func(method, path string) fault {
 		if method == "GET" && strings.Contains(path, "camunda_optimize_202_") {
 			return fault{delay: time.Second}
 		}
 		return fault{}
 	})
-	env := es.sidecarEnv(repo)
-	env["OPTIMIZE_ELASTICSEARCH_URLS"] = proxy.url
 	sc := startSidecar(t, env)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -209,9 +214,7 @@ func slowRecovery(method, path string) fault {
 func TestIntegrationDeleteDuringRestore(t *testing.T) {
 	es := needES(t)
 	repo := es.newRepo("delete-during")
-	proxy := newFaultProxy(t, es.url, slowRecovery)
-	env := es.sidecarEnv(repo)
-	env["OPTIMIZE_ELASTICSEARCH_URLS"] = proxy.url
+	env, _ := es.proxiedEnv(t, repo, slowRecovery)
 	sc := startSidecar(t, env)
 	before, others := es.installationPrint(), es.othersPrint()
 	sc.backupNow("301")
@@ -289,9 +292,7 @@ func TestIntegrationTwoReplicasOneRestore(t *testing.T) {
 func TestIntegrationRestartMidRestore(t *testing.T) {
 	es := needES(t)
 	repo := es.newRepo("restart")
-	proxy := newFaultProxy(t, es.url, slowRecovery)
-	env := es.sidecarEnv(repo)
-	env["OPTIMIZE_ELASTICSEARCH_URLS"] = proxy.url
+	env, _ := es.proxiedEnv(t, repo, slowRecovery)
 	first := startSidecar(t, env)
 	before, others := es.installationPrint(), es.othersPrint()
 	first.backupNow("501")
@@ -479,5 +480,47 @@ func TestIntegrationSharedRepository(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"camunda_optimize_803_3.10.0_part_1_of_2", "camunda_optimize_803_3.10.0_part_2_of_2"}, left); diff != "" {
 		t.Errorf("snapshots of 803 left (-want +got):\n%s", diff)
+	}
+}
+
+// TestIntegrationBackupVanishesMidRestore deletes the backup straight in Elasticsearch while a
+// replace-restore takes its safety backup: the restore must find that out before it deletes
+// anything, end FAILED saying so, lift its write block, and leave every index, of this
+// installation and of the others, as it was.
+func TestIntegrationBackupVanishesMidRestore(t *testing.T) {
+	es := needES(t)
+	repo := es.newRepo("vanish")
+	// Hold the restore in its safety-backup step for a while.
+	env, _ := es.proxiedEnv(t, repo, func(method, path string) fault {
+		if method == "GET" && strings.Contains(path, "camunda_optimize_safety-") {
+			return fault{delay: 1500 * time.Millisecond}
+		}
+		return fault{}
+	})
+	sc := startSidecar(t, env)
+	before, others := es.installationPrint(), es.othersPrint()
+	sc.backupNow("901")
+	if status, body := sc.call("POST", "/actuator/backups/901/restore", `{"replaceExisting": true}`); status != 202 {
+		t.Fatalf("restore: got %d %s; want 202", status, body)
+	}
+	sc.waitJob("901", "the safety-backup step", func(j restoreJob) bool { return j.Step == stepSafety })
+	es.must("DELETE", "/_snapshot/"+repo+"/camunda_optimize_901_3.9.0_part_1_of_2,camunda_optimize_901_3.9.0_part_2_of_2", "")
+
+	job := sc.waitJob("901", "its end", func(j restoreJob) bool { return !j.active() })
+	reason := ""
+	if job.FailureReason != nil {
+		reason = *job.FailureReason
+	}
+	if job.State != restoreFailed || !strings.Contains(reason, "nothing was deleted") {
+		t.Errorf("restore of a vanished backup: got %s (%s); want FAILED saying nothing was deleted", job.State, reason)
+	}
+	if diff := cmp.Diff(before, es.installationPrint()); diff != "" {
+		t.Errorf("the installation changed (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(others, es.othersPrint()); diff != "" { // also: no write block left
+		t.Errorf("indices outside the installation changed (-before +after):\n%s", diff)
+	}
+	if settings := es.must("GET", "/optimize-*/_settings/index.blocks.write", ""); strings.Contains(string(settings), "write") {
+		t.Errorf("the installation keeps a write block: %s", settings)
 	}
 }
