@@ -182,9 +182,25 @@ func (s sidecar) call(method, path, body string) (int, []byte) {
 	return httpDo(s.t, method, s.url+path, body, map[string]string{"Authorization": "Bearer " + itToken})
 }
 
+// wireID is a backup ID as the API answers it: a JSON number (3.10+ routes, integer IDs) or
+// a JSON string.
+type wireID string
+
+func (w *wireID) UnmarshalJSON(b []byte) error {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		*w = wireID(s)
+		return nil
+	}
+	*w = wireID(b)
+	return nil
+}
+
+func (w wireID) String() string { return string(w) }
+
 // wireInfo is a backup as the API answers it.
 type wireInfo struct {
-	BackupID json.Number
+	BackupID wireID
 	State    string
 	Details  []snapshotDetail
 }
