@@ -7,18 +7,19 @@ import (
 	"strings"
 )
 
-// admin guards a route with the admin token and logs every call with its outcome: who (remote
-// address and user agent), what (method and path) and the status answered, never the token.
+// admin guards a route with the admin token and makes the request's access-log line an audit
+// line: who (remote address and user agent), what (method, route, path) and the status
+// answered, never the token (see accessLog).
 func (s *server) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		if err := s.checkAdmin(r); err != nil {
-			s.writeError(rec, r, err)
-		} else {
-			next(rec, r)
+		if e := accessEntryOf(r); e != nil {
+			e.audit = true
 		}
-		s.log.Info("admin call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr,
-			"user_agent", r.UserAgent(), "status", rec.status)
+		if err := s.checkAdmin(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next(w, r)
 	}
 }
 

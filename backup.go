@@ -9,8 +9,9 @@ import (
 
 // createBackup checks that the ID is free, resolves the two index sets and the version tag,
 // starts part 1 and hands the rest to a background goroutine that starts part 2 once part 1
-// has finished. It returns the names of both snapshots.
-func (s *server) createBackup(ctx context.Context, id string) ([]string, error) {
+// has finished. kind goes into the snapshots' metadata ("" for a backup asked for through the
+// API, kindScheduled for the scheduler's). It returns the names of both snapshots.
+func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, error) {
 	// Within this process one ID is created once at a time; across replicas Elasticsearch's
 	// refusal of a taken snapshot name decides.
 	if !s.backups.claim(id) {
@@ -48,7 +49,7 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 	}
 
 	names := []string{snapshotName(id, version, 1), snapshotName(id, version, 2)}
-	meta := snapshotMetadata{BackupID: id, Version: version, PartNo: 1, PartCount: partCount, CreatedBy: "optimize-backup", IndexPrefix: s.cfg.IndexPrefix, BackupNonce: newNonce()}
+	meta := snapshotMetadata{BackupID: id, Version: version, PartNo: 1, PartCount: partCount, CreatedBy: "optimize-backup", Kind: kind, IndexPrefix: s.cfg.IndexPrefix, BackupNonce: newNonce()}
 	if err := s.startSnapshot(ctx, names[0], part1, meta); err != nil {
 		if errors.Is(err, errSnapshotNameTaken) {
 			// Another replica took this ID between our check and our request: the name
@@ -59,24 +60,31 @@ func (s *server) createBackup(ctx context.Context, id string) ([]string, error) 
 	}
 	meta.PartNo = 2
 	started = true
-	s.backups.start(id, func(ctx context.Context) { s.finishBackup(ctx, id, names, part2, meta) })
+	if !s.backups.start(id, func(ctx context.Context) { s.finishBackup(ctx, id, names, part2, meta) }) {
+		// Shutdown began between part 1 and here: part 2 will not follow.
+		return names, fmt.Errorf("part 1 (%s) was started, but the sidecar is stopping, so part 2 will not be: the backup will be INCOMPLETE; delete it and take another", names[0])
+	}
 	return names, nil
 }
+
+// part2PollLimit is the longest wait between two reads of part 1 before part 2 starts.
+const part2PollLimit = 50 * time.Millisecond
 
 // finishBackup waits for part 1 to end and then starts part 2, so import positions in the
 // backup are never newer than the data they describe. If this process stops first, part 2 is
 // never started and the backup is reported INCOMPLETE once the grace period has passed.
 func (s *server) finishBackup(ctx context.Context, id string, names, part2 []string, meta snapshotMetadata) {
 	log := s.log.With("backup_id", id, "repository", s.cfg.Repository)
-	// Poll fast at first (a small part 1 ends within a second), then back off to PollInterval:
-	// part 2 starts soon after part 1 ends without a read every 50 ms of a long snapshot.
-	wait := min(50*time.Millisecond, s.cfg.PollInterval)
+	// Part 2 must start within 100 ms of part 1's end (the backup's wall time is what an
+	// operator waits for), so part 1 is read at least every part2PollLimit however long it
+	// runs: one cheap read of one snapshot by name, and part 1 holds only the small import
+	// indices. OPTIMIZE_BACKUP_POLL_INTERVAL can only make it more frequent.
+	started := time.Now()
 	for {
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := sleepCtx(ctx, pollWait(time.Since(started), min(part2PollLimit, s.cfg.PollInterval))); err != nil {
 			log.Warn("stopped before part 2 was started; the backup will be reported INCOMPLETE", "snapshot", names[0], "err", context.Cause(ctx))
 			return
 		}
-		wait = min(2*wait, s.cfg.PollInterval)
 		part1, found, err := s.snapshotByName(ctx, names[0])
 		switch {
 		case err != nil:

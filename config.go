@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
@@ -32,10 +33,20 @@ type config struct {
 	ESUsername string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME"`
 	ESPassword string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_PASSWORD"`
 
+	// ESAPIKey is an Elasticsearch API key, sent as Authorization: ApiKey instead of basic auth
+	// (the usual credential on Elastic Cloud): the "encoded" value Elasticsearch's create API key
+	// answer holds, or its id:api_key. ESAPIKeyFile names a file holding it (a mounted secret).
+	ESAPIKey     string `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY"`
+	ESAPIKeyFile string `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE"`
+
 	// RestoreESUsername and RestoreESPassword are used for restores, which need the manage
 	// privilege on the Optimize indices; without them the main credentials are used.
 	RestoreESUsername string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME"`
 	RestoreESPassword string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_PASSWORD"`
+	// RestoreESAPIKey (or the file RestoreESAPIKeyFile) is an API key for restores instead of
+	// RestoreESUsername and RestoreESPassword.
+	RestoreESAPIKey     string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY"`
+	RestoreESAPIKeyFile string `env:"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY_FILE"`
 
 	// ESSSLEnabled switches host/port addressing to https.
 	ESSSLEnabled bool `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_ENABLED" envDefault:"false"`
@@ -64,7 +75,9 @@ type config struct {
 
 	// ESTimeout bounds every single Elasticsearch request, so a hung node never hangs a caller.
 	ESTimeout time.Duration `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT" envDefault:"30s"`
-	// PollInterval is how often the state of part 1 is read while waiting to start part 2.
+	// PollInterval is the longest wait between two reads of running work (a restore's
+	// progress, a safety backup); reads come sooner while the work is young (pollWait), and
+	// part 1 of a backup is read at least every 50 ms so that part 2 follows it promptly.
 	PollInterval time.Duration `env:"OPTIMIZE_BACKUP_POLL_INTERVAL" envDefault:"1s"`
 	// Part2Grace is how long after part 1 ended a backup without part 2 still counts as
 	// IN_PROGRESS, so that every replica reports the same state while part 2 is being started.
@@ -78,6 +91,21 @@ type config struct {
 	// RestoreWaitTimeout bounds each wait of a restore (the safety backup's snapshots, each
 	// part's recovery); the default fits 100 GB on slow disks.
 	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
+
+	// Schedule is a cron expression (minute hour day-of-month month day-of-week, or @daily and
+	// the like) at whose slots the sidecar takes a backup by itself; empty: no schedule. A
+	// leading sixth field of seconds is accepted for tests and drills.
+	Schedule string `env:"OPTIMIZE_BACKUP_SCHEDULE"`
+	// ScheduleTimezone is the IANA time zone the schedule is read in (02:00 is 02:00 there).
+	ScheduleTimezone string `env:"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE" envDefault:"UTC"`
+	// RetentionKeep keeps the N newest COMPLETED scheduled backups (0: no count limit).
+	RetentionKeep int `env:"OPTIMIZE_BACKUP_RETENTION_KEEP"`
+	// RetentionMaxAge deletes COMPLETED scheduled backups whose slot is older (0: no age limit);
+	// the newest COMPLETED one is always kept.
+	RetentionMaxAge time.Duration `env:"OPTIMIZE_BACKUP_RETENTION_MAX_AGE"`
+	// VerifyScheduled runs a restore drill (POST .../verify) on each scheduled backup that
+	// completed.
+	VerifyScheduled bool `env:"OPTIMIZE_BACKUP_VERIFY_SCHEDULED" envDefault:"false"`
 }
 
 // minAdminTokenLength is the shortest admin token accepted: shorter ones can be guessed.
@@ -140,10 +168,76 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	cfg.AdminToken = strings.TrimSpace(cfg.AdminToken)
+	for _, k := range []struct {
+		key  *string
+		file string
+		name string
+	}{
+		{&cfg.ESAPIKey, cfg.ESAPIKeyFile, "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE"},
+		{&cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY_FILE"},
+	} {
+		if k.file == "" {
+			*k.key = strings.TrimSpace(*k.key)
+			continue
+		}
+		key, err := readAPIKeyFile(k.name, k.file)
+		if err != nil {
+			return config{}, err
+		}
+		*k.key = key
+	}
 	if cfg.OptimizeVersion != "" {
 		cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
 	}
 	return cfg, nil
+}
+
+// readAPIKeyFile reads the API key in the file that the variable name points at (a mounted
+// secret) and checks it as validate checks a key given directly; the error never shows the key.
+func readAPIKeyFile(name, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read %s: %v; mount the secret there or unset the variable", name, path, err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("%s: %s is empty; put the API key in it (the \"encoded\" value of Elasticsearch's create API key answer)", name, path)
+	}
+	if msg := apiKeyProblem(key); msg != "" {
+		return "", fmt.Errorf("%s: the key in %s %s", name, path, msg)
+	}
+	return key, nil
+}
+
+// apiKeyProblem says what is wrong with an API key ("" if nothing): it goes into an
+// Authorization header as it is, so it must be one token, either the base64 "encoded" value or
+// id:api_key. The answer never shows the key.
+func apiKeyProblem(key string) string {
+	if key == "" {
+		return "is blank; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key), or unset the variable"
+	}
+	if scheme, _, ok := strings.Cut(key, " "); ok && strings.EqualFold(scheme, "ApiKey") {
+		return `starts with "ApiKey "; set the key alone, without the scheme`
+	}
+	for _, c := range key {
+		if c <= ' ' || c > '~' {
+			return "holds spaces or characters that cannot go into an HTTP header; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key)"
+		}
+	}
+	if id, secret, ok := strings.Cut(key, ":"); ok && (id == "" || secret == "") {
+		return "has an empty id or secret around its colon; set id:api_key or the \"encoded\" value of Elasticsearch's create API key answer"
+	}
+	return ""
+}
+
+// encodedAPIKey is the key as the Authorization: ApiKey header carries it: base64 of
+// id:api_key. A key given as id:api_key is encoded here (base64 has no colon, so the two forms
+// cannot be confused).
+func encodedAPIKey(key string) string {
+	if strings.Contains(key, ":") {
+		return base64.StdEncoding.EncodeToString([]byte(key))
+	}
+	return key
 }
 
 // envKey is the variable behind a config field.
@@ -205,6 +299,7 @@ func (c config) validate() []configProblem {
 	if c.AdminToken != "" && c.AdminTokenFile != "" {
 		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE", "OPTIMIZE_BACKUP_ADMIN_TOKEN is set too; set only one")
 	}
+	c.validateCredentials(bad)
 	if c.ESCAFile != "" {
 		if _, err := os.Stat(c.ESCAFile); err != nil {
 			bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
@@ -220,10 +315,53 @@ func (c config) validate() []configProblem {
 			bad(name, "%v must be positive; set a duration such as 30s", d)
 		}
 	}
+	problems = append(problems, c.validateSchedule()...)
 	if c.Part2Grace < 0 {
 		bad("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
 	}
 	return problems
+}
+
+// validateCredentials reports, through bad, Elasticsearch credentials that contradict each
+// other: an API key and basic auth (a user name or password, or one in an Elasticsearch URL)
+// are mutually exclusive, and a key is given in the variable or in the file, not both. Which
+// one the client would pick is not something an operator should have to know.
+func (c config) validateCredentials(bad func(variable, format string, args ...any)) {
+	urlUser := false
+	for _, u := range c.ESURLs {
+		if parsed, err := url.Parse(strings.TrimSpace(u)); err == nil && parsed.User != nil {
+			urlUser = true
+		}
+	}
+	for _, set := range []struct {
+		key, keyFile, user, password string
+		keyVar, userVars             string
+		urlUser                      bool
+	}{
+		{c.ESAPIKey, c.ESAPIKeyFile, c.ESUsername, c.ESPassword, "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY",
+			"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD", urlUser},
+		{c.RestoreESAPIKey, c.RestoreESAPIKeyFile, c.RestoreESUsername, c.RestoreESPassword, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY",
+			"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD", urlUser}, // URL credentials win over any key
+	} {
+		keyVar := set.keyVar
+		if set.key != "" && set.keyFile != "" {
+			bad(keyVar+"_FILE", "%s is set too; set only one", keyVar)
+		} else if set.keyFile != "" {
+			keyVar += "_FILE"
+		}
+		if set.key == "" && set.keyFile == "" {
+			continue
+		}
+		if set.user != "" || set.password != "" {
+			bad(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", set.userVars, keyVar, set.userVars)
+		}
+		if set.urlUser {
+			bad(keyVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an API key and basic auth are mutually exclusive: remove user:password@ from the URLs or unset %s", keyVar)
+		}
+		if msg := apiKeyProblem(strings.TrimSpace(set.key)); set.key != "" && msg != "" {
+			bad(keyVar, "the key %s", msg)
+		}
+	}
 }
 
 // esAddresses is the list of Elasticsearch URLs the client connects to.

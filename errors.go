@@ -1,9 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 )
 
@@ -47,7 +49,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		level = s.log.Error
 	}
-	level("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
+	level("request failed", "request_id", requestIDOf(r), "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
 	writeJSON(w, status, body)
 }
 
@@ -63,8 +65,9 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 // or did not, a sentence written here.
 func (s *server) classifyError(r *http.Request, err error) (status int, code, detail string) {
 	var (
-		tooLarge *http.MaxBytesError
-		es       *esError
+		tooLarge  *http.MaxBytesError
+		es        *esError
+		untrusted *tls.CertificateVerificationError
 	)
 	for _, m := range []struct {
 		status int
@@ -76,14 +79,18 @@ func (s *server) classifyError(r *http.Request, err error) (status int, code, de
 		{http.StatusNotFound, "notFoundError", find[*notFoundError]},
 		{http.StatusNotFound, "notFoundError", find[*routeError]},
 		{http.StatusNotFound, "notFoundError", find[*noRestoreError]},
+		{http.StatusNotFound, "notFoundError", find[*noDrillError]},
 		{http.StatusMethodNotAllowed, "methodNotAllowedError", find[*methodError]},
 		{http.StatusConflict, "conflict", find[*backupInUseError]},
 		{http.StatusConflict, "conflict", find[*foreignBackupError]},
 		{http.StatusConflict, "conflict", find[*deleteConflictError]},
 		{http.StatusConflict, "conflict", find[*restoreConflictError]},
 		{http.StatusConflict, "conflict", find[*conflictError]},
+		{http.StatusConflict, "conflict", find[*drillConflictError]},
 		{http.StatusForbidden, "forbiddenError", is(errAdminDisabled)},
 		{http.StatusUnauthorized, "unauthorizedError", is(errUnauthorized)},
+		// The sidecar's own credentials or privileges, not the caller's: a server fault.
+		{http.StatusInternalServerError, "serverError", find[*esAuthError]},
 		// These two are wrapped with the particulars (which index, which variable to set).
 		{http.StatusInternalServerError, "serverError", whole(errNoVersion)},
 		{http.StatusInternalServerError, "serverError", whole(errNoOptimizeIndices)},
@@ -96,6 +103,13 @@ func (s *server) classifyError(r *http.Request, err error) (status int, code, de
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, "badRequestError",
 			fmt.Sprintf("The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
+	case errors.Is(err, errESUnreachable) && errors.As(err, &untrusted):
+		detail := fmt.Sprintf("Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
+			strings.Join(s.cfg.esAddressesRedacted(), ","), untrusted.Err)
+		if familyOf(r) == legacy {
+			return http.StatusInternalServerError, "serverError", detail
+		}
+		return http.StatusBadGateway, "elasticsearchConnectionError", detail
 	case errors.Is(err, errESUnreachable):
 		detail := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
 			strings.Join(s.cfg.esAddressesRedacted(), ","))
@@ -242,6 +256,22 @@ func (e *noRestoreError) Error() string {
 	return fmt.Sprintf("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", e.id, e.id)
 }
 
+// errStopping refuses long work that would start while the sidecar shuts down.
+var errStopping = &drillConflictError{"The sidecar is stopping; send the request again to a running sidecar."}
+
+// noDrillError means no drill of the backup is recorded in Elasticsearch.
+type noDrillError struct{ id string }
+
+func (e *noDrillError) Error() string {
+	return fmt.Sprintf("No drill of backup [%s] is running or recorded in Elasticsearch; start one with POST .../%s/verify.", e.id, e.id)
+}
+
+// drillConflictError is a drill that cannot start now, or a DELETE of a backup a drill
+// restores; its message says what runs and what to wait for.
+type drillConflictError struct{ msg string }
+
+func (e *drillConflictError) Error() string { return e.msg }
+
 // badRequestError is input the sidecar refuses; its message says what to change.
 type badRequestError struct{ msg string }
 
@@ -284,6 +314,66 @@ type esError struct {
 
 func (e *esError) Error() string {
 	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
+}
+
+// esAuthError is Elasticsearch refusing the sidecar's credentials (401) or a privilege they
+// lack (403 security_exception). Its sentence names the credentials' variables and, from
+// Elasticsearch's reason, the action and the privileges that grant it. It unwraps to the
+// esError, so retry and status decisions see what Elasticsearch answered.
+type esAuthError struct {
+	es *esError
+	// creds names the credentials used (see esClients.credsOf); "" if none are configured.
+	creds string
+}
+
+// Unwrap is the refusal as Elasticsearch answered it.
+func (e *esAuthError) Unwrap() error { return e.es }
+
+// These pick Elasticsearch's reason of a refused privilege apart, e.g. "action
+// [cluster:admin/snapshot/create] is unauthorized for API key id [k] of user [u], this action is
+// granted by the cluster privileges [create_snapshot,manage,all]"; index actions add "on
+// indices [...]".
+var (
+	refusedActionPattern  = regexp.MustCompile(`action \[([^\]]+)\] is unauthorized`)
+	grantingPattern       = regexp.MustCompile(`granted by the (cluster|index) privileges \[([^\]]+)\]`)
+	refusedIndicesPattern = regexp.MustCompile(`on indices \[([^\]]+)\]`)
+)
+
+// Error is the user's sentence: whose credentials, what Elasticsearch refused, what to grant
+// or set, and Elasticsearch's own reason.
+func (e *esAuthError) Error() string {
+	const readme = `the README's "Elasticsearch privileges" lists every privilege backups and restores need`
+	if e.es.Status == http.StatusUnauthorized {
+		if e.creds == "" {
+			return fmt.Sprintf("Elasticsearch asks for credentials and the sidecar has none (%d %s: %s); set OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY (or _FILE) or CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME and _PASSWORD, and restart the sidecar.",
+				e.es.Status, e.es.Type, e.es.Reason)
+		}
+		return fmt.Sprintf("Elasticsearch refused the sidecar's credentials (%s) with %d %s: %s. Set valid ones there and restart the sidecar; an API key may have expired or been invalidated (GET _security/api_key shows it).",
+			e.creds, e.es.Status, e.es.Type, e.es.Reason)
+	}
+	creds := e.creds
+	if creds == "" {
+		creds = "none configured"
+	}
+	action := refusedActionPattern.FindStringSubmatch(e.es.Reason)
+	grant := grantingPattern.FindStringSubmatch(e.es.Reason)
+	if action == nil || grant == nil {
+		return fmt.Sprintf("Elasticsearch refused a request of the sidecar (%d %s: %s): its credentials (%s) lack a privilege. Grant it to them; %s.",
+			e.es.Status, e.es.Type, e.es.Reason, creds, readme)
+	}
+	kind, privileges := grant[1], grant[2]
+	narrowest, _, _ := strings.Cut(privileges, ",")
+	on := ""
+	if ix := refusedIndicesPattern.FindStringSubmatch(e.es.Reason); ix != nil {
+		on = " on [" + ix[1] + "]"
+	}
+	grantTo := "their role"
+	if strings.Contains(creds, "API key") {
+		// A key holds what its role descriptors grant, within its owner's privileges.
+		grantTo = "the key (a new key, or PUT _security/api_key/<id> with role_descriptors; its owner must hold it too)"
+	}
+	return fmt.Sprintf("Elasticsearch refused the action [%s]: the sidecar's credentials (%s) lack the %s privilege %s%s. Grant %s one of the %s privileges [%s]%s (%s); the sidecar needs no restart. Elasticsearch said: %s",
+		action[1], creds, kind, narrowest, on, grantTo, kind, privileges, on, readme, e.es.Reason)
 }
 
 // esErrorBody is the shape of Elasticsearch's error answers.

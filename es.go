@@ -40,30 +40,70 @@ type esClients struct {
 	// restore sends the restore's changes (write blocks, index delete, snapshot restore), with
 	// the restore credentials when configured, exactly once.
 	restore esapi.Transport
+	// mainCreds and restoreCreds name the variables that set the credentials of read and write,
+	// and of restore: when Elasticsearch refuses them, the error says which ones to fix.
+	mainCreds, restoreCreds string
+}
+
+// credentials are what one client authenticates with: an API key or basic auth (config
+// validation allows only one), and the variables they come from ("" when none are set).
+type credentials struct {
+	username, password, apiKey string
+	vars                       string
+}
+
+// mainCredentials and restoreCredentials are the credentials of the clients; the restore
+// falls back to the main ones when none of its own are configured.
+func (c config) mainCredentials() credentials {
+	creds := credentials{username: c.ESUsername, password: c.ESPassword, apiKey: c.ESAPIKey}
+	switch {
+	case c.ESAPIKeyFile != "":
+		creds.vars = "the API key in OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE"
+	case c.ESAPIKey != "":
+		creds.vars = "the API key in OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY"
+	case c.ESUsername != "" || c.ESPassword != "":
+		creds.vars = "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD"
+	}
+	return creds
+}
+
+// restoreCredentials are the restore's own credentials and true, or the main ones and false.
+func (c config) restoreCredentials() (credentials, bool) {
+	switch {
+	case c.RestoreESAPIKeyFile != "":
+		return credentials{apiKey: c.RestoreESAPIKey, vars: "the API key in OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY_FILE"}, true
+	case c.RestoreESAPIKey != "":
+		return credentials{apiKey: c.RestoreESAPIKey, vars: "the API key in OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY"}, true
+	case c.RestoreESUsername != "":
+		return credentials{username: c.RestoreESUsername, password: c.RestoreESPassword, vars: "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD"}, true
+	}
+	return c.mainCredentials(), false
 }
 
 // newESClients builds the clients from the configuration.
 func newESClients(cfg config) (esClients, error) {
-	read, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword, true)
+	main := cfg.mainCredentials()
+	read, err := newESClient(cfg, main, true)
 	if err != nil {
 		return esClients{}, err
 	}
-	write, err := newESClient(cfg, cfg.ESUsername, cfg.ESPassword, false)
+	write, err := newESClient(cfg, main, false)
 	if err != nil {
 		return esClients{}, err
 	}
-	restore := write
-	if cfg.RestoreESUsername != "" {
-		if restore, err = newESClient(cfg, cfg.RestoreESUsername, cfg.RestoreESPassword, false); err != nil {
+	restore, restoreCreds := write, main
+	if creds, own := cfg.restoreCredentials(); own {
+		if restore, err = newESClient(cfg, creds, false); err != nil {
 			return esClients{}, err
 		}
+		restoreCreds = creds
 	}
-	return esClients{read: read, write: write, restore: restore}, nil
+	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
 
 // newESClient builds one Elasticsearch client with these credentials; retry tells whether the
 // client may resend a request that got no usable answer.
-func newESClient(cfg config, username, password string, retry bool) (*elasticsearch.Client, error) {
+func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Client, error) {
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -86,24 +126,50 @@ func newESClient(cfg config, username, password string, retry bool) (*elasticsea
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return elasticsearch.NewClient(elasticsearch.Config{
+	esCfg := elasticsearch.Config{
 		Addresses:    cfg.esAddresses(),
-		Username:     username,
-		Password:     password,
-		Transport:    transport,
+		Username:     creds.username,
+		Password:     creds.password,
+		Transport:    opaqueID{transport},
 		DisableRetry: !retry,
-	})
+	}
+	if creds.apiKey != "" {
+		esCfg.APIKey = encodedAPIKey(creds.apiKey)
+	}
+	return elasticsearch.NewClient(esCfg)
+}
+
+// opaqueID sends the request ID of the sidecar request an Elasticsearch request serves as
+// X-Opaque-Id, which Elasticsearch shows in its tasks, slow logs and deprecation logs: an
+// operator can follow one X-Request-Id from the access log into Elasticsearch. Background
+// work (part 2, a restore job's steps) runs on the registry's own context and carries none.
+type opaqueID struct{ next http.RoundTripper }
+
+// RoundTrip adds the header, on a copy as RoundTrippers must not change the request.
+func (o opaqueID) RoundTrip(r *http.Request) (*http.Response, error) {
+	if e, _ := r.Context().Value(accessKey{}).(*accessEntry); e != nil && r.Header.Get("X-Opaque-Id") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("X-Opaque-Id", e.id)
+	}
+	return o.next.RoundTrip(r)
 }
 
 // esCall runs one Elasticsearch request through client with the per-call deadline, closes its
 // body, turns error answers into *esError and transport failures into errESUnreachable, and
 // decodes a successful JSON answer into target (unless target is nil).
 func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
+	return s.esCallWithin(ctx, s.cfg.ESTimeout, client, req, target)
+}
+
+// esCallWithin is esCall with its own deadline, for the one request that waits on
+// Elasticsearch's work (a drill's restore with wait_for_completion).
+func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := req.Do(ctx, client)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errESUnreachable, err)
+		// Both wrapped: classifyError tells an untrusted certificate from a node that is down.
+		return fmt.Errorf("%w: %w", errESUnreachable, err)
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes+1))
@@ -115,10 +181,16 @@ func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.R
 	}
 	if res.IsError() {
 		var eb esErrorBody
+		var ee *esError
 		if json.Unmarshal(body, &eb) != nil || eb.Error.Type == "" {
-			return &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
+			ee = &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
+		} else {
+			ee = &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
 		}
-		return &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
+		if refusedCredentials(ee) {
+			return &esAuthError{es: ee, creds: s.es.credsOf(client)}
+		}
+		return ee
 	}
 	if target == nil {
 		return nil
@@ -127,6 +199,31 @@ func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.R
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
+}
+
+// credsOf names the credentials client authenticates with, for errors that ask to fix them;
+// "" when none are configured.
+func (c esClients) credsOf(client esapi.Transport) string {
+	creds := c.mainCreds
+	if client == c.restore && c.restore != c.write {
+		creds = c.restoreCreds
+	}
+	return creds
+}
+
+// refusedCredentials tells whether Elasticsearch (or a gateway in front of it) refused the
+// credentials or a privilege they lack: any 401, a 403 that is not Elasticsearch's own (a
+// gateway's), and Elasticsearch's security_exception. Other 403s, such as a
+// cluster_block_exception of a write-blocked index, are not about credentials.
+func refusedCredentials(e *esError) bool {
+	switch {
+	case e.Type == "security_exception":
+		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	case e.Status == http.StatusUnauthorized:
+		return true
+	default:
+		return e.Status == http.StatusForbidden && e.Type == http.StatusText(http.StatusForbidden)
+	}
 }
 
 // read, write and restoreWrite are esCall through the client for that kind of request.

@@ -180,6 +180,23 @@ func newTestServer(t testing.TB, cfg config) *server {
 	return s
 }
 
+// envServer is a server configured from env as run configures one, with its real clients (a
+// test's clock is the fixed testNow, as newTestServer's).
+func envServer(t testing.TB, env map[string]string) *server {
+	t.Helper()
+	cfg, err := loadConfig(mapEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := newESClients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, cfg)
+	srv.es = clients
+	return srv
+}
+
 // testWriter sends log lines to t.Log, so they show only for failing tests.
 type testWriter struct{ t testing.TB }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -49,15 +51,28 @@ func FuzzBackupID(f *testing.F) {
 	})
 }
 
-// FuzzParseSnapshotName checks that any name the parser accepts is rebuilt exactly from its
-// parts, so two different backups can never claim one snapshot.
+// snapshotNameRule is the naming scheme as a regular expression, the ID as long as it can be:
+// parseSnapshotName must accept exactly the names it matches, and split them alike.
+var snapshotNameRule = regexp.MustCompile(`^camunda_optimize_(.+)_(\d+\.\d+\.\d+)_part_([1-9]\d{0,8})_of_([1-9]\d{0,8})$`)
+
+// FuzzParseSnapshotName checks that the parser accepts and splits exactly what the naming rule
+// (snapshotNameRule) matches, and that any name it accepts is rebuilt exactly from its parts,
+// so two different backups can never claim one snapshot.
 func FuzzParseSnapshotName(f *testing.F) {
 	for _, seed := range []string{"camunda_optimize_1_3.9.0_part_1_of_2", "camunda_optimize_a_b_3.9.0_part_2_of_2", "camunda_optimize_1_3.9.0_3.9.0_part_1_of_2",
-		"camunda_optimize__3.9.0_part_1_of_2", "camunda_optimize_1_3.9_part_1_of_2", "nightly", "camunda_optimize_12_3.10.1_part_02_of_2"} {
+		"camunda_optimize__3.9.0_part_1_of_2", "camunda_optimize_1_3.9_part_1_of_2", "nightly", "camunda_optimize_12_3.10.1_part_02_of_2",
+		// Where a parser without the regular expression could differ from it: a line break (not
+		// matched by '.'), the scheme's words inside the ID, non-ASCII digits, too many digits,
+		// a trailing line break, an empty field.
+		"camunda_optimize_a\nb_3.9.0_part_1_of_2", "camunda_optimize_x_3.9.0_part_1_of_2_3.9.0_part_2_of_2", "camunda_optimize_1_\u0663.9.0_part_1_of_2",
+		"camunda_optimize_1_3.9.0_part_1234567890_of_2", "camunda_optimize_1_3.9.0_part_1_of_2\n", "camunda_optimize_1_3..0_part_1_of_2", "camunda_optimize__part_1_of_2"} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		id, version, part, of, ok := parseSnapshotName(name)
+		if m := snapshotNameRule.FindStringSubmatch(name); (m != nil) != ok || ok && (m[1] != id || m[2] != version || m[3] != strconv.Itoa(part) || m[4] != strconv.Itoa(of)) {
+			t.Fatalf("parseSnapshotName(%q) = %q %q %d %d %v; the rule matches %q", name, id, version, part, of, ok, m)
+		}
 		if !ok {
 			return
 		}

@@ -58,10 +58,25 @@ func familyOf(r *http.Request) family {
 	return current
 }
 
-// routes lists every route the sidecar serves. Both Optimize route families answer: 3.9's
-// /actuator/backup and 3.10+'s /actuator/backups, so scripts written for either work.
+// routes is the sidecar's HTTP handler: every route of register, behind the access log, the
+// request counter and the JSON answers for unknown paths and methods.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
+	s.register(mux)
+	// accessLog is outermost: it hands the rest a request copy that carries the request ID,
+	// and the mux records the matched pattern on that copy.
+	return s.accessLog(s.countRequests(s.jsonNoRoute(mux)))
+}
+
+// registrar is what register puts routes on: the server's mux, or the OpenAPI test's recorder
+// (which checks that openapi.json documents exactly these routes).
+type registrar interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// register lists every route the sidecar serves. Both Optimize route families answer: 3.9's
+// /actuator/backup and 3.10+'s /actuator/backups, so scripts written for either work.
+func (s *server) register(mux registrar) {
 	for _, f := range []family{legacy, current} {
 		base := f.base()
 		handle := func(pattern string, h http.HandlerFunc) { mux.HandleFunc(pattern, inFamily(f, h)) }
@@ -71,13 +86,17 @@ func (s *server) routes() http.Handler {
 		handle("DELETE "+base+"/{id}", s.admin(s.handleDeleteBackup))
 		handle("POST "+base+"/{id}/restore", s.admin(s.handleRestore(f)))
 		handle("GET "+base+"/{id}/restore", s.handleRestoreStatus)
+		handle("POST "+base+"/{id}/verify", s.admin(s.handleVerify))
+		handle("GET "+base+"/{id}/verify", s.handleVerifyStatus)
 	}
+	// Not under /actuator/backups/, where it would shadow a backup of that ID.
+	mux.HandleFunc("GET /actuator/schedule", s.handleSchedule)
 	mux.HandleFunc("GET /actuator/health", s.handleHealth)
 	mux.HandleFunc("GET /actuator/health/liveness", s.handleAlive)
 	mux.HandleFunc("GET /actuator/health/readiness", s.handleAlive)
 	mux.HandleFunc("GET /actuator/info", s.handleInfo)
 	mux.HandleFunc("GET /actuator/prometheus", s.handlePrometheus)
-	return s.countRequests(s.jsonNoRoute(mux))
+	mux.HandleFunc("GET /actuator/openapi", s.handleOpenAPI)
 }
 
 // jsonNoRoute answers requests that match no route with the JSON error shape: 404 for an
@@ -149,7 +168,7 @@ func (s *server) handleCreateBackup(f family) http.HandlerFunc {
 			return
 		}
 		// A create goes on if the caller hangs up: once part 1 is asked for, part 2 must follow.
-		names, err := s.createBackup(context.WithoutCancel(r.Context()), id)
+		names, err := s.createBackup(context.WithoutCancel(r.Context()), id, "")
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -167,28 +186,53 @@ func (s *server) handleCreateBackup(f family) http.HandlerFunc {
 	}
 }
 
-// handleGetBackup reports one backup: one Elasticsearch request.
+// handleGetBackup reports one backup: one Elasticsearch request, and once this installation
+// has run drills a second one, in parallel, for the backup's last drill.
 func (s *server) handleGetBackup(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		info, _, err := s.backupAndSnapshots(r.Context(), r.PathValue("id"))
+		id := r.PathValue("id")
+		var last *drillResult
+		done := make(chan struct{})
+		if s.drillsSeen.Load() && validateBackupID(id) == nil && s.cfg.Repository != "" {
+			go func() { defer close(done); last = s.lastDrill(r.Context(), id) }()
+		} else {
+			close(done)
+		}
+		info, snaps, err := s.backupAndStates(r.Context(), id)
+		<-done
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, info.wire(f == legacy))
+		out := info.wire(f == legacy)
+		if last != nil && drilledThese(*last, snaps) {
+			out.LastVerification = last
+		}
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 
-// backupAndSnapshots is backup that also returns the snapshots it was computed from: one
-// Elasticsearch request.
+// backupAndSnapshots is backup that also returns the snapshots it was computed from, with
+// every field the destructive paths read (index lists, metadata): one Elasticsearch request.
 func (s *server) backupAndSnapshots(ctx context.Context, id string) (backupInfo, []snapshot, error) {
+	return s.readBackup(ctx, id, s.backupSnapshots)
+}
+
+// backupAndStates is backupAndSnapshots for a GET: its snapshots hold only stateFields (no
+// index lists, no metadata), which is all a GET reports; nothing may delete or restore by them.
+func (s *server) backupAndStates(ctx context.Context, id string) (backupInfo, []snapshot, error) {
+	return s.readBackup(ctx, id, s.backupStates)
+}
+
+// readBackup validates the ID, reads the backup's snapshots with read and computes its state.
+func (s *server) readBackup(ctx context.Context, id string, read func(context.Context, string) ([]snapshot, error)) (backupInfo, []snapshot, error) {
 	if err := validateBackupID(id); err != nil {
 		return backupInfo{}, nil, err
 	}
 	if err := s.requireRepository(); err != nil {
 		return backupInfo{}, nil, err
 	}
-	snaps, err := s.backupSnapshots(ctx, id)
+	snaps, err := read(ctx, id)
 	if err != nil {
 		return backupInfo{}, nil, err
 	}
@@ -261,26 +305,40 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 }
 
 // handleDeleteBackup deletes both snapshots of exactly one backup (admin only), unless the
-// running restore needs it. It answers alike on both families.
+// running restore or drill needs it. It answers alike on both families.
 func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	// A DELETE goes on if the caller hangs up: its delete mark must not be left behind.
-	ctx := context.WithoutCancel(r.Context())
-	_, snaps, err := s.backupAndSnapshots(ctx, id)
+	names, err := s.deleteBackup(context.WithoutCancel(r.Context()), id, nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	s.log.Info("backup deleted", "backup_id", id, "repository", s.cfg.Repository, "snapshot", strings.Join(names, ","))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// deleteBackup deletes this installation's snapshots of exactly one backup and returns their
+// names; check, if not nil, may refuse the delete on the snapshots as read (retention uses it
+// to delete scheduled backups only). It is DELETE's path, and retention's.
+func (s *server) deleteBackup(ctx context.Context, id string, check func([]snapshot) error) ([]string, error) {
+	_, snaps, err := s.backupAndSnapshots(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	// Only this installation's snapshots of the ID, never a pattern: a repository can be
 	// shared with another installation that used the same ID.
 	names, err := s.ownSnapshots(id, snaps)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return nil, err
+	}
+	if check != nil {
+		if err := check(snaps); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.fenceRestores(ctx, id); err != nil {
-		s.writeError(w, r, err) // a restore needs it, or that cannot be told: delete nothing
-		return
+		return nil, err // a restore or drill needs it, or that cannot be told: delete nothing
 	}
 	// A part 2 this process was about to start must not appear after the delete.
 	s.backups.cancel(id)
@@ -288,21 +346,18 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 		if !answerLost(err) {
 			s.unfence(ctx, id) // Elasticsearch refused: nothing was deleted
 		} // else the mark stays: the delete may still be queued
-		s.writeError(w, r, err)
-		return
+		return nil, err
 	}
 	// Another replica may have started part 2 just as part 1 was read: delete it too (only a
 	// part of the same backup, by its backup nonce).
 	if late := s.lateParts(ctx, id, snaps, names); len(late) > 0 {
 		if err := s.deleteSnapshots(ctx, late); err != nil {
-			s.writeError(w, r, err)
-			return
+			return nil, err
 		}
 		names = append(names, late...)
 	}
 	s.unfence(ctx, id)
-	s.log.Info("backup deleted", "backup_id", id, "repository", s.cfg.Repository, "snapshot", strings.Join(names, ","))
-	w.WriteHeader(http.StatusNoContent)
+	return names, nil
 }
 
 // ownSnapshots returns the names of the snapshots that are this installation's (sorted), and
@@ -339,7 +394,7 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 }
 
 // fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) when
-// a restore that is running or starting needs it, taking the mark back. The mark stays until
+// a restore that is running or starting, or a running drill, needs it, taking the mark back. The mark stays until
 // unfence: a restore of the backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
 	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errJobChanged) {
@@ -350,6 +405,9 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	job, _, found, err := s.loadJob(ctx)
 	if err == nil && found && job.uses(id) {
 		err = &backupInUseError{id: id, job: job}
+	}
+	if err == nil {
+		err = s.drillUsing(ctx, id)
 	}
 	if err != nil {
 		s.unfence(ctx, id)
@@ -398,6 +456,8 @@ func (s *server) lateParts(ctx context.Context, id string, read []snapshot, dele
 type wireBackupInfo struct {
 	BackupID any `json:"backupId"`
 	backupInfo
+	// LastVerification is the backup's last finished drill (GET of one backup only).
+	LastVerification *drillResult `json:"lastVerification,omitempty"`
 }
 
 // wire is info as the 3.9 family (legacy true) or the 3.10+ family shows it.
@@ -446,6 +506,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(v) // the client went away: nothing left to tell it
+}
+
+// checkStatusRequest is what the status routes of a backup's work (restore, drill) check
+// before reading the job: a valid ID and a configured repository.
+func (s *server) checkStatusRequest(id string) error {
+	if err := validateBackupID(id); err != nil {
+		return err
+	}
+	return s.requireRepository()
 }
 
 // requireRepository fails when no repository name is configured.

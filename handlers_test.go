@@ -28,6 +28,7 @@ const (
 	deleteBoth1   = "DELETE /_snapshot/test-repo/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2"
 	getJob        = "GET /camunda-optimize-backup-jobs/_doc/restore-optimize"
 	getMarks      = "GET /camunda-optimize-backup-jobs/_doc/deleting-optimize"
+	getDrill      = "GET /camunda-optimize-backup-jobs/_doc/drill-optimize"
 	putMarks      = "PUT /camunda-optimize-backup-jobs/_doc/deleting-optimize"
 	deleteNightly = "DELETE /_snapshot/test-repo/camunda_optimize_nightly_3.9.0_part_1_of_2,camunda_optimize_nightly_3.9.0_part_2_of_2"
 )
@@ -171,40 +172,40 @@ func TestAPI(t *testing.T) {
 		{name: "pair-create-1-exists", method: "POST", path: "/actuator/backups", body: `{"backupId": 1}`, status: 409,
 			es: map[string]string{getBackup1: "ids-get-1"}, noMutES: true},
 		{name: "pair-get-nightly", method: "GET", path: "/actuator/backup/nightly", status: 200,
-			es: map[string]string{getBackup("nightly"): "ids-get-nightly"}},
+			es: map[string]string{getBackup("nightly"): "ids-state-nightly"}},
 		{name: "pair-get-nightly-absent", method: "GET", path: "/actuator/backup/nightly", status: 404,
-			es: map[string]string{getBackup("nightly"): "ids-get-nightly-longer-only"}},
+			es: map[string]string{getBackup("nightly"): "ids-state-nightly-longer-only"}},
 		{name: "pair-get-nightly_1", method: "GET", path: "/actuator/backup/nightly_1", status: 200,
-			es: map[string]string{getBackup("nightly_1"): "ids-get-nightly_1"}},
+			es: map[string]string{getBackup("nightly_1"): "ids-state-nightly_1"}},
 		{name: "pair-get-nightly_1-current", method: "GET", path: "/actuator/backups/nightly_1", status: 200,
-			es: map[string]string{getBackup("nightly_1"): "ids-get-nightly_1"}},
-		{name: "pair-get-1", method: "GET", path: "/actuator/backups/1", status: 200, es: map[string]string{getBackup1: "ids-get-1"}},
-		{name: "pair-get-12", method: "GET", path: "/actuator/backups/12", status: 200, es: map[string]string{getBackup("12"): "ids-get-12"}},
+			es: map[string]string{getBackup("nightly_1"): "ids-state-nightly_1"}},
+		{name: "pair-get-1", method: "GET", path: "/actuator/backups/1", status: 200, es: map[string]string{getBackup1: "ids-state-1"}},
+		{name: "pair-get-12", method: "GET", path: "/actuator/backups/12", status: 200, es: map[string]string{getBackup("12"): "ids-state-12"}},
 		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
-			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
-			wantES: []string{getBackup("nightly"), getMarks, createJobs, putMarks, getJob, deleteNightly, getMarks, createJobs, putMarks}},
+			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
+			wantES: []string{getBackup("nightly"), getMarks, createJobs, putMarks, getJob, getDrill, deleteNightly, getMarks, createJobs, putMarks}},
 		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}},
+			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}},
 		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "pair-restore-status-nightly_1", method: "GET", path: "/actuator/backups/nightly_1/restore", status: 404,
-			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none"}},
+			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none"}},
 
 		// States, one request each.
-		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-completed"}, status: 200, wantES: []string{getBackup1}},
-		{name: "get-completed-legacy", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-completed"}, status: 200},
-		{name: "get-in-progress", method: "GET", path: "/actuator/backups/5", es: map[string]string{getBackup("5"): "get-in-progress"}, status: 200},
-		{name: "get-between-parts", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "get-part1-only"}, status: 200,
+		{name: "get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "state-completed"}, status: 200, wantES: []string{getBackup1}},
+		{name: "get-completed-legacy", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "state-completed"}, status: 200},
+		{name: "get-in-progress", method: "GET", path: "/actuator/backups/5", es: map[string]string{getBackup("5"): "state-in-progress"}, status: 200},
+		{name: "get-between-parts", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part1-only"}, status: 200,
 			now: part1End.Add(30 * time.Second)},
-		{name: "get-incomplete", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "get-part1-only"}, status: 200},
-		{name: "get-failed", method: "GET", path: "/actuator/backups/4", es: map[string]string{getBackup("4"): "get-partial"}, status: 200},
-		{name: "get-incompatible", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-incompatible"}, status: 200},
-		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/3", es: map[string]string{getBackup("3"): "get-extra"}, status: 200},
-		{name: "get-unknown", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "get-unknown"}, status: 404},
-		{name: "get-missing-repo", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "get-missing-repo"}, status: 500},
+		{name: "get-incomplete", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part1-only"}, status: 200},
+		{name: "get-failed", method: "GET", path: "/actuator/backups/4", es: map[string]string{getBackup("4"): "state-partial"}, status: 200},
+		{name: "get-incompatible", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "state-incompatible"}, status: 200},
+		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/3", es: map[string]string{getBackup("3"): "state-extra"}, status: 200},
+		{name: "get-unknown", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "state-unknown"}, status: 404},
+		{name: "get-missing-repo", method: "GET", path: "/actuator/backup/1", es: map[string]string{getBackup1: "state-missing-repo"}, status: 500},
 		{name: "get-no-repository-configured", method: "GET", path: "/actuator/backups/1", status: 400, cfg: func(c *config) { c.Repository = "" }},
 
 		// Listing.
@@ -217,25 +218,25 @@ func TestAPI(t *testing.T) {
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}},
+			es:     map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", putJob: "job-updated", deleteBoth1: "delete-ack"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", putJob: "job-updated", deleteBoth1: "delete-ack"}},
 		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
-			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
+			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
+			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-beside-running-restore", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-found-running", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, deleteBoth1, getMarks, createJobs, putMarks}}, // the running restore's document is left alone
+			es:     map[string]string{getBackup1: "get-completed", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", deleteBoth1: "delete-ack"},
+			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}}, // the running restore's document is left alone
 		{name: "delete-raced", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", createJobs: "jobs-index-created", putMarks: "job-create-conflict"}, esRefused: true},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "job-create-conflict"}, esRefused: true},
 		{name: "delete-raced-marks-exist", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
-			es: map[string]string{getBackup1: "get-completed", getMarks: "marks-backup-12", putMarks: "job-update-conflict"}, esRefused: true},
+			es: map[string]string{getBackup1: "get-completed", getMarks: "marks-backup-12", getDrill: "job-none", putMarks: "job-update-conflict"}, esRefused: true},
 		{name: "delete-unknown", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 404,
 			es: map[string]string{getBackup1: "get-unknown"}, noMutES: true},
 		{name: "delete-refused", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-missing"}},
+			es: map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-missing"}},
 		{name: "delete-no-token-header", method: "DELETE", path: "/actuator/backups/1", status: 401},
 		{name: "delete-wrong-token", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Bearer nope"}, status: 401},
 		{name: "delete-basic-auth", method: "DELETE", path: "/actuator/backups/1", header: map[string]string{"Authorization": "Basic dGVzdDp0ZXN0"}, status: 401},
@@ -355,14 +356,17 @@ func serve(t *testing.T, srv *server, method, path, body string, header map[stri
 		req.Header.Set(k, v)
 	}
 	res := httptest.NewRecorder()
+	servedRequests.Store(res, req) // for checkOpenAPI
 	srv.routes().ServeHTTP(res, req)
 	return res
 }
 
 // assertGolden compares status and body with testdata/golden/name.golden (go test -update
-// rewrites them). Long request echoes are cut so golden files stay readable.
+// rewrites them), after validating the whole answer against openapi.json. Long request echoes
+// are cut so golden files stay readable.
 func assertGolden(t *testing.T, name string, res *httptest.ResponseRecorder) {
 	t.Helper()
+	checkOpenAPI(t, name, res)
 	// Fake servers listen on random ports.
 	body := regexp.MustCompile(`127\.0\.0\.1:\d+`).ReplaceAllString(res.Body.String(), "127.0.0.1:PORT")
 	if len(body) > 4000 {

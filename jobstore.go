@@ -176,6 +176,27 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	return nv, nil
 }
 
+// putDoc writes doc as document id whatever version is stored (last writer wins): for
+// records, not locks. A race with another writer is retried once.
+func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
+	for attempt := 0; ; attempt++ {
+		var stored struct{ docStamp }
+		v, found, err := s.loadDoc(ctx, id, &stored)
+		if err != nil {
+			return err
+		}
+		if !found {
+			if err := s.ensureJobsIndex(ctx); err != nil {
+				return err
+			}
+		}
+		_, err = s.saveDoc(ctx, id, doc, stamp, v)
+		if !errors.Is(err, errJobChanged) || attempt == 1 {
+			return err
+		}
+	}
+}
+
 // deleteMarks is the document of the backups a DELETE is removing ("deleting-{prefix}"): ID to
 // when the DELETE began. A DELETE writes its mark, then reads the restore job; a restore takes
 // its job, then reads the marks. With Elasticsearch's realtime reads one of the two always

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -40,14 +41,21 @@ type server struct {
 	// the restore job it runs.
 	backups  *registry
 	restores *registry
-	metrics  *metrics
+	// drills holds the restore drill this process runs.
+	drills *registry
+	// drillsSeen tells that this installation has run a drill: only then does GET of a backup
+	// also read the backup's last drill (a second Elasticsearch request).
+	drillsSeen atomic.Bool
+	metrics    *metrics
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
+	// schedule is OPTIMIZE_BACKUP_SCHEDULE parsed; nil when unset.
+	schedule *backupSchedule
 }
 
 // newServer builds a server around an Elasticsearch client.
 func newServer(cfg config, es esClients, log *slog.Logger) *server {
-	return &server{
+	s := &server{
 		es:       es,
 		cfg:      cfg,
 		log:      log,
@@ -55,10 +63,15 @@ func newServer(cfg config, es esClients, log *slog.Logger) *server {
 		owner:    ownerID(),
 		backups:  newRegistry(),
 		restores: newRegistry(),
+		drills:   newRegistry(),
 		metrics:  &metrics{requests: map[string]int{}},
 
 		listPageSize: defaultListPageSize,
 	}
+	if cfg.Schedule != "" {
+		s.schedule, _ = parseSchedule(cfg.Schedule, cfg.ScheduleTimezone) // validated by loadConfig
+	}
+	return s
 }
 
 // run reads the configuration through getenv, serves until ctx ends or SIGINT/SIGTERM
@@ -102,6 +115,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		// A restore whose sidecar stopped mid-way (this one before a restart, another replica)
 		// goes on here.
 		go srv.watchRestoreJobs(ctx)
+		// A drill whose sidecar stopped mid-way gets its temporary indices deleted here.
+		go srv.watchDrills(ctx)
+	}
+	scheduleDone := make(chan struct{})
+	if srv.schedule != nil {
+		go srv.runSchedule(ctx, scheduleDone)
+	} else {
+		close(scheduleDone)
 	}
 	select {
 	case err := <-serveErr:
@@ -121,9 +142,18 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		stopNow, cancelNow := context.WithCancel(shutdownCtx)
 		cancelNow()
 		srv.restores.shutdown(stopNow)
+		// A drill also stops at once: it deletes its temporary indices and records FAILED.
+		srv.drills.shutdown(stopNow)
 		close(restoreStopped)
 	}()
 	err = httpServer.Shutdown(shutdownCtx)
+	// The scheduler returns once its slot's create (and the hand-over of its part 2), its
+	// record and its current retention delete are done: before the part-2 registry closes.
+	select {
+	case <-scheduleDone:
+	case <-shutdownCtx.Done():
+		log.Warn("the scheduler did not finish within OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT; its slot's backup may end INCOMPLETE")
+	}
 	srv.backups.shutdown(shutdownCtx)
 	// A restore POST still draining cannot start a job now: the registry refuses once closed.
 	<-restoreStopped

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -126,6 +127,9 @@ func (s *server) handlePrometheus(w http.ResponseWriter, r *http.Request) {
 	b.WriteString("# HELP optimize_backup_backups_in_flight Backups whose part 2 this process is still going to start.\n")
 	b.WriteString("# TYPE optimize_backup_backups_in_flight gauge\n")
 	fmt.Fprintf(&b, "optimize_backup_backups_in_flight %d\n", s.backups.count())
+	ctx, cancel := context.WithTimeout(r.Context(), repositoryMetricsTimeout)
+	defer cancel()
+	s.repositoryMetrics(ctx, &b)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, _ = w.Write([]byte(b.String()))
 }

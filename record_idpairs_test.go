@@ -22,12 +22,18 @@ func TestRecordIDPairs(t *testing.T) {
 			made = append(made, name)
 		}
 	}
+	// A backup as create, DELETE and restore read it (ids-get-*), and as a GET reads it
+	// (ids-state-*: only stateFields).
 	get := func(file, note, id string) {
 		r.save(file, note, "GET", "/_snapshot/"+repo+"/"+seg(snapshotPrefix(id))+"*"+snapshotQuery(0, ""), "")
+	}
+	state := func(file, note, id string) {
+		r.save(file, note+", as GET reads it", "GET", "/_snapshot/"+repo+"/"+seg(snapshotPrefix(id))+"*"+stateQuery(), "")
 	}
 
 	sidecarMade("nightly_1")
 	get("ids-get-nightly-longer-only", "pattern of nightly when only nightly_1 exists: nightly_1's two snapshots", "nightly")
+	state("ids-state-nightly-longer-only", "pattern of nightly when only nightly_1 exists: nightly_1's two snapshots", "nightly")
 	for part, index := range []string{"optimize-import-index", "optimize-metadata"} {
 		name := snapshotName("nightly", "3.9.0", part+1)
 		r.must("PUT", "/_snapshot/"+repo+"/"+name+"?wait_for_completion=true", fmt.Sprintf(`{"indices":[%q],"include_global_state":false}`, index))
@@ -36,9 +42,11 @@ func TestRecordIDPairs(t *testing.T) {
 	sidecarMade("1")
 	sidecarMade("12")
 	get("ids-get-nightly", "pattern of nightly: nightly's two snapshots (made as Optimize makes them) and nightly_1's two", "nightly")
-	get("ids-get-nightly_1", "pattern of nightly_1: its two snapshots", "nightly_1")
+	state("ids-state-nightly", "pattern of nightly: nightly's two snapshots (made as Optimize makes them) and nightly_1's two", "nightly")
+	state("ids-state-nightly_1", "pattern of nightly_1: its two snapshots", "nightly_1")
 	get("ids-get-1", "pattern of 1 while 12 exists: 1's two snapshots", "1")
-	get("ids-get-12", "pattern of 12 while 1 exists: 12's two snapshots", "12")
+	state("ids-state-1", "pattern of 1 while 12 exists: 1's two snapshots", "1")
+	state("ids-state-12", "pattern of 12 while 1 exists: 12's two snapshots", "12")
 	r.save("ids-list", "every camunda_optimize_* snapshot of nightly, nightly_1, 1 and 12", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+snapshotQuery(defaultListPageSize, ""), "")
 
 	// Elasticsearch's refusals, which the ID rules keep the sidecar from provoking.

@@ -86,6 +86,12 @@ func snapshotQuery(size int, after string) string {
 	return "?" + q.Encode()
 }
 
+// stateQuery is the query a GET of one backup sends (see backupStates): only stateFields.
+func stateQuery() string {
+	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(stateFields, ",")}}
+	return "?" + q.Encode()
+}
+
 const snapshotBody = `{"indices":[%q],"include_global_state":false,"feature_states":["none"],"metadata":{"backupId":%q,"version":"3.9.0","partNo":%d,"partCount":2,"createdBy":"optimize-backup"}}`
 
 // TestRecord re-records every Elasticsearch answer the golden tests replay, from the real
@@ -106,16 +112,21 @@ func TestRecord(t *testing.T) {
 	r.save("get-completed", "backup 1: both parts SUCCESS", "GET", "/_snapshot/"+repo+"/camunda_optimize_1_*"+snapshotQuery(0, ""), "")
 	r.save("get-unknown", "no snapshot matches", "GET", "/_snapshot/"+repo+"/camunda_optimize_404_*"+snapshotQuery(0, ""), "")
 	r.save("get-missing-repo", "the repository is not registered: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_1_*"+snapshotQuery(0, ""), "")
+	// The same as a GET of the backup reads them (state-*: only stateFields).
+	r.save("state-completed", "backup 1: both parts SUCCESS, as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_1_*"+stateQuery(), "")
+	r.save("state-unknown", "no snapshot matches, as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_404_*"+stateQuery(), "")
+	r.save("state-missing-repo", "the repository is not registered, as GET reads it: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_1_*"+stateQuery(), "")
 
 	// Backup 2: part 1 only (part 2 not started yet, or lost).
 	snap(repo, "camunda_optimize_2_3.9.0_part_1_of_2", "optimize-import-index_v3", "2", 1)
 	r.save("get-part1-only", "backup 2: part 1 SUCCESS, no part 2", "GET", "/_snapshot/"+repo+"/camunda_optimize_2_*"+snapshotQuery(0, ""), "")
+	r.save("state-part1-only", "backup 2: part 1 SUCCESS, no part 2, as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_2_*"+stateQuery(), "")
 
 	// Backup 3: three snapshots matching the scheme (a part 1 of another version too).
 	snap(repo, "camunda_optimize_3_3.8.0_part_1_of_2", "optimize-import-index_v3", "3", 1)
 	snap(repo, "camunda_optimize_3_3.9.0_part_1_of_2", "optimize-import-index_v3", "3", 1)
 	snap(repo, "camunda_optimize_3_3.9.0_part_2_of_2", "optimize-metadata_v3", "3", 2)
-	r.save("get-extra", "backup 3: three snapshots", "GET", "/_snapshot/"+repo+"/camunda_optimize_3_*"+snapshotQuery(0, ""), "")
+	r.save("state-extra", "backup 3: three snapshots, as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_3_*"+stateQuery(), "")
 
 	// Backup 4: part 1 PARTIAL, because a shard's files were unreadable to Elasticsearch.
 	shardDir := r.shardDir("optimize-dashboard_v8")
@@ -128,12 +139,14 @@ func TestRecord(t *testing.T) {
 		os.Chmod(f, 0o644)
 	}
 	r.save("get-partial", "backup 4: part 1 PARTIAL (shard files unreadable)", "GET", "/_snapshot/"+repo+"/camunda_optimize_4_*"+snapshotQuery(0, ""), "")
+	r.save("state-partial", "backup 4: part 1 PARTIAL (shard files unreadable), as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_4_*"+stateQuery(), "")
 
 	// Backup 5: part 1 IN_PROGRESS, in a repository throttled to 1 KB/s.
 	slow := "record-slow-repo"
 	r.must("PUT", "/_snapshot/"+slow, fmt.Sprintf(`{"type":"fs","settings":{"location":%q,"max_snapshot_bytes_per_sec":"1kb"}}`, filepath.Join(r.runDir, "repo", "slow-"+fmt.Sprint(time.Now().UnixNano()))))
 	r.must("PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", fmt.Sprintf(snapshotBody, "optimize-process-instance-invoice_v8", "5", 1))
 	r.save("get-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled)", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+snapshotQuery(0, ""), "")
+	r.save("state-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled), as GET reads it", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+stateQuery(), "")
 	r.save("current-running", "a snapshot is running", "GET", "/_snapshot/"+slow+"/_current?filter_path=snapshots.snapshot", "")
 	r.save("create-in-use-running", "a second create of a running snapshot's name", "PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "5", 1))
 	r.must("DELETE", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", "")
@@ -194,7 +207,7 @@ func TestRecord(t *testing.T) {
 	r.save("nodes-info", "", "GET", "/_nodes/_local?filter_path=nodes.*.version", "")
 
 	// Two states a single node cannot produce on demand, edited from real recordings.
-	edit(t, "get-completed", "get-incompatible", "EDITED from get-completed: part 2 set to INCOMPATIBLE (a node reports that only for a snapshot of a newer version)",
+	edit(t, "state-completed", "state-incompatible", "EDITED from state-completed: part 2 set to INCOMPATIBLE (a node reports that only for a snapshot of a newer version)",
 		func(body map[string]any) {
 			for _, s := range body["snapshots"].([]any) {
 				if snap := s.(map[string]any); strings.Contains(snap["snapshot"].(string), "part_2") {

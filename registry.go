@@ -74,6 +74,13 @@ func (g *registry) count() int {
 	return len(g.work)
 }
 
+// stopping tells whether shutdown began.
+func (g *registry) stopping() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
 // cancel stops the background work of one key, if any.
 func (g *registry) cancel(key string) {
 	g.mu.Lock()

@@ -161,10 +161,7 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	if err != nil {
 		return nil, plan, err
 	}
-	// The backup's own index list can name another installation too (a backup taken before
-	// installations were told apart): its metadata index then shows in the list.
-	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices, nil)...))
-	if _, _, foreign := snapIn.split(backupIndices); len(foreign) > 0 {
+	if foreign := s.foreignIndices(in, backupIndices); len(foreign) > 0 {
 		check("backupHoldsOnlyThisInstallation", false, fmt.Sprintf("Backup [%s] holds indices that are not this installation's (prefix [%s], see the README's index rule): [%s]; restoring it could overwrite another installation. Restore those snapshots by hand with the Elasticsearch restore API, naming only this installation's indices.",
 			info.BackupID, s.cfg.IndexPrefix, strings.Join(foreign, ", ")))
 	} else {
@@ -251,10 +248,26 @@ func (s *server) probeOptimize(ctx context.Context) (bool, string) {
 	return false, fmt.Sprintf("Cannot confirm that Optimize is stopped: %s did not refuse the connection but gave no answer (%v); stop Optimize, or fix OPTIMIZE_HEALTH_URL so that it points at Optimize.", s.cfg.OptimizeHealthURL, err)
 }
 
+// foreignIndices are the indices of a backup that are not this installation's (in is the
+// installation as the cluster shows it). The backup's own index list can name another
+// installation too (a backup taken before installations were told apart): its metadata index
+// then shows in the list.
+func (s *server) foreignIndices(in installation, backupIndices []string) []string {
+	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices, nil)...))
+	_, _, foreign := snapIn.split(backupIndices)
+	return foreign
+}
+
 // busyWith names a backup or restore that is running, or returns "".
 func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (string, error) {
 	if job := stored.doc; stored.found && job.active() {
 		return fmt.Sprintf("The restore of backup [%s] is %s (step %s)", job.BackupID, job.State, job.Step), nil
+	}
+	var drill drillDoc
+	if _, found, err := s.loadDoc(ctx, s.drillDocID(), &drill); err != nil {
+		return "", err
+	} else if found && drill.State == drillRunning {
+		return fmt.Sprintf("The drill of backup [%s] is running (step %s)", drill.BackupID, drill.Step), nil
 	}
 	marks, _, err := s.loadMarks(ctx)
 	if err != nil {
@@ -280,11 +293,7 @@ func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (str
 // request. It changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
 func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := validateBackupID(id); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := s.requireRepository(); err != nil {
+	if err := s.checkStatusRequest(id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -43,7 +43,7 @@ func TestRestoreChecks(t *testing.T) {
 		c.OptimizeVersion = "3.10.0"
 		c.OptimizeHealthURL = optimize.URL + "/optimize/api/readyz" // Optimize runs
 	}
-	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", getJob: "job-found-running", getMarks: "job-none"}
+	allFailRoutes := map[string]string{getBackup("4"): "get-partial", resolveIdx: "resolve-installations", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none"}
 	var running jobDoc
 	if err := json.Unmarshal(loadRecording(t, "job-found-running").Body, &struct {
 		Source *jobDoc `json:"_source"`
@@ -53,27 +53,27 @@ func TestRestoreChecks(t *testing.T) {
 	fresh := time.UnixMilli(running.Heartbeat).Add(time.Second) // the job's owner wrote a moment ago
 	cases := []apiCase{
 		{name: "restore-dry-run-ok", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-dry-run-all-fail", method: "POST", path: "/actuator/backups/4/restore", body: `{"dryRun": true}`, header: admin, status: 200,
 			cfg: allFail, es: allFailRoutes, noMutES: true},
 		{name: "restore-all-checks-fail", method: "POST", path: "/actuator/backups/4/restore", header: admin, status: 409,
 			cfg: allFail, es: allFailRoutes, noMutES: true},
 		{name: "restore-indices-exist", method: "POST", path: "/actuator/backup/12/restore", body: `{"replaceExisting": false}`, header: admin, status: 409,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-other-installation", method: "POST", path: "/actuator/backups/13/restore", body: `{"replaceExisting": true}`, header: admin, status: 409,
-			es: map[string]string{getBackup("13"): "get-two-installations-13", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none"}, noMutES: true},
+			es: map[string]string{getBackup("13"): "get-two-installations-13", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-dry-run-snapshot-running", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-running"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-running"}, noMutES: true},
 		{name: "restore-raced-by-replica", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 409,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none",
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none",
 				createJobs: "jobs-index-exists", putJob: "job-create-conflict"}, esRefused: true},
 		{name: "restore-backup-being-deleted", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true}`, header: admin, status: 200,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "marks-backup-12"}, noMutES: true},
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "marks-backup-12", getDrill: "job-none"}, noMutES: true},
 		{name: "restore-deleted-while-checked", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 409, esRefused: true,
-			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none|marks-backup-12",
+			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none|marks-backup-12", getDrill: "job-none",
 				getCurrent: "current-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated"}},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
-			es: map[string]string{getJob: "job-none", getMarks: "job-none", getBackup1: "get-unknown"}},
+			es: map[string]string{getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
 		{name: "restore-no-token", method: "POST", path: "/actuator/backups/12/restore", status: 401},
 		{name: "restore-admin-disabled", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 403,
@@ -81,13 +81,13 @@ func TestRestoreChecks(t *testing.T) {
 
 		// Status: the job stored in Elasticsearch, one request.
 		{name: "restore-status-running", method: "GET", path: "/actuator/backups/12/restore", status: 200, now: fresh,
-			es: map[string]string{getJob: "job-found-running", getMarks: "job-none"}, wantES: []string{getJob}},
+			es: map[string]string{getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none"}, wantES: []string{getJob}},
 		{name: "restore-status-completed", method: "GET", path: "/actuator/backups/12/restore", status: 200,
-			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none"}, wantES: []string{getJob}},
+			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none"}, wantES: []string{getJob}},
 		{name: "restore-status-other-backup", method: "GET", path: "/actuator/backups/1/restore", status: 404,
-			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none"}},
+			es: map[string]string{getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none"}},
 		{name: "restore-status-none", method: "GET", path: "/actuator/backups/12/restore", status: 404,
-			es: map[string]string{getJob: "job-none", getMarks: "job-none"}},
+			es: map[string]string{getJob: "job-none", getMarks: "job-none", getDrill: "job-none"}},
 	}
 	runAPICases(t, cases)
 }
@@ -97,7 +97,7 @@ func TestRestoreChecks(t *testing.T) {
 // snapshot names, and the stored job COMPLETED with full progress.
 func TestRestoreJob(t *testing.T) {
 	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none",
+		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none",
 		createJobs: "jobs-index-created", putJob: "job-created|job-updated",
 		uuidPart1: "settings-installation", uuidPart2: "settings-installation",
 		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-running|recovery-done-1",
@@ -112,7 +112,7 @@ func TestRestoreJob(t *testing.T) {
 	assertGolden(t, "restore-started", res)
 	srv.restores.shutdown(context.Background()) // wait for the job
 
-	want := []string{getJob, getBackup12, resolveIdx, getMarks, getCurrent, createJobs, putJob, getMarks,
+	want := []string{getJob, getBackup12, resolveIdx, getDrill, getMarks, getCurrent, createJobs, putJob, getDrill, getMarks,
 		putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, recoverPart1, putJob,
 		putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}
 	if diff := cmp.Diff(want, fake.sent()); diff != "" {
@@ -146,7 +146,7 @@ func TestRestoreSafetyBackupFails(t *testing.T) {
 	readSettings := "GET " + names + "/_settings/index.uuid,index.blocks.write"
 	settings := "PUT /optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings"
 	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getMarks: "job-none", getCurrent: "current-none",
+		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none",
 		createJobs: "jobs-index-created", putJob: "job-created|job-updated", settings: "write-block-set|write-block-lifted", readMetadata: "metadata", readSettings: "settings-installation",
 		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000000z_3.9.0_part_1_of_2": "create-missing-repo",
 	})

@@ -181,14 +181,23 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 		return restoreJob{}, err
 	}
 	// The job is taken; a DELETE that marked the backup before this point must win (see
-	// deleteMarks): then the job ends FAILED, having done nothing.
-	marks, _, err := s.loadMarks(ctx)
-	if err == nil && s.markedForDelete(marks, id) {
-		err = fmt.Errorf("backup [%s] is being deleted", id)
+	// deleteMarks), and so must a drill that took its document (a drill takes its document,
+	// then reads the job): then the job ends FAILED, having done nothing.
+	var drill drillDoc
+	_, drillFound, err := s.loadDoc(ctx, s.drillDocID(), &drill)
+	if err == nil && drillFound && drill.State == drillRunning {
+		err = fmt.Errorf("the drill of backup [%s] is running", drill.BackupID)
+	}
+	if err == nil {
+		var marks deleteMarks
+		marks, _, err = s.loadMarks(ctx)
+		if err == nil && s.markedForDelete(marks, id) {
+			err = fmt.Errorf("backup [%s] is being deleted", id)
+		}
 	}
 	if err != nil {
 		run.finish(ctx, fmt.Errorf("%w; nothing was changed", err), false)
-		return restoreJob{}, busy(fmt.Sprintf("Backup [%s] is being deleted, or that cannot be told (%v); nothing was changed.", id, err))
+		return restoreJob{}, busy(fmt.Sprintf("Cannot start now: %v; send the restore again once that has ended.", err))
 	}
 	started = true
 	run.log.Info("restore started", "replace", len(plan.Replace))
@@ -488,7 +497,8 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 // waitSnapshot waits until the snapshot has ended, within the restore wait deadline, and
 // returns it if it is SUCCESS.
 func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snapshot, error) {
-	deadline := time.Now().Add(r.s.cfg.RestoreWaitTimeout)
+	started := time.Now()
+	deadline := started.Add(r.s.cfg.RestoreWaitTimeout)
 	for {
 		snap, found, err := r.s.snapshotByName(ctx, name)
 		switch {
@@ -503,7 +513,7 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snapshot, error
 		case time.Now().After(deadline):
 			return snapshot{}, fmt.Errorf("snapshot %s still IN_PROGRESS after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT)", name, r.s.cfg.RestoreWaitTimeout)
 		}
-		if err := sleepCtx(ctx, r.s.cfg.PollInterval); err != nil {
+		if err := sleepCtx(ctx, pollWait(time.Since(started), r.s.cfg.PollInterval)); err != nil {
 			return snapshot{}, err
 		}
 	}
@@ -616,7 +626,8 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
+	started := time.Now()
+	deadline := started.Add(s.cfg.RestoreWaitTimeout)
 	for {
 		rec, err := s.recovery(ctx, part.Indices)
 		if err != nil {
@@ -635,7 +646,9 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return fmt.Errorf("restore of snapshot %s not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %d of %d shards; see GET _cluster/allocation/explain",
 				part.Snapshot, s.cfg.RestoreWaitTimeout, p.ShardsDone, p.ShardsTotal)
 		}
-		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
+		// Read sooner while the restore is young: a fixed interval would add up to one
+		// interval to every part's restore.
+		if err := sleepCtx(ctx, pollWait(time.Since(started), s.cfg.PollInterval)); err != nil {
 			return err
 		}
 	}
@@ -703,6 +716,18 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 		p.State = restoreCompleted
 	}
 	return p
+}
+
+// minPoll is the shortest wait between two reads of the state of running work.
+const minPoll = 20 * time.Millisecond
+
+// pollWait is how long to wait before reading again the state of work (a snapshot, a
+// restore) that began elapsed ago: a twentieth of elapsed, at least minPoll and at most limit.
+// Work is noticed done at most about 5 % of its duration (and never more than limit) after it
+// ended, so short work is not made to look long by a fixed interval, while long work is read
+// no more often than every limit.
+func pollWait(elapsed, limit time.Duration) time.Duration {
+	return min(max(elapsed/20, minPoll), limit)
 }
 
 // sleepCtx waits for d or until ctx ends.

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -60,6 +59,11 @@ var listFields = []string{
 	"snapshots.end_time_in_millis", "snapshots.failures", "next", "failures",
 }
 
+// stateFields are the fields a GET of one backup reads: what backupState needs and the UUIDs a
+// drill is matched by. Without the index lists and metadata, which only the destructive paths
+// (DELETE, restore, drill) read: decoding them was the largest part of a GET's cost.
+var stateFields = append(listFields[:len(listFields):len(listFields)], "snapshots.uuid")
+
 // getSnapshotsAnswer is the get-snapshots answer. Elasticsearch reports a missing repository
 // inside a 200 answer, in failures, not as an error status.
 type getSnapshotsAnswer struct {
@@ -79,24 +83,62 @@ func snapshotName(id, version string, partNo int) string {
 // partCount is how many snapshots make one Optimize backup.
 const partCount = 2
 
-// snapshotNamePattern parses the names Optimize and this sidecar give snapshots,
-// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}, with the version as anchor and a greedy ID.
-// Part numbers are written without leading zeros, so every part has exactly one name.
-var snapshotNamePattern = regexp.MustCompile(`^camunda_optimize_(.+)_(\d+\.\d+\.\d+)_part_([1-9]\d{0,8})_of_([1-9]\d{0,8})$`)
-
 // parseSnapshotName splits a snapshot name into backup ID, version tag, part number and part
-// count; ok is false for a name that does not follow Optimize's scheme.
+// count; ok is false for a name that does not follow Optimize's scheme,
+// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}. Part numbers are written without leading
+// zeros, so every part has exactly one name. It accepts exactly what the regular expression
+// snapshotNameRule (fuzz_test.go) matches, with the ID as long as it can be: every field after
+// the ID holds no '_', so they are the text between the name's last five underscores and the
+// ID is all before them. Without a regular expression: listing parses every snapshot's name,
+// and the expression's backtracking was a third of a list's CPU.
 func parseSnapshotName(name string) (id, version string, part, of int, ok bool) {
-	m := snapshotNamePattern.FindStringSubmatch(name)
-	if m == nil {
+	rest, found := strings.CutPrefix(name, "camunda_optimize_")
+	if !found {
 		return "", "", 0, 0, false
 	}
-	part, err1 := strconv.Atoi(m[3])
-	of, err2 := strconv.Atoi(m[4])
-	if err1 != nil || err2 != nil {
+	// From the right: {m}, "of", {n}, "part", {X.Y.Z}; what is left is the ID.
+	var fields [5]string
+	for i := len(fields) - 1; i >= 0; i-- {
+		cut := strings.LastIndexByte(rest, '_')
+		if cut < 0 {
+			return "", "", 0, 0, false
+		}
+		rest, fields[i] = rest[:cut], rest[cut+1:]
+	}
+	id, version = rest, fields[0]
+	// The ID is any text but a line break (the expression's '.'), at least one character.
+	if id == "" || strings.IndexByte(id, '\n') >= 0 || !isVersion(version) || fields[1] != "part" || fields[3] != "of" {
 		return "", "", 0, 0, false
 	}
-	return m[1], m[2], part, of, true
+	part, ok1 := partNumber(fields[2])
+	of, ok2 := partNumber(fields[4])
+	if !ok1 || !ok2 {
+		return "", "", 0, 0, false
+	}
+	return id, version, part, of, true
+}
+
+// isVersion tells whether s is three runs of ASCII digits joined by dots (X.Y.Z).
+func isVersion(s string) bool {
+	runs := strings.Split(s, ".")
+	if len(runs) != 3 {
+		return false
+	}
+	for _, r := range runs {
+		if r == "" || strings.Trim(r, "0123456789") != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// partNumber parses a part number or count: 1 to 9 ASCII digits, no leading zero.
+func partNumber(s string) (int, bool) {
+	if len(s) == 0 || len(s) > 9 || s[0] == '0' || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
 }
 
 // getSnapshots returns the snapshots whose names match pattern (an escaped name, or an escaped
@@ -136,7 +178,21 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 // create, read, delete and restore, and the longest with the ID in it (deleteSnapshots splits
 // long names), so an ID too long for Elasticsearch's request line is refused here, as a 400.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
-	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", 0, "", snapshotFields)
+	return s.backupSnapshotsWith(ctx, id, snapshotFields)
+}
+
+// backupStates is backupSnapshots with only stateFields: what a GET of the backup reports, at a
+// fraction of the decoding. Its snapshots have no Indices and no Metadata, so nothing that
+// decides what to delete or restore may use them. (Not index_names=false as well: older
+// Elasticsearch versions refuse the parameter, and filter_path already keeps the names out of the
+// answer.)
+func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error) {
+	return s.backupSnapshotsWith(ctx, id, stateFields)
+}
+
+// backupSnapshotsWith is backupSnapshots with these fields.
+func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []string) ([]snapshot, error) {
+	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", 0, "", fields)
 	var ee *esError
 	if errors.As(err, &ee) && ee.Type == "too_long_http_line_exception" {
 		return nil, badRequest("The backupId is %d bytes long once escaped for a URL: too long for Elasticsearch, which refused the request line (%s; its setting http.max_initial_line_length). Use a shorter backupId.",
@@ -205,7 +261,8 @@ type snapshotMetadata struct {
 	PartNo    int    `json:"partNo"`
 	PartCount int    `json:"partCount"`
 	CreatedBy string `json:"createdBy"`
-	// Kind is "safety" for the backup a restore takes before it replaces indices.
+	// Kind is "safety" for the backup a restore takes before it replaces indices, "scheduled"
+	// for the scheduler's (the only ones retention deletes), empty for a backup asked for.
 	Kind string `json:"kind,omitempty"`
 	// IndexPrefix is the installation the backup is of: a repository can be shared.
 	IndexPrefix string `json:"indexPrefix"`

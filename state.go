@@ -50,40 +50,61 @@ func partOf(name string) int {
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
 	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
-	// each oldest first.
-	snaps = append([]snapshot(nil), snaps...)
-	sort.SliceStable(snaps, func(i, j int) bool {
-		if pi, pj := partOf(snaps[i].Name), partOf(snaps[j].Name); pi != pj {
+	// each oldest first. Each name is parsed once, not in every comparison: the parse is a
+	// regular expression, and this runs for every GET and every backup listed.
+	type numbered struct {
+		snapshot
+		part int
+	}
+	sorted := make([]numbered, len(snaps))
+	for i, sn := range snaps {
+		sorted[i] = numbered{sn, partOf(sn.Name)}
+	}
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if pi, pj := sorted[i].part, sorted[j].part; pi != pj {
 			return pi < pj
 		}
-		if snaps[i].StartMillis != snaps[j].StartMillis {
-			return snaps[i].StartMillis < snaps[j].StartMillis
+		if sorted[i].StartMillis != sorted[j].StartMillis {
+			return sorted[i].StartMillis < sorted[j].StartMillis
 		}
-		return snaps[i].Name < snaps[j].Name
+		return sorted[i].Name < sorted[j].Name
 	})
-	count := map[string]int{}
-	parts := map[int]snapshot{}
+	// Counters rather than maps: this runs once per backup listed.
+	var success, incompatible, inProgress int
+	var part1 snapshot // the part 1 that started last
+	var has1, has2 bool
 	var failed []string
-	for _, s := range snaps {
+	for _, n := range sorted {
+		s := n.snapshot
 		info.Details = append(info.Details, detailOf(s))
-		count[s.State]++
-		parts[partOf(s.Name)] = s
+		switch s.State {
+		case "SUCCESS":
+			success++
+		case "INCOMPATIBLE":
+			incompatible++
+		case "IN_PROGRESS":
+			inProgress++
+		}
+		switch n.part {
+		case 1:
+			part1, has1 = s, true
+		case 2:
+			has2 = true
+		}
 		info.newest = max(info.newest, s.StartMillis)
 		if s.State == "FAILED" || s.State == "PARTIAL" {
 			failed = append(failed, failureOf(s))
 		}
 	}
-	part1, has1 := parts[1]
-	_, has2 := parts[2]
 	switch {
-	case len(snaps) == partCount && has1 && has2 && count["SUCCESS"] == partCount:
+	case len(snaps) == partCount && has1 && has2 && success == partCount:
 		info.State = stateCompleted
 	case len(failed) > 0:
 		info.State = stateFailed
 		info.FailureReason = ptr(strings.Join(failed, "; "))
-	case count["INCOMPATIBLE"] > 0:
+	case incompatible > 0:
 		info.State = stateIncompatible
-	case count["IN_PROGRESS"] > 0:
+	case inProgress > 0:
 		info.State = stateInProgress
 	case len(snaps) < partCount:
 		info.State = stateIncomplete
@@ -94,8 +115,8 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 		}
 	default:
 		info.State = stateFailed
-		names := make([]string, len(snaps))
-		for i, s := range snaps {
+		names := make([]string, len(sorted))
+		for i, s := range sorted {
 			names[i] = s.Name
 		}
 		info.FailureReason = ptr(fmt.Sprintf("Backup [%s] has %d snapshots but an Optimize backup has exactly %d parts: [%s]; delete the extra snapshots or the backup",
@@ -135,4 +156,5 @@ func detailOf(s snapshot) snapshotDetail {
 	return d
 }
 
+// ptr returns a pointer to a copy of v, for the optional fields of an answer.
 func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// The access log: one JSON line per request, so that an operator can follow a request from
+// the caller's X-Request-Id to the sidecar's answer and its error lines. Admin calls are
+// audit lines that also say who called. Neither a body nor a header other than the request
+// ID and the user agent is ever logged: bodies and the Authorization header are the caller's.
+
+// requestIDHeader carries the request ID: taken from the caller (a proxy or a script) when it
+// is a sane one, generated otherwise, and always sent back in the answer.
+const requestIDHeader = "X-Request-Id"
+
+// maxRequestIDLength bounds a caller's request ID: UUIDs (36) and W3C trace IDs (32) fit; a
+// caller must not make every log line of its request arbitrarily long.
+const maxRequestIDLength = 128
+
+// maxUserAgentLength bounds the user agent an audit line shows, for the same reason.
+const maxUserAgentLength = 200
+
+// accessEntry is what the access log learns about a request while it is served: its ID (for
+// writeError's lines) and whether routes() made it an admin route (set by admin, in the
+// request's own goroutine, before the access log reads it).
+type accessEntry struct {
+	id    string
+	audit bool
+}
+
+// accessKey is the request context key of the request's *accessEntry.
+type accessKey struct{}
+
+// accessEntryOf is the request's access entry, or nil outside the access log (handlers called
+// directly).
+func accessEntryOf(r *http.Request) *accessEntry {
+	e, _ := r.Context().Value(accessKey{}).(*accessEntry)
+	return e
+}
+
+// requestIDOf is the request's ID, or "" outside the access log.
+func requestIDOf(r *http.Request) string {
+	if e := accessEntryOf(r); e != nil {
+		return e.id
+	}
+	return ""
+}
+
+// accessLog wraps the whole router: it settles the request ID, sends it back, and writes one
+// line when the answer is complete: method, route pattern (what the mux matched: no backup ID,
+// so lines group by route), path, status, bytes of the body and how long it took in
+// milliseconds (as Elasticsearch's own "took"). It must be the outermost wrapper: it hands
+// the mux a copy of the request (with the entry in its context), and only that copy learns
+// the matched pattern.
+func (s *server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id, replaced := requestID(r.Header.Get(requestIDHeader))
+		entry := &accessEntry{id: id}
+		w.Header().Set(requestIDHeader, id)
+		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, entry))
+		rec := &accessRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http answers 200
+		}
+		took := time.Since(start)
+		attrs := []slog.Attr{
+			slog.String("request_id", id),
+			slog.String("method", r.Method),
+			slog.String("route", r.Pattern), // "" when no route matched (404, 405)
+			slog.String("path", r.URL.Path),
+			slog.Int("status", status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Float64("took", float64(took.Microseconds())/1000),
+		}
+		if replaced {
+			// The caller sent one, unusable: say so, without repeating it.
+			attrs = append(attrs, slog.Bool("request_id_replaced", true))
+		}
+		msg := "request"
+		if entry.audit {
+			msg = "audit"
+			ua := r.UserAgent()
+			if len(ua) > maxUserAgentLength {
+				ua = ua[:maxUserAgentLength]
+			}
+			attrs = append(attrs, slog.Bool("audit", true), slog.String("remote", r.RemoteAddr), slog.String("user_agent", ua))
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
+	})
+}
+
+// requestID returns the caller's request ID if it is usable, else a new one, and whether a
+// caller's ID was replaced. Usable is 1 to maxRequestIDLength printable ASCII characters
+// without spaces: whatever else a caller sends (newlines, quotes into other log formats,
+// megabytes) could forge or flood log lines downstream of this JSON log.
+func requestID(given string) (id string, replaced bool) {
+	if given == "" {
+		return rand.Text(), false
+	}
+	if len(given) > maxRequestIDLength {
+		return rand.Text(), true
+	}
+	for i := 0; i < len(given); i++ {
+		if c := given[i]; c <= ' ' || c > '~' {
+			return rand.Text(), true
+		}
+	}
+	return given, false
+}
+
+// accessRecorder remembers the status and counts the body bytes of an answer.
+type accessRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+// WriteHeader keeps the first status written.
+func (a *accessRecorder) WriteHeader(status int) {
+	if a.status == 0 {
+		a.status = status
+	}
+	a.ResponseWriter.WriteHeader(status)
+}
+
+// Write counts what reaches the client; a body without a status is a 200.
+func (a *accessRecorder) Write(b []byte) (int, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	n, err := a.ResponseWriter.Write(b)
+	a.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer (flush, deadlines).
+func (a *accessRecorder) Unwrap() http.ResponseWriter { return a.ResponseWriter }

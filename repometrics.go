@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Metrics read from the repository (and the jobs index), not from this process: every replica,
+// and a restarted one, reports the same, so a staleness alert fires whichever replica is
+// scraped.
+
+// backupStates are the states counted by optimize_backup_backups, in their order of output.
+var backupStates = []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible}
+
+// backupsByID pages through every snapshot named like an Optimize backup in the repository and
+// groups them by backup ID, with the given fields.
+func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
+	byID := map[string][]snapshot{}
+	var after string
+	for {
+		page, err := s.getSnapshots(ctx, "camunda_optimize_*", s.listPageSize, after, fields)
+		if err != nil {
+			return nil, err
+		}
+		for _, snap := range page.Snapshots {
+			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
+				byID[id] = append(byID[id], snap)
+			}
+		}
+		if page.Next == "" || len(page.Snapshots) == 0 {
+			return byID, nil
+		}
+		after = page.Next
+	}
+}
+
+// metricsFields are what the repository metrics read of each snapshot: the list's fields and
+// what tells whose a snapshot is (isOwnSnapshot: the metadata's prefix, or, for Optimize's own
+// snapshots without metadata, their indices).
+var metricsFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.indexPrefix", "snapshots.indices")
+
+// installationBackup tells whether every snapshot of a backup is this installation's, as DELETE
+// tells it (isOwnSnapshot).
+func (s *server) installationBackup(snaps []snapshot) bool {
+	for _, sn := range snaps {
+		if !s.isOwnSnapshot(sn) {
+			return false
+		}
+	}
+	return true
+}
+
+// repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format:
+// whether the repository could be read, this installation's backups by state, when the newest
+// COMPLETED one ended, the last drill, and the next scheduled slot.
+func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
+	if s.schedule != nil {
+		if next := s.schedule.next(s.now()); !next.IsZero() {
+			metric(b, "optimize_backup_schedule_next_slot_timestamp_seconds", "gauge", "When the next scheduled backup is due.", "", next.Unix())
+		}
+	}
+	if s.cfg.Repository == "" {
+		return
+	}
+	byID, err := s.backupsByID(ctx, metricsFields)
+	up := 1
+	if err != nil {
+		up = 0
+		s.log.Warn("metrics: cannot read the repository", "repository", s.cfg.Repository, "err", err)
+	}
+	metric(b, "optimize_backup_repository_up", "gauge", "1 when the repository could be read for these metrics.", "", up)
+	if err != nil {
+		return
+	}
+	counts := map[string]int{}
+	var lastSuccess int64
+	now := s.now()
+	for id, snaps := range byID {
+		if !s.installationBackup(snaps) {
+			continue
+		}
+		info := backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace)
+		counts[info.State]++
+		if info.State == stateCompleted {
+			for _, sn := range snaps {
+				lastSuccess = max(lastSuccess, sn.EndMillis)
+			}
+		}
+	}
+	fmt.Fprintf(b, "# HELP optimize_backup_backups Backups of this installation in the repository, by state.\n# TYPE optimize_backup_backups gauge\n")
+	for _, state := range backupStates {
+		fmt.Fprintf(b, "optimize_backup_backups{state=%q} %d\n", state, counts[state])
+	}
+	if lastSuccess > 0 {
+		metric(b, "optimize_backup_last_success_timestamp_seconds", "gauge", "When the newest COMPLETED backup of this installation ended.", "", lastSuccess/1000)
+	}
+	var drill drillDoc
+	if _, found, err := s.loadDoc(ctx, s.drillDocID(), &drill); err == nil && found {
+		// While a drill runs, the one before it is the last result: the metric does not flap.
+		last := drill.Previous
+		if drill.State != drillRunning && drill.EndTime != nil {
+			last = &drillOutcome{BackupID: drill.BackupID, State: drill.State, EndTime: *drill.EndTime}
+		}
+		if last != nil {
+			passed := 0
+			if last.State == drillPassed {
+				passed = 1
+			}
+			metric(b, "optimize_backup_last_verification_success", "gauge", "1 when the last restore drill passed, 0 when it failed.", "", passed)
+			metric(b, "optimize_backup_last_verification_info", "gauge", "The backup the last restore drill verified (always 1).", fmt.Sprintf("{backup_id=%q}", last.BackupID), 1)
+			metric(b, "optimize_backup_last_verification_timestamp_seconds", "gauge", "When the last restore drill ended.", "", last.EndTime.Unix())
+		}
+	}
+}
+
+// metric writes one metric with its help and type lines.
+func metric[T int | int64](b *strings.Builder, name, kind, help, labels string, value T) {
+	fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s%s %d\n", name, help, name, kind, name, labels, value)
+}
+
+// timeout for the repository metrics: a scrape must answer even when Elasticsearch hangs.
+const repositoryMetricsTimeout = 10 * time.Second

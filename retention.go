@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Retention deletes scheduled backups only: every snapshot of the backup says kind
+// "scheduled" and this installation's prefix in its metadata, which only the scheduler writes.
+// Manual backups, Optimize's own and restore safety backups are never candidates.
+
+// scheduledBackup is one scheduled backup of this installation, with the slot it was taken for.
+type scheduledBackup struct {
+	backupInfo
+	slot time.Time
+}
+
+// retentionDelete is one backup retention deletes, and why.
+type retentionDelete struct {
+	BackupID string `json:"backupId"`
+	Slot     string `json:"slot"`
+	State    string `json:"state"`
+	Reason   string `json:"reason"`
+}
+
+// scheduledListFields are what retention needs of each snapshot: the list's fields and the
+// two metadata keys that tell a scheduled backup of this installation.
+var scheduledListFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.kind", "snapshots.metadata.indexPrefix")
+
+// scheduledBackups returns this installation's scheduled backups in the repository, newest
+// slot first, paging through Elasticsearch.
+func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error) {
+	byID, err := s.backupsByID(ctx, scheduledListFields)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out []scheduledBackup
+	for id, snaps := range byID {
+		slot, ok := slotOf(id, s.cfg.IndexPrefix)
+		if !ok || !s.scheduledOf(snaps) {
+			continue
+		}
+		out = append(out, scheduledBackup{backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace), slot})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].slot.After(out[j].slot) })
+	return out, nil
+}
+
+// scheduledOf tells whether every snapshot is a scheduled backup's of this installation.
+func (s *server) scheduledOf(snaps []snapshot) bool {
+	for _, sn := range snaps {
+		if sn.Metadata["kind"] != kindScheduled || sn.Metadata["indexPrefix"] != s.cfg.IndexPrefix {
+			return false
+		}
+	}
+	return len(snaps) > 0
+}
+
+// retentionPlan is what retention deletes of these scheduled backups (newest slot first) at
+// now: a COMPLETED backup beyond the keep newest COMPLETED ones or whose slot is older than
+// maxAge, and a FAILED or INCOMPLETE backup older than the newest COMPLETED one. The newest
+// COMPLETED backup is always kept, a running one is never deleted, and with neither limit set
+// nothing is. It is a pure function of its inputs.
+func retentionPlan(backups []scheduledBackup, keep int, maxAge time.Duration, now time.Time) []retentionDelete {
+	if keep <= 0 && maxAge <= 0 {
+		return nil
+	}
+	var out []retentionDelete
+	drop := func(b scheduledBackup, reason string) {
+		out = append(out, retentionDelete{BackupID: b.BackupID, Slot: b.slot.UTC().Format(time.RFC3339), State: b.State, Reason: reason})
+	}
+	completed := 0
+	var newestCompleted time.Time
+	for _, b := range backups {
+		switch b.State {
+		case stateCompleted:
+			completed++
+			switch {
+			case completed == 1:
+				newestCompleted = b.slot // always kept
+			case keep > 0 && completed > keep:
+				drop(b, fmt.Sprintf("more than %d COMPLETED scheduled backups (OPTIMIZE_BACKUP_RETENTION_KEEP)", keep))
+			case maxAge > 0 && now.Sub(b.slot) > maxAge:
+				drop(b, fmt.Sprintf("older than %v (OPTIMIZE_BACKUP_RETENTION_MAX_AGE)", maxAge))
+			}
+		case stateFailed, stateIncomplete:
+			if !newestCompleted.IsZero() && b.slot.Before(newestCompleted) {
+				drop(b, fmt.Sprintf("%s and older than the newest COMPLETED scheduled backup", b.State))
+			}
+		}
+	}
+	return out
+}
+
+// applyRetention deletes what retentionPlan says, through the same path as DELETE (delete
+// marks, refusal while a restore or a drill uses the backup), each backup confirmed scheduled
+// again right before its delete. A backup that cannot be deleted is logged and kept.
+func (s *server) applyRetention(ctx context.Context) {
+	if s.cfg.RetentionKeep <= 0 && s.cfg.RetentionMaxAge <= 0 {
+		return
+	}
+	scheduled, err := s.scheduledBackups(ctx)
+	if err != nil {
+		s.log.Error("retention: cannot list the scheduled backups; nothing deleted", "repository", s.cfg.Repository, "err", err)
+		return
+	}
+	// The plan keeps the newest COMPLETED scheduled backup; it must still be there at each delete
+	// (a DELETE of it meanwhile would otherwise leave none).
+	keeper := ""
+	for _, b := range scheduled {
+		if b.State == stateCompleted {
+			keeper = b.BackupID
+			break
+		}
+	}
+	check := func(snaps []snapshot) error {
+		if err := s.requireScheduled(snaps); err != nil {
+			return err
+		}
+		if info, _, err := s.backupAndSnapshots(ctx, keeper); err != nil || info.State != stateCompleted {
+			return fmt.Errorf("the newest COMPLETED scheduled backup [%s] the plan keeps is gone or no longer COMPLETED (%v); retention stops until the next slot", keeper, err)
+		}
+		return nil
+	}
+	for _, d := range retentionPlan(scheduled, s.cfg.RetentionKeep, s.cfg.RetentionMaxAge, s.now()) {
+		if ctx.Err() != nil {
+			return // stopping: the next slot's retention deletes the rest
+		}
+		// A delete once begun is not cut off by a SIGTERM: its delete mark must not be left behind.
+		names, err := s.deleteBackup(context.WithoutCancel(ctx), d.BackupID, check)
+		if err != nil {
+			s.log.Warn("retention: backup kept", "backup_id", d.BackupID, "repository", s.cfg.Repository, "err", err)
+			continue
+		}
+		s.log.Info("retention: backup deleted", "backup_id", d.BackupID, "repository", s.cfg.Repository, "reason", d.Reason, "snapshot", names)
+	}
+}
+
+// requireScheduled refuses a delete of a backup that is not, or no longer, a scheduled backup
+// of this installation (its snapshots as read right before the delete).
+func (s *server) requireScheduled(snaps []snapshot) error {
+	if !s.scheduledOf(snaps) {
+		return fmt.Errorf("not a scheduled backup of this installation (any more); retention deletes scheduled backups only")
+	}
+	return nil
+}
