@@ -155,3 +155,37 @@ func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 		t.Errorf("got %d snapshots of the manual backup 7; want both kept", len(snaps))
 	}
 }
+
+// TestIntegrationScheduleVerifies runs a schedule with OPTIMIZE_BACKUP_VERIFY_SCHEDULED: the
+// scheduled backup is drilled once it completed, the drill passes, its temporary indices are
+// gone, and retention ran after it.
+func TestIntegrationScheduleVerifies(t *testing.T) {
+	es := needES(t)
+	repo := es.newRepo("it-schedule-verify")
+	before := es.installationPrint()
+	env := es.sidecarEnv(repo)
+	env["OPTIMIZE_BACKUP_SCHEDULE"] = "*/5 * * * * *"
+	env["OPTIMIZE_BACKUP_VERIFY_SCHEDULED"] = "true"
+	env["OPTIMIZE_BACKUP_RETENTION_KEEP"] = "1"
+	sc := startSidecar(t, env)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(sc.logLines("scheduled drill ended")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled drill ended within 60 s; logs:\n%s", sc.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	ended := sc.logLines("scheduled drill ended")[0]
+	t.Logf("scheduled drill: %v", ended)
+	id, _ := ended["backup_id"].(string)
+	if _, ok := slotOf(id, "optimize"); !ok || ended["outcome"] != drillPassed {
+		t.Errorf("got scheduled drill %v; want outcome PASSED of a slot's backup", ended)
+	}
+	_, body := sc.call("GET", "/actuator/backups/"+id, "")
+	var info struct{ LastVerification *drillResult }
+	if json.Unmarshal(body, &info); info.LastVerification == nil || info.LastVerification.State != drillPassed {
+		t.Errorf("GET backup %s: got %s; want lastVerification PASSED", id, body)
+	}
+	sc.stop()
+	es.assertDrillLeftNothing(t, before)
+}
