@@ -177,12 +177,9 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		return drillDoc{}, err
 	}
 	if found && stored.State == drillRunning {
-		if !s.silent(stored.Heartbeat) {
-			return drillDoc{}, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED.", stored.BackupID, stored.Step, stored.BackupID)}
-		}
-		if stored, ver, err = s.abandonDrill(ctx, stored, ver); err != nil {
-			return drillDoc{}, err
-		}
+		// Taken over only by watchDrills, which judges silence by its own clock: another
+		// sidecar's clock says nothing here.
+		return drillDoc{}, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)}
 	}
 	if err := s.noRestoreRunning(ctx); err != nil {
 		return drillDoc{}, err
@@ -356,11 +353,6 @@ func versionOf(names []string) string {
 	return ""
 }
 
-// silent tells whether a document's writer has not renewed it for longer than a takeover waits.
-func (s *server) silent(heartbeatMillis int64) bool {
-	return s.now().Sub(time.UnixMilli(heartbeatMillis)) > s.staleAfter()
-}
-
 // drillRun is one drill this process runs: its document (changed on a copy, written with
 // compare-and-set, so a replica that abandoned it makes this process stop).
 type drillRun struct {
@@ -382,10 +374,14 @@ func (d *drillRun) guard() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if time.Since(d.leased) > d.s.staleAfter()-d.s.cfg.ESTimeout-heartbeatEvery {
-		return errLeaseLost
+		return errDrillLeaseStale
 	}
 	return nil
 }
+
+// errDrillLeaseStale stops a drill whose lease was not renewed in time (Elasticsearch slow):
+// it ends through finish, whose compare-and-set decides whether it still holds the drill.
+var errDrillLeaseStale = errors.New("the drill's lease was not renewed in time (Elasticsearch too slow to answer)")
 
 // current is a copy of the drill's document.
 func (d *drillRun) current() drillDoc {
@@ -432,6 +428,7 @@ func (d *drillRun) run(ctx context.Context) {
 	d.mu.Lock()
 	d.lost = func() { lost.Store(true); cancelSteps() }
 	d.mu.Unlock()
+	backupID := d.current().BackupID
 	stopLease := make(chan struct{})
 	leaseDone := make(chan struct{})
 	go func() {
@@ -445,7 +442,7 @@ func (d *drillRun) run(ctx context.Context) {
 			case <-t.C:
 			}
 			if err := d.update(ctx, func(*drillDoc) {}); err != nil && !errors.Is(err, errLeaseLost) {
-				d.s.log.Warn("drill: cannot renew its lease; will retry", "backup_id", d.doc.BackupID, "err", err)
+				d.s.log.Warn("drill: cannot renew its lease; will retry", "backup_id", backupID, "err", err)
 			}
 		}
 	}()
@@ -455,7 +452,7 @@ func (d *drillRun) run(ctx context.Context) {
 	if lost.Load() || errors.Is(err, errLeaseLost) {
 		// Another sidecar took the drill over (this one was silent too long): it cleans up. This
 		// one deletes nothing, since a new drill may already be running.
-		d.s.log.Warn("drill: another sidecar took it over; this one stops without cleaning up", "backup_id", d.doc.BackupID)
+		d.s.log.Warn("drill: another sidecar took it over; this one stops without cleaning up", "backup_id", backupID)
 		return
 	}
 	if ctx.Err() != nil && err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 )
@@ -123,9 +124,21 @@ func (s *server) applyRetention(ctx context.Context) {
 		if info, _, err := s.backupAndSnapshots(ctx, keeper); err != nil || info.State != stateCompleted {
 			return fmt.Errorf("the newest COMPLETED scheduled backup [%s] the plan keeps is gone or no longer COMPLETED (%v); retention stops until the next slot", keeper, err)
 		}
+		// A DELETE of it may be under way (its snapshots still there, its delete queued).
+		if marks, _, err := s.loadMarks(ctx); err != nil || s.markedForDelete(marks, keeper) {
+			return fmt.Errorf("the newest COMPLETED scheduled backup [%s] the plan keeps is being deleted, or that cannot be told (%v); retention stops until the next slot", keeper, err)
+		}
 		return nil
 	}
-	for _, d := range retentionPlan(scheduled, s.cfg.RetentionKeep, s.cfg.RetentionMaxAge, s.now()) {
+	plan := retentionPlan(scheduled, s.cfg.RetentionKeep, s.cfg.RetentionMaxAge, s.now())
+	if s.cfg.VerifyScheduled {
+		// With drills, the newest backup whose drill passed is kept too: the newest COMPLETED
+		// one may be one whose drill failed.
+		if verified := s.newestVerified(ctx, scheduled); verified != "" {
+			plan = slices.DeleteFunc(plan, func(d retentionDelete) bool { return d.BackupID == verified })
+		}
+	}
+	for _, d := range plan {
 		if ctx.Err() != nil {
 			return // stopping: the next slot's retention deletes the rest
 		}
@@ -137,6 +150,28 @@ func (s *server) applyRetention(ctx context.Context) {
 		}
 		s.log.Info("retention: backup deleted", "backup_id", d.BackupID, "repository", s.cfg.Repository, "reason", d.Reason, "snapshot", names)
 	}
+}
+
+// maxVerifiedLookups bounds how many COMPLETED backups newestVerified reads (two requests each).
+const maxVerifiedLookups = 50
+
+// newestVerified is the newest COMPLETED scheduled backup whose last drill (of its present
+// snapshots) passed, or "".
+func (s *server) newestVerified(ctx context.Context, scheduled []scheduledBackup) string {
+	looked := 0
+	for _, b := range scheduled {
+		if b.State != stateCompleted {
+			continue
+		}
+		if looked++; looked > maxVerifiedLookups {
+			break
+		}
+		_, snaps, err := s.backupAndSnapshots(ctx, b.BackupID)
+		if r := s.lastDrill(ctx, b.BackupID); err == nil && r != nil && r.State == drillPassed && drilledThese(*r, snaps) {
+			return b.BackupID
+		}
+	}
+	return ""
 }
 
 // requireScheduled refuses a delete of a backup that is not, or no longer, a scheduled backup

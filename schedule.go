@@ -199,11 +199,15 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 	}
 	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2
 	// (handleCreateBackup does the same for a caller who hangs up).
-	_, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
+	names, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
 	var taken *conflictError
 	switch {
-	case ctx.Err() != nil:
-		log.Info("scheduled backup: the sidecar is stopping", "outcome", "not taken", "err", err)
+	case names != nil && err != nil: // part 1 started, part 2 refused: the sidecar is stopping
+		log.Error("scheduled backup: part 1 started, but the sidecar is stopping before part 2", "outcome", stateIncomplete, "err", err)
+		record(stateIncomplete, err.Error())
+		return
+	case err != nil && ctx.Err() != nil:
+		log.Info("scheduled backup: the sidecar is stopping; the slot was not taken", "outcome", "not taken", "err", err)
 		return
 	case errors.As(err, &taken):
 		ours, readErr := s.slotTakenByUs(ctx, id)
@@ -368,8 +372,19 @@ func (s *server) verifyScheduled(ctx context.Context, id string, log *slog.Logge
 		return
 	}
 	deadline := s.now().Add(s.cfg.RestoreWaitTimeout + 2*s.staleAfter())
+	ended := func(r drillResult) bool {
+		return r.BackupID == id && r.State != drillRunning && r.StartTime != nil && r.StartTime.Equal(*started.StartTime)
+	}
 	for sleepCtx(ctx, s.cfg.PollInterval) == nil {
-		if r := s.lastDrill(ctx, id); r != nil && r.StartTime != nil && r.StartTime.Equal(*started.StartTime) {
+		// The backup's result, or (should that write have failed) the drill's own document.
+		r := s.lastDrill(ctx, id)
+		if r == nil || !ended(*r) {
+			var doc drillDoc
+			if _, found, err := s.loadDoc(ctx, s.drillDocID(), &doc); err == nil && found && ended(doc.drillResult) {
+				r = &doc.drillResult
+			}
+		}
+		if r != nil && ended(*r) {
 			log.Info("scheduled drill ended", "outcome", r.State, "reason", derefString(r.FailureReason))
 			return
 		}
