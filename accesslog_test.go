@@ -267,16 +267,7 @@ func TestRequestIDReachesElasticsearch(t *testing.T) {
 		io.WriteString(w, `{"snapshots":[],"total":0,"remaining":0}`)
 	}))
 	t.Cleanup(es.Close)
-	cfg, err := loadConfig(mapEnv(map[string]string{"OPTIMIZE_ELASTICSEARCH_URLS": es.URL, "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "test-repo"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	clients, err := newESClients(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := newTestServer(t, cfg)
-	srv.es = clients
+	srv := envServer(t, map[string]string{"OPTIMIZE_ELASTICSEARCH_URLS": es.URL, "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "test-repo"})
 	if res := serve(t, srv, "GET", "/actuator/backups/1", "", map[string]string{requestIDHeader: "trace-42"}); res.Code != 404 {
 		t.Fatalf("got %d %s; want 404 (no snapshots)", res.Code, res.Body)
 	}

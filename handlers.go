@@ -263,24 +263,10 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		byID := map[string][]snapshot{}
-		var after string
-		for {
-			page, err := s.getSnapshots(r.Context(), "camunda_optimize_*", s.listPageSize, after, listFields)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			for _, snap := range page.Snapshots {
-				// Snapshots that do not follow Optimize's naming are not backups: ignore them.
-				if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
-					byID[id] = append(byID[id], snap)
-				}
-			}
-			if page.Next == "" || len(page.Snapshots) == 0 {
-				break
-			}
-			after = page.Next
+		byID, err := s.backupsByID(r.Context(), listFields)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		now := s.now()
 		infos := make([]backupInfo, 0, len(byID))

@@ -14,28 +14,6 @@ import (
 // backupStates are the states counted by optimize_backup_backups, in their order of output.
 var backupStates = []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible}
 
-// backupsByID pages through every snapshot named like an Optimize backup in the repository and
-// groups them by backup ID, with the given fields.
-func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
-	byID := map[string][]snapshot{}
-	var after string
-	for {
-		page, err := s.getSnapshots(ctx, "camunda_optimize_*", s.listPageSize, after, fields)
-		if err != nil {
-			return nil, err
-		}
-		for _, snap := range page.Snapshots {
-			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
-				byID[id] = append(byID[id], snap)
-			}
-		}
-		if page.Next == "" || len(page.Snapshots) == 0 {
-			return byID, nil
-		}
-		after = page.Next
-	}
-}
-
 // metricsFields are what the repository metrics read of each snapshot: the list's fields and
 // what tells whose a snapshot is (isOwnSnapshot: the metadata's prefix, or, for Optimize's own
 // snapshots without metadata, their indices).

@@ -56,10 +56,7 @@ func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 	repo := es.newRepo("it-schedule")
 	env := es.sidecarEnv(repo)
 	manual := startSidecar(t, env)
-	if status, b := manual.call("POST", "/actuator/backups", `{"backupId": 7}`); status != 202 {
-		t.Fatalf("manual backup: got %d %s; want 202", status, b)
-	}
-	manual.waitState("7", stateCompleted)
+	manual.backupNow("7")
 	manual.stop()
 
 	env["OPTIMIZE_BACKUP_SCHEDULE"] = "*/4 * * * * *"

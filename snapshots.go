@@ -210,6 +210,29 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 	return own, nil
 }
 
+// backupsByID pages through every snapshot named like an Optimize backup in the repository and
+// groups them by backup ID, with the given fields.
+func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
+	byID := map[string][]snapshot{}
+	var after string
+	for {
+		page, err := s.getSnapshots(ctx, "camunda_optimize_*", s.listPageSize, after, fields)
+		if err != nil {
+			return nil, err
+		}
+		for _, snap := range page.Snapshots {
+			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
+			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
+				byID[id] = append(byID[id], snap)
+			}
+		}
+		if page.Next == "" || len(page.Snapshots) == 0 {
+			return byID, nil
+		}
+		after = page.Next
+	}
+}
+
 // snapshotByName returns one snapshot by its exact name, or ok false if it does not exist.
 func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot, ok bool, err error) {
 	answer, err := s.getSnapshots(ctx, seg(name), 0, "", snapshotFields)
