@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,13 +23,13 @@ func (s sidecar) logLines(msg string) []map[string]any {
 	return out
 }
 
-// scheduledIDs returns the IDs of the backups in the repository whose snapshots say they are
-// scheduled, and how many snapshots each has.
+// scheduledIDs returns the IDs of the optimize installation's backups in the repository whose
+// snapshots say they are scheduled, and how many snapshots each has.
 func (es realES) scheduledIDs(repo string) map[string]int {
 	out := map[string]int{}
 	for _, sn := range es.snapshots(repo, "camunda_optimize_*") {
 		id, _, _, _, _ := parseSnapshotName(sn.Name)
-		if sn.Metadata["kind"] == kindScheduled {
+		if sn.Metadata["kind"] == kindScheduled && sn.Metadata["indexPrefix"] == "optimize" {
 			out[id]++
 		}
 	}
@@ -49,7 +50,7 @@ func (s sidecar) metricValue(line string) string {
 // TestIntegrationScheduleTwoReplicas runs two sidecars with a schedule of every 4 seconds on
 // one repository: every slot gets exactly one backup (one replica takes it, the other finds it
 // taken), IDs are the slots' Unix seconds, retention keeps exactly the newest 2 COMPLETED
-// scheduled backups and never the manual one, both replicas report the same repository
+// scheduled backups and never the manual one nor optimize-east's, both replicas report the same repository
 // metrics, and GET /actuator/schedule shows the last run.
 func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 	es := needES(t)
@@ -58,6 +59,13 @@ func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 	manual := startSidecar(t, env)
 	manual.backupNow("7")
 	manual.stop()
+	// optimize-east's scheduled backup of an old slot in the same repository: retention of
+	// optimize must leave it alone, however old.
+	eastID := slotID(time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC), "optimize-east")
+	for part := 1; part <= 2; part++ {
+		es.must("PUT", "/_snapshot/"+repo+"/"+snapshotName(eastID, "3.9.0", part)+"?wait_for_completion=true",
+			fmt.Sprintf(`{"indices":["optimize-east-metadata_v3"],"include_global_state":false,"metadata":{"version":"3.9.0","partNo":%d,"partCount":2,"createdBy":"optimize-backup","indexPrefix":"optimize-east","kind":"scheduled"}}`, part))
+	}
 
 	env["OPTIMIZE_BACKUP_SCHEDULE"] = "*/4 * * * * *"
 	env["OPTIMIZE_BACKUP_RETENTION_KEEP"] = "2"
@@ -150,6 +158,9 @@ func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 	}
 	if snaps := es.snapshots(repo, "camunda_optimize_7_*"); len(snaps) != 2 {
 		t.Errorf("got %d snapshots of the manual backup 7; want both kept", len(snaps))
+	}
+	if snaps := es.snapshots(repo, "camunda_optimize_"+eastID+"_*"); len(snaps) != 2 {
+		t.Errorf("got %d snapshots of optimize-east's scheduled backup %s; want both kept", len(snaps), eastID)
 	}
 }
 
