@@ -661,12 +661,15 @@ func (s *server) keepDrillResult(ctx context.Context, doc drillDoc) {
 // lastDrill is the last finished drill of the backup, or nil (none, or it cannot be read: the
 // backup's state is what GET is for, so that is not an error).
 func (s *server) lastDrill(ctx context.Context, id string) *drillResult {
-	var doc drillDoc
-	_, found, err := s.loadDoc(ctx, s.drillResultDocID(id), &doc)
-	if err != nil || !found || doc.BackupID != id {
-		return nil
-	}
-	return &doc.drillResult
+	last, _ := s.drillReads.do(ctx, id, func(ctx context.Context) (*drillResult, error) {
+		var doc drillDoc
+		_, found, err := s.loadDoc(ctx, s.drillResultDocID(id), &doc)
+		if err != nil || !found || doc.BackupID != id {
+			return nil, err
+		}
+		return &doc.drillResult, nil
+	})
+	return last
 }
 
 // drilledThese tells whether a drill was of exactly these snapshots (by UUID): a backup deleted

@@ -186,8 +186,12 @@ func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, er
 // decides what to delete or restore may use them. (Not index_names=false as well: older
 // Elasticsearch versions refuse the parameter, and filter_path already keeps the names out of the
 // answer.)
+// Concurrent GETs of the same backup share the read (sharedReads): the snapshots returned
+// are shared too, and must not be changed.
 func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error) {
-	return s.backupSnapshotsWith(ctx, id, stateFields)
+	return s.stateReads.do(ctx, id, func(ctx context.Context) ([]snapshot, error) {
+		return s.backupSnapshotsWith(ctx, id, stateFields)
+	})
 }
 
 // backupSnapshotsWith is backupSnapshots with these fields.

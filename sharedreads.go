@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"sync"
+)
+
+// sharedReads lets concurrent GETs of the same backup share one Elasticsearch read, so that 64
+// dashboards polling a backup cost Elasticsearch one request per round trip instead of 64.
+//
+// A caller never gets an answer that Elasticsearch may have computed before the caller
+// arrived: a GET that arrives while a read of its key is under way does not join that read (it
+// may have read the backup before a DELETE or a new part the caller already saw), but waits
+// for the next one, which starts when the running one ends and serves everybody who arrived
+// meanwhile. So every answer is as fresh as a request of its own, and two replicas, or a
+// caller that has just created or deleted the backup, see what Elasticsearch holds now.
+// Only reads in flight are held: nothing outlives its read.
+type sharedReads[T any] struct {
+	mu   sync.Mutex
+	keys map[string]*keyReads[T]
+}
+
+// keyReads are one key's read under way and the read that follows it, if anybody waits.
+type keyReads[T any] struct {
+	running, next *sharedRead[T]
+}
+
+// sharedRead is one read and its outcome, which done announces.
+type sharedRead[T any] struct {
+	done    chan struct{}
+	val     T
+	err     error
+	waiting int // callers waiting for it (tests look)
+	// ctx and read are the first waiter's: the read runs detached from any one caller's
+	// cancellation (one caller hanging up must not fail the others), with its values (the
+	// request ID sent to Elasticsearch as X-Opaque-Id).
+	ctx  context.Context
+	read func(context.Context) (T, error)
+}
+
+// do returns read's result for key, from a read that started after this call did: its own,
+// in the caller's goroutine, when no read of key is under way, or else the next shared one.
+// The caller must not change what it gets: other callers hold it too.
+func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.Context) (T, error)) (T, error) {
+	g.mu.Lock()
+	if g.keys == nil {
+		g.keys = map[string]*keyReads[T]{}
+	}
+	k := g.keys[key]
+	if k == nil {
+		// Nobody reads this key: read in this goroutine, with this caller's own context, as
+		// an unshared request would (nobody else waits for this read).
+		own := &sharedRead[T]{done: make(chan struct{}), ctx: ctx, read: read, waiting: 1}
+		g.keys[key] = &keyReads[T]{running: own}
+		g.mu.Unlock()
+		g.run(key, own)
+		return own.val, own.err
+	}
+	if k.next == nil {
+		k.next = &sharedRead[T]{done: make(chan struct{}), ctx: context.WithoutCancel(ctx), read: read}
+	}
+	next := k.next
+	next.waiting++
+	g.mu.Unlock()
+	select {
+	case <-next.done:
+		return next.val, next.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// run carries out one read, then starts the read that waited for it, if any; the last read of
+// a key forgets the key.
+func (g *sharedReads[T]) run(key string, r *sharedRead[T]) {
+	// Deferred, so that a read that panics in a handler (net/http recovers it) still ends and
+	// starts the read its followers wait for, instead of holding the key forever.
+	defer g.finish(key, r)
+	r.val, r.err = r.read(r.ctx)
+}
+
+// finish announces r's outcome and starts the read that waited for it, if any.
+func (g *sharedReads[T]) finish(key string, r *sharedRead[T]) {
+	close(r.done)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := g.keys[key]
+	if k.next == nil {
+		delete(g.keys, key)
+		return
+	}
+	k.running, k.next = k.next, nil
+	go g.run(key, k.running)
+}
+
+// waiting is how many callers wait for key's next read.
+func (g *sharedReads[T]) waiting(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k := g.keys[key]; k != nil && k.next != nil {
+		return k.next.waiting
+	}
+	return 0
+}
