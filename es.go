@@ -104,9 +104,10 @@ func newESClients(cfg config) (esClients, error) {
 // newESClient builds one Elasticsearch client with these credentials; retry tells whether the
 // client may resend a request that got no usable answer.
 func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Client, error) {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
 		// 64 concurrent clients keep their connections instead of dialing anew under load.
 		MaxIdleConnsPerHost: 64,
@@ -126,11 +127,16 @@ func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Clie
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	var send http.RoundTripper = transport
+	if retry {
+		// The read client's GETs skip net/http's connection goroutines (inlinetransport.go).
+		send = &inlineTransport{fallback: transport, dialer: dialer, maxIdle: transport.MaxIdleConnsPerHost, idleTimeout: transport.IdleConnTimeout}
+	}
 	esCfg := elasticsearch.Config{
 		Addresses:    cfg.esAddresses(),
 		Username:     creds.username,
 		Password:     creds.password,
-		Transport:    opaqueID{transport},
+		Transport:    opaqueID{send},
 		DisableRetry: !retry,
 	}
 	if creds.apiKey != "" {
