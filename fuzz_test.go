@@ -4,10 +4,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // FuzzBackupID checks, for any ID a client can send, that a valid ID names exactly its own
@@ -84,6 +91,70 @@ func FuzzParseSnapshotName(f *testing.F) {
 		}
 		if rebuilt := fmt.Sprintf("%s%s_part_%d_of_%d", snapshotPrefix(id), version, part, of); rebuilt != name {
 			t.Fatalf("parseSnapshotName(%q) = %q %q %d %d does not rebuild the name", name, id, version, part, of)
+		}
+	})
+}
+
+// FuzzJSONDecodersAgree checks that segmentio's decoder, which reads Elasticsearch's answers
+// (esCallWithin), gives exactly what encoding/json gives for every type those answers are read
+// into, and refuses what encoding/json refuses: the destructive paths decide by these values.
+// Seeded with every recorded answer.
+func FuzzJSONDecodersAgree(f *testing.F) {
+	recordings, _ := filepath.Glob("testdata/es/*.json")
+	for _, name := range recordings {
+		var rec struct{ Body json.RawMessage }
+		if raw, err := os.ReadFile(name); err == nil && json.Unmarshal(raw, &rec) == nil {
+			f.Add([]byte(rec.Body))
+		}
+	}
+	f.Add([]byte(`{"snapshots":[{"snapshot":"camunda_optimize_1_3.9.0_part_1_of_2","start_time_in_millis":1e3}]}`))
+	f.Add([]byte(`{"snapshots":[{"SNAPSHOT":"a","snapshot":"b","metadata":{"n":1.5,"n":[null]}}],"next":"\ud800x"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		agree(t, body, func() any { return new(getSnapshotsAnswer) })
+		agree(t, body, func() any { return new(drillDoc) })
+		agree(t, body, func() any { return new(restoreJob) })
+		agree(t, body, func() any { return new(esErrorBody) })
+		agree(t, body, func() any { return new(map[string]any) })
+	})
+}
+
+// agree decodes body into a fresh value of each decoder and compares outcomes.
+func agree(t *testing.T, body []byte, fresh func() any) {
+	t.Helper()
+	want, got := fresh(), fresh()
+	wantErr, gotErr := json.Unmarshal(body, want), fastjson.Unmarshal(body, got)
+	if (wantErr == nil) != (gotErr == nil) {
+		t.Fatalf("%T from %q: encoding/json says %v, segmentio says %v", want, body, wantErr, gotErr)
+	}
+	if wantErr == nil {
+		if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
+			t.Fatalf("%T from %q decodes differently (-encoding/json +segmentio):\n%s", want, body, diff)
+		}
+	}
+}
+
+// FuzzJSONEncodersAgree checks that segmentio's encoder, which writes every answer
+// (writeJSON), writes a backup's answer byte for byte as encoding/json does, whatever the
+// strings Elasticsearch reported (invalid UTF-8, control characters, HTML).
+func FuzzJSONEncodersAgree(f *testing.F) {
+	f.Add("1", "camunda_optimize_1_3.9.0_part_1_of_2", "SUCCESS", "", int64(1764131027098), false)
+	f.Add("nightly", "a<b>&\u2028\x00\xff", "FAILED", "[i][0] IndexShardSnapshotFailedException \"x\"", int64(-5), true)
+	f.Fuzz(func(t *testing.T, id, name, state, reason string, millis int64, legacy bool) {
+		snaps := []snapshot{
+			{Name: name, State: state, Reason: reason, StartMillis: millis, EndMillis: millis + 1,
+				Failures: []snapshotFailure{{Index: reason, Reason: name, NodeID: id, Status: state}}},
+			{Name: snapshotName(id, "3.9.0", 2), State: "SUCCESS", StartMillis: millis},
+		}
+		info := backupState(id, snaps, false, time.UnixMilli(millis), time.Minute).wire(legacy)
+		for _, v := range []any{info, []wireBackupInfo{info, info}, apiError{ErrorCode: state, ErrorMessage: name, DetailedMessage: reason}} {
+			var want, got strings.Builder
+			stdEnc, fastEnc := json.NewEncoder(&want), fastjson.NewEncoder(&got)
+			stdEnc.SetEscapeHTML(false)
+			fastEnc.SetEscapeHTML(false)
+			wantErr, gotErr := stdEnc.Encode(v), fastEnc.Encode(v)
+			if (wantErr == nil) != (gotErr == nil) || want.String() != got.String() {
+				t.Fatalf("%T encodes differently:\nencoding/json: %q %v\nsegmentio:     %q %v", v, want.String(), wantErr, got.String(), gotErr)
+			}
 		}
 	})
 }
