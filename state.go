@@ -1,8 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -60,15 +61,12 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 	for i, sn := range snaps {
 		sorted[i] = numbered{sn, partOf(sn.Name)}
 	}
-	sort.SliceStable(sorted, func(i, j int) bool {
-		if pi, pj := sorted[i].part, sorted[j].part; pi != pj {
-			return pi < pj
-		}
-		if sorted[i].StartMillis != sorted[j].StartMillis {
-			return sorted[i].StartMillis < sorted[j].StartMillis
-		}
-		return sorted[i].Name < sorted[j].Name
+	slices.SortStableFunc(sorted, func(a, b numbered) int {
+		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.StartMillis, b.StartMillis), strings.Compare(a.Name, b.Name))
 	})
+	// The details' times point into one array: two allocations per backup instead of two per
+	// snapshot (a list of 10,000 backups makes 40,000 of them).
+	times := make([]time.Time, 0, 2*len(snaps))
 	// Counters rather than maps: this runs once per backup listed.
 	var success, incompatible, inProgress int
 	var part1 snapshot // the part 1 that started last
@@ -76,7 +74,7 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 	var failed []string
 	for _, n := range sorted {
 		s := n.snapshot
-		info.Details = append(info.Details, detailOf(s))
+		info.Details = append(info.Details, detailOf(s, &times))
 		switch s.State {
 		case "SUCCESS":
 			success++
@@ -141,14 +139,19 @@ func failureOf(s snapshot) string {
 	return fmt.Sprintf("Snapshot [%s] is %s: %s", s.Name, s.State, reason)
 }
 
-// detailOf is the API's view of one snapshot.
-func detailOf(s snapshot) snapshotDetail {
+// detailOf is the API's view of one snapshot; its times are appended to times (which has room
+// for them, so that the pointers stay valid).
+func detailOf(s snapshot, times *[]time.Time) snapshotDetail {
 	d := snapshotDetail{SnapshotName: s.Name, State: s.State, Failures: []string{}}
+	at := func(millis int64) *time.Time {
+		*times = append(*times, time.UnixMilli(millis).UTC())
+		return &(*times)[len(*times)-1]
+	}
 	if s.StartMillis > 0 {
-		d.StartTime = ptr(time.UnixMilli(s.StartMillis).UTC())
+		d.StartTime = at(s.StartMillis)
 	}
 	if s.EndMillis > 0 && s.State != "IN_PROGRESS" {
-		d.EndTime = ptr(time.UnixMilli(s.EndMillis).UTC())
+		d.EndTime = at(s.EndMillis)
 	}
 	for _, f := range s.Failures {
 		d.Failures = append(d.Failures, fmt.Sprintf("index [%s] shard [%d] on node [%s]: %s (%s)", f.Index, f.ShardID, f.NodeID, f.Reason, f.Status))
