@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"syscall"
 	"time"
@@ -51,7 +52,13 @@ func (t *inlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.handles(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	c, reused, err := t.conn(req.Context(), req.URL.Host)
+	// A request whose caller already gave up must not take, and so close, a healthy idle
+	// connection (the client retries such errors too).
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	addr := hostPort(req.URL)
+	c, reused, err := t.conn(req.Context(), addr)
 	if err != nil {
 		return nil, err
 	}
@@ -60,12 +67,21 @@ func (t *inlineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// The server had closed the idle connection (a gateway's idle timeout) before it read
 		// the request: nothing was answered, and a GET or HEAD can be sent again, once, on a
 		// new connection, as net/http does. Not after a timeout: that server is slow, not gone.
-		if c, err = t.dial(req.Context(), req.URL.Host); err != nil {
+		if c, err = t.dial(req.Context(), addr); err != nil {
 			return nil, err
 		}
 		res, err = t.exchange(c, req)
 	}
 	return res, err
+}
+
+// hostPort is the address to dial for a plain-HTTP URL: its host with port 80 when the URL
+// names none (OPTIMIZE_ELASTICSEARCH_URLS=http://es), as net/http does.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // handles tells whether req is one the inline path sends: a GET or HEAD without a body over
@@ -109,9 +125,11 @@ func (t *inlineTransport) exchange(c *inlineConn, req *http.Request) (*http.Resp
 		}
 		return nil, err
 	}
-	w := bufio.NewWriterSize(c, 1024)
+	// Writes fail only on the connection (a long request line flushes midway): nothing can
+	// have been answered yet.
+	w := bufio.NewWriterSize(c, 4096)
 	if err := req.Write(w); err != nil {
-		return fail(err)
+		return fail(fmt.Errorf("%w: %w", errNothingReceived, err))
 	}
 	if err := w.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %w", errNothingReceived, err))
@@ -120,6 +138,14 @@ func (t *inlineTransport) exchange(c *inlineConn, req *http.Request) (*http.Resp
 		return fail(fmt.Errorf("%w: %w", errNothingReceived, err))
 	}
 	res, err := http.ReadResponse(c.br, req)
+	// An interim 1xx answer (a proxy's 103 Early Hints) is not the answer: the final one
+	// follows on the same connection, and must not be left there for the next request.
+	for err == nil && res.StatusCode >= 100 && res.StatusCode < 200 {
+		if res.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("the server switched protocols on a GET"))
+		}
+		res, err = http.ReadResponse(c.br, req)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -135,17 +161,21 @@ func (t *inlineTransport) exchange(c *inlineConn, req *http.Request) (*http.Resp
 
 // inlineBody is an answer's body: read to its end, it gives its connection back to the pool.
 type inlineBody struct {
-	body io.ReadCloser
-	c    *inlineConn
-	t    *inlineTransport
-	stop func() bool
-	keep bool // the answer allows the connection to be reused
-	done bool // the connection was given back or closed
+	body  io.ReadCloser
+	c     *inlineConn
+	t     *inlineTransport
+	stop  func() bool
+	keep  bool // the answer allows the connection to be reused
+	done  bool // the connection was given back or closed
+	whole bool // the body was read to its end
 }
 
 // Read reads the body; at its end the connection goes back to the pool.
 func (b *inlineBody) Read(p []byte) (int, error) {
 	if b.done {
+		if b.whole {
+			return 0, io.EOF
+		}
 		return 0, errors.New("read of a closed answer body")
 	}
 	n, err := b.body.Read(p)
@@ -170,7 +200,7 @@ func (b *inlineBody) release(whole bool) {
 	if b.done {
 		return
 	}
-	b.done = true
+	b.done, b.whole = true, whole
 	interrupted := !b.stop()
 	// Bytes beyond the answer's end were never asked for: the connection is not trusted.
 	if !whole || !b.keep || interrupted || b.c.br.Buffered() > 0 {
@@ -191,10 +221,21 @@ func (t *inlineTransport) conn(ctx context.Context, host string) (c *inlineConn,
 			c, err := t.dial(ctx, host)
 			return c, false, err
 		}
+		// The oldest connections are at the bottom: those idle too long are closed here, so
+		// that a burst's extra connections do not linger (half-closed by a gateway) forever.
+		for len(pool) > 0 && time.Since(pool[0].idleSince) >= t.idleTimeout {
+			pool[0].Close()
+			pool = pool[1:]
+		}
+		if len(pool) == 0 {
+			t.idle[host] = nil
+			t.mu.Unlock()
+			continue
+		}
 		c = pool[len(pool)-1]
 		t.idle[host] = pool[:len(pool)-1]
 		t.mu.Unlock()
-		if time.Since(c.idleSince) < t.idleTimeout && c.quiet() {
+		if c.quiet() {
 			return c, true, nil
 		}
 		c.Close()
@@ -250,18 +291,4 @@ func (t *inlineTransport) put(c *inlineConn) {
 		return
 	}
 	t.idle[c.host] = append(t.idle[c.host], c)
-}
-
-// CloseIdleConnections closes the pooled connections (and the fallback's).
-func (t *inlineTransport) CloseIdleConnections() {
-	t.mu.Lock()
-	idle := t.idle
-	t.idle = nil
-	t.mu.Unlock()
-	for _, pool := range idle {
-		for _, c := range pool {
-			c.Close()
-		}
-	}
-	t.fallback.CloseIdleConnections()
 }

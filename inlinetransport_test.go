@@ -294,3 +294,82 @@ func TestInlineTransportConcurrentAnswersStayApart(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// An interim answer (a proxy's 103 Early Hints) is skipped: the request gets the final answer,
+// and the next request its own, not the one left behind.
+func TestInlineTransportInterimAnswers(t *testing.T) {
+	url := rawServer(t, func(n int, c net.Conn, r *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(r)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+			time.Sleep(5 * time.Millisecond)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+		}
+	})
+	rt := newInlineTransport()
+	for _, path := range []string{"/backup-A", "/backup-B"} {
+		status, body := get(t, rt, url+path)
+		assert.Equal(t, status, http.StatusOK)
+		assert.Equal(t, body, path)
+	}
+}
+
+// A URL without a port is dialled on port 80, as net/http does.
+func TestInlineTransportHostPort(t *testing.T) {
+	for raw, want := range map[string]string{
+		"http://es/x": "es:80", "http://es:9200/x": "es:9200", "http://[::1]/x": "[::1]:80", "http://127.0.0.1:9200": "127.0.0.1:9200",
+	} {
+		u, _ := url.Parse(raw)
+		assert.Equal(t, hostPort(u), want, raw)
+	}
+}
+
+// A request whose context has already ended fails without taking (and closing) a pooled
+// connection.
+func TestInlineTransportEndedContextKeepsThePool(t *testing.T) {
+	srv, conns := echoServer(t)
+	rt := newInlineTransport()
+	assert.Equal(t, get2(t, rt, srv.URL+"/one"), "/one")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/cancelled", nil)
+	_, err := rt.RoundTrip(req)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, get2(t, rt, srv.URL+"/two"), "/two")
+	assert.Equal(t, conns.Load(), int32(1))
+}
+
+// Connections idle for longer than the idle timeout are closed when the pool is next used,
+// the ones below the top of the pool too.
+func TestInlineTransportClosesOldIdleConnections(t *testing.T) {
+	srv, conns := echoServer(t)
+	rt := newInlineTransport()
+	rt.idleTimeout = 100 * time.Millisecond
+	var bodies []io.ReadCloser
+	for i := range 3 { // three answers open at once: three connections
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/%d", srv.URL, i), nil)
+		res, err := rt.RoundTrip(req)
+		assert.NilError(t, err)
+		bodies = append(bodies, res.Body)
+	}
+	for _, b := range bodies {
+		io.ReadAll(b)
+		b.Close()
+	}
+	assert.Equal(t, len(rt.idle[hostPort(mustURL(srv.URL))]), 3)
+	time.Sleep(150 * time.Millisecond)
+	assert.Equal(t, get2(t, rt, srv.URL+"/later"), "/later")
+	assert.Equal(t, len(rt.idle[hostPort(mustURL(srv.URL))]), 1, "the old connections should be closed, the new one kept")
+	assert.Equal(t, conns.Load(), int32(4))
+}
+
+func mustURL(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -14,7 +15,8 @@ import (
 // for the next one, which starts when the running one ends and serves everybody who arrived
 // meanwhile. So every answer is as fresh as a request of its own, and two replicas, or a
 // caller that has just created or deleted the backup, see what Elasticsearch holds now.
-// Only reads in flight are held: nothing outlives its read.
+// Only reads in flight are held: nothing outlives its read. A caller may wait for two reads
+// (the running one, then its own), each bounded by the Elasticsearch timeout.
 type sharedReads[T any] struct {
 	mu   sync.Mutex
 	keys map[string]*keyReads[T]
@@ -53,7 +55,7 @@ func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.C
 		own := &sharedRead[T]{done: make(chan struct{}), ctx: ctx, read: read, waiting: 1}
 		g.keys[key] = &keyReads[T]{running: own}
 		g.mu.Unlock()
-		g.run(key, own)
+		g.run(key, own, true)
 		return own.val, own.err
 	}
 	if k.next == nil {
@@ -72,11 +74,23 @@ func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.C
 }
 
 // run carries out one read, then starts the read that waited for it, if any; the last read of
-// a key forgets the key.
-func (g *sharedReads[T]) run(key string, r *sharedRead[T]) {
-	// Deferred, so that a read that panics in a handler (net/http recovers it) still ends and
-	// starts the read its followers wait for, instead of holding the key forever.
-	defer g.finish(key, r)
+// a key forgets the key. owned tells that the read runs in its only caller's goroutine.
+func (g *sharedReads[T]) run(key string, r *sharedRead[T], owned bool) {
+	defer func() {
+		// A read that panics still ends and starts the read its followers wait for, instead
+		// of holding the key forever. Its own caller's panic goes on to net/http, which
+		// recovers it as for any handler; a shared read's, in a goroutine of its own, would
+		// end the process, so its waiters get an error instead.
+		p := recover()
+		if p != nil {
+			var zero T
+			r.val, r.err = zero, fmt.Errorf("reading from Elasticsearch failed unexpectedly (%v); try again, and report this with the sidecar's log", p)
+		}
+		g.finish(key, r)
+		if p != nil && owned {
+			panic(p)
+		}
+	}()
 	r.val, r.err = r.read(r.ctx)
 }
 
@@ -91,7 +105,7 @@ func (g *sharedReads[T]) finish(key string, r *sharedRead[T]) {
 		return
 	}
 	k.running, k.next = k.next, nil
-	go g.run(key, k.running)
+	go g.run(key, k.running, false)
 }
 
 // waiting is how many callers wait for key's next read.

@@ -94,24 +94,32 @@ func TestSharedReadsCallerHangsUp(t *testing.T) {
 	assert.Equal(t, <-stays, 2)
 }
 
-// A read that panics (net/http recovers a handler's panic) still ends: the callers waiting for
-// the next read get it, and the key is not held forever.
+// A read that panics still ends. Its own caller's panic goes on (net/http recovers it); the
+// callers waiting for the next read get that read, and a shared read that panics gives its
+// waiters an error instead of ending the process. No key is held afterwards.
 func TestSharedReadsPanickingRead(t *testing.T) {
 	var g sharedReads[int]
 	release, started := make(chan struct{}), make(chan struct{})
+	ownPanic := make(chan any)
 	go func() {
-		defer func() { recover() }() // as net/http does for a handler
+		defer func() { ownPanic <- recover() }() // as net/http does for a handler
 		g.do(context.Background(), "1", func(context.Context) (int, error) { close(started); <-release; panic("boom") })
 	}()
 	<-started
-	got := make(chan int)
-	go func() {
-		v, _ := g.do(context.Background(), "1", func(context.Context) (int, error) { return 2, nil })
-		got <- v
-	}()
-	waitFor(t, "the waiter", func() bool { return g.waiting("1") == 1 })
+	errs := make(chan error)
+	for range 2 {
+		go func() {
+			_, err := g.do(context.Background(), "1", func(context.Context) (int, error) { panic("shared boom") })
+			errs <- err
+		}()
+	}
+	waitFor(t, "the waiters", func() bool { return g.waiting("1") == 2 })
 	close(release)
-	assert.Equal(t, <-got, 2)
+	assert.Equal(t, <-ownPanic, "boom")
+	for range 2 {
+		err := <-errs
+		assert.ErrorContains(t, err, "failed unexpectedly (shared boom)")
+	}
 	waitFor(t, "the key to be forgotten", func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.keys) == 0 })
 }
 
