@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -275,11 +275,9 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 		for id, snaps := range byID {
 			infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
 		}
-		sort.Slice(infos, func(i, j int) bool {
-			if infos[i].newest != infos[j].newest {
-				return infos[i].newest > infos[j].newest
-			}
-			return infos[i].BackupID > infos[j].BackupID
+		// Newest first, then by ID descending.
+		slices.SortFunc(infos, func(a, b backupInfo) int {
+			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.BackupID, a.BackupID))
 		})
 		if limit > 0 && len(infos) > limit {
 			infos = infos[:limit]

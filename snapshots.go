@@ -120,25 +120,34 @@ func parseSnapshotName(name string) (id, version string, part, of int, ok bool) 
 
 // isVersion tells whether s is three runs of ASCII digits joined by dots (X.Y.Z).
 func isVersion(s string) bool {
-	runs := strings.Split(s, ".")
-	if len(runs) != 3 {
-		return false
-	}
-	for _, r := range runs {
-		if r == "" || strings.Trim(r, "0123456789") != "" {
+	for range 2 {
+		dot := strings.IndexByte(s, '.')
+		if dot < 0 || !allDigits(s[:dot]) {
 			return false
 		}
+		s = s[dot+1:]
 	}
-	return true
+	return allDigits(s)
 }
 
 // partNumber parses a part number or count: 1 to 9 ASCII digits, no leading zero.
 func partNumber(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 9 || s[0] == '0' || strings.Trim(s, "0123456789") != "" {
+	if len(s) > 9 || !allDigits(s) || s[0] == '0' {
 		return 0, false
 	}
 	n, err := strconv.Atoi(s)
 	return n, err == nil
+}
+
+// allDigits tells whether s is one or more ASCII digits (not strings.Trim with a cutset, which
+// builds the set on every call: names are parsed for every snapshot listed).
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // getSnapshots returns the snapshots whose names match pattern (an escaped name, or an escaped
