@@ -265,6 +265,11 @@ func capturedQuery(t *testing.T, repo, path string) string {
 // latencies runs clients closed-loop clients GETting url for d (after a short warm-up) and
 // returns every request's latency.
 func (b *bench) latencies(url string, clients int, d time.Duration) []time.Duration {
+	return b.latenciesEach(func(int) string { return url }, clients, d)
+}
+
+// latenciesEach is latencies with client c GETting urlOf(c).
+func (b *bench) latenciesEach(urlOf func(client int) string, clients int, d time.Duration) []time.Duration {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
@@ -272,6 +277,7 @@ func (b *bench) latencies(url string, clients int, d time.Duration) []time.Durat
 	end := warm.Add(d)
 	for c := 0; c < clients; c++ {
 		wg.Add(1)
+		url := urlOf(c)
 		go func() {
 			defer wg.Done()
 			var mine []time.Duration
@@ -317,14 +323,19 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // pairedLatencies measures GET via the sidecar and direct alternately, rounds times, and
 // returns both pooled.
 func (b *bench) pairedLatencies(via, direct string, clients int, d time.Duration) (v, dir []time.Duration) {
+	return b.pairedLatenciesEach(func(int) string { return via }, func(int) string { return direct }, clients, d)
+}
+
+// pairedLatenciesEach is pairedLatencies with client c GETting via(c) and direct(c).
+func (b *bench) pairedLatenciesEach(via, direct func(client int) string, clients int, d time.Duration) (v, dir []time.Duration) {
 	for round := 0; round < benchRounds; round++ {
 		// Each round in the other order, so that neither always runs on a warmer machine.
 		if round%2 == 0 {
-			dir = append(dir, b.latencies(direct, clients, d)...)
-			v = append(v, b.latencies(via, clients, d)...)
+			dir = append(dir, b.latenciesEach(direct, clients, d)...)
+			v = append(v, b.latenciesEach(via, clients, d)...)
 		} else {
-			v = append(v, b.latencies(via, clients, d)...)
-			dir = append(dir, b.latencies(direct, clients, d)...)
+			v = append(v, b.latenciesEach(via, clients, d)...)
+			dir = append(dir, b.latenciesEach(direct, clients, d)...)
 		}
 	}
 	return v, dir
@@ -353,6 +364,29 @@ func (b *bench) getLatency() {
 		}
 		fmt.Fprintf(&b.report, "| %d | %s / %s | %s / %s | %.2f / %.2f | %s | %s |\n", clients, ms(dp50), ms(dp99), ms(vp50), ms(vp99), r50, r99, goal, verdict(ok))
 	}
+	b.getDistinctLatency(sc)
+}
+
+// getDistinctLatency measures 64 clients that each GET a backup of their own: no two GETs can
+// share an Elasticsearch read, so this is what the sidecar's hop costs under load. Not a goal
+// of issue 13 (which asks for one backup); reported so that the shared reads are not mistaken
+// for a cheap hop.
+func (b *bench) getDistinctLatency(sc *sidecarProc) {
+	const clients = 64
+	b.es.do("DELETE", "/bench-tiny", "")
+	b.es.must("PUT", "/bench-tiny", `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
+	b.es.must("PUT", "/bench-tiny/_doc/1?refresh=true", `{"tiny":true}`)
+	defer b.es.do("DELETE", "/bench-tiny", "")
+	b.createBackups("bench-get", 1001, 1000+clients)
+	id := func(c int) string { return strconv.Itoa(1001 + c) }
+	via := func(c int) string { return sc.url + "/actuator/backups/" + id(c) }
+	direct := func(c int) string {
+		return b.es.url + capturedQuery(b.t, "bench-get", "/actuator/backups/"+id(c))
+	}
+	v, d := b.pairedLatenciesEach(via, direct, clients, 2*time.Second)
+	vp50, vp99, dp50, dp99 := percentile(v, 50), percentile(v, 99), percentile(d, 50), percentile(d, 99)
+	fmt.Fprintf(&b.report, "\nFor comparison, not a goal of issue 13: %d clients each GETting a backup of their own (no two GETs can share a read), the same rounds: direct p50 / p99 %s / %s ms, sidecar %s / %s ms, ratio %.2f / %.2f. That is the hop itself on 2 cores shared by Elasticsearch, the load generator and the sidecar.\n",
+		clients, ms(dp50), ms(dp99), ms(vp50), ms(vp99), float64(vp50)/float64(dp50), float64(vp99)/float64(dp99))
 }
 
 // --- the process: start, memory, binary ---
@@ -929,6 +963,11 @@ func (b *bench) measureGrowth(repo string, n int, created time.Duration) {
 	allocs, bytes := b.listAllocs(repo)
 	gv, gd := b.pairedLatencies(sc.url+"/actuator/backups/1", b.es.url+getQuery, 1, time.Second)
 	ratio := float64(median(via)) / float64(median(direct))
-	fmt.Fprintf(&b.report, "| %d | %s | %s | %s | %.2f | ≤ 1.2 | %s | %d | %d | %s | %s |\n", n, created.Round(time.Second), ms(median(direct)), ms(median(via)), ratio, verdict(ratio <= 1.2),
+	// Issue 13 sets the list's goal at 100, 1,000 and 10,000 backups; 10 shows how cost grows.
+	goal, result := "≤ 1.2", verdict(ratio <= 1.2)
+	if n < 100 {
+		goal, result = "none", "-"
+	}
+	fmt.Fprintf(&b.report, "| %d | %s | %s | %s | %.2f | %s | %s | %d | %d | %s | %s |\n", n, created.Round(time.Second), ms(median(direct)), ms(median(via)), ratio, goal, result,
 		allocs/uint64(n), bytes/uint64(n), ms(percentile(gd, 50)), ms(percentile(gv, 50)))
 }
