@@ -44,6 +44,7 @@ type inlineConn struct {
 	net.Conn
 	host      string // the pool it belongs to
 	br        *bufio.Reader
+	bw        *bufio.Writer // empty between requests
 	idleSince time.Time
 }
 
@@ -127,11 +128,10 @@ func (t *inlineTransport) exchange(c *inlineConn, req *http.Request) (*http.Resp
 	}
 	// Writes fail only on the connection (a long request line flushes midway): nothing can
 	// have been answered yet.
-	w := bufio.NewWriterSize(c, 4096)
-	if err := req.Write(w); err != nil {
+	if err := req.Write(c.bw); err != nil {
 		return fail(fmt.Errorf("%w: %w", errNothingReceived, err))
 	}
-	if err := w.Flush(); err != nil {
+	if err := c.bw.Flush(); err != nil {
 		return fail(fmt.Errorf("%w: %w", errNothingReceived, err))
 	}
 	if _, err := c.br.Peek(1); err != nil {
@@ -275,7 +275,7 @@ func (t *inlineTransport) dial(ctx context.Context, host string) (*inlineConn, e
 	if err != nil {
 		return nil, err
 	}
-	return &inlineConn{Conn: nc, host: host, br: bufio.NewReaderSize(nc, 16<<10)}, nil
+	return &inlineConn{Conn: nc, host: host, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, nil
 }
 
 // put keeps an idle connection, unless the pool for its host is full.
