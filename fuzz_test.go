@@ -95,10 +95,10 @@ func FuzzParseSnapshotName(f *testing.F) {
 	})
 }
 
-// FuzzJSONDecodersAgree checks that segmentio's decoder, which reads Elasticsearch's answers
-// (esCallWithin), gives exactly what encoding/json gives for every type those answers are read
-// into, and refuses what encoding/json refuses: the destructive paths decide by these values.
-// Seeded with every recorded answer.
+// FuzzJSONDecodersAgree checks that decodeAnswer, which reads get-snapshots pages with
+// segmentio's decoder (esCallWithin), gives exactly what encoding/json gives, and refuses what
+// encoding/json refuses: DELETE, restore and retention decide by these snapshots. Seeded with
+// every recorded answer.
 func FuzzJSONDecodersAgree(f *testing.F) {
 	recordings, _ := filepath.Glob("testdata/es/*.json")
 	for _, name := range recordings {
@@ -108,27 +108,43 @@ func FuzzJSONDecodersAgree(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"snapshots":[{"snapshot":"camunda_optimize_1_3.9.0_part_1_of_2","start_time_in_millis":1e3}]}`))
-	f.Add([]byte(`{"snapshots":[{"SNAPSHOT":"a","snapshot":"b","metadata":{"n":1.5,"n":[null]}}],"next":"\ud800x"}`))
+	f.Add([]byte(`{"snapshots":[{"SNAPSHOT":"a","snapshot":"b","metadata":{"n":1.5,"n":[null],"s":"\"[{"}}],"next":"\ud800x"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		agree(t, body, func() any { return new(getSnapshotsAnswer) })
-		agree(t, body, func() any { return new(drillDoc) })
-		agree(t, body, func() any { return new(restoreJob) })
-		agree(t, body, func() any { return new(esErrorBody) })
-		agree(t, body, func() any { return new(map[string]any) })
+		var want, got getSnapshotsAnswer
+		wantErr, gotErr := json.Unmarshal(body, &want), decodeAnswer(body, &got)
+		if (wantErr == nil) != (gotErr == nil) {
+			t.Fatalf("%q: encoding/json says %v, decodeAnswer says %v", body, wantErr, gotErr)
+		}
+		if wantErr == nil {
+			if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
+				t.Fatalf("%q decodes differently (-encoding/json +decodeAnswer):\n%s", body, diff)
+			}
+		}
 	})
 }
 
-// agree decodes body into a fresh value of each decoder and compares outcomes.
-func agree(t *testing.T, body []byte, fresh func() any) {
-	t.Helper()
-	want, got := fresh(), fresh()
-	wantErr, gotErr := json.Unmarshal(body, want), fastjson.Unmarshal(body, got)
-	if (wantErr == nil) != (gotErr == nil) {
-		t.Fatalf("%T from %q: encoding/json says %v, segmentio says %v", want, body, wantErr, gotErr)
+// A page nested deeper than Elasticsearch ever writes is refused as encoding/json refuses it,
+// not given to segmentio's decoder, whose recursion has no limit: 4 million levels (8 MB, under
+// maxAnswerBytes) would overflow the stack, a fatal error no recover catches.
+func TestDecodeAnswerDeepNesting(t *testing.T) {
+	deep := []byte(`{"snapshots":[{"metadata":{"x":` + strings.Repeat("[", 4<<20) + strings.Repeat("]", 4<<20) + `}}]}`)
+	var page getSnapshotsAnswer
+	if err := decodeAnswer(deep, &page); err == nil || !strings.Contains(err.Error(), "exceeded max depth") {
+		t.Fatalf("decodeAnswer of 4 million levels: %v; want encoding/json's depth error", err)
 	}
-	if wantErr == nil {
-		if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
-			t.Fatalf("%T from %q decodes differently (-encoding/json +segmentio):\n%s", want, body, diff)
+	for _, c := range []struct {
+		text  string
+		limit int
+		want  bool
+	}{
+		{`{"a":[1,{"b":2}]}`, 3, false},
+		{`{"a":[1,{"b":2}]}`, 2, true},
+		{`{"a":"[[[[{{{{"}`, 1, false},
+		{`{"a":"\"[[[["}`, 1, false},
+		{`{"a":"\\","b":[[]]}`, 2, true},
+	} {
+		if got := nestedDeeperThan([]byte(c.text), c.limit); got != c.want {
+			t.Errorf("nestedDeeperThan(%s, %d) = %t; want %t", c.text, c.limit, got, c.want)
 		}
 	}
 }
@@ -139,6 +155,7 @@ func agree(t *testing.T, body []byte, fresh func() any) {
 func FuzzJSONEncodersAgree(f *testing.F) {
 	f.Add("1", "camunda_optimize_1_3.9.0_part_1_of_2", "SUCCESS", "", int64(1764131027098), false)
 	f.Add("nightly", "a<b>&\u2028\x00\xff", "FAILED", "[i][0] IndexShardSnapshotFailedException \"x\"", int64(-5), true)
+	f.Add("2", "camunda_optimize_2_3.9.0_part_1_of_2", "SUCCESS", "", int64(253402300800000), false) // year 10000
 	f.Fuzz(func(t *testing.T, id, name, state, reason string, millis int64, legacy bool) {
 		snaps := []snapshot{
 			{Name: name, State: state, Reason: reason, StartMillis: millis, EndMillis: millis + 1,

@@ -147,10 +147,10 @@ func detailOf(s snapshot, times *[]time.Time) snapshotDetail {
 		*times = append(*times, time.UnixMilli(millis).UTC())
 		return &(*times)[len(*times)-1]
 	}
-	if s.StartMillis > 0 {
+	if wireMillis(s.StartMillis) {
 		d.StartTime = at(s.StartMillis)
 	}
-	if s.EndMillis > 0 && s.State != "IN_PROGRESS" {
+	if wireMillis(s.EndMillis) && s.State != "IN_PROGRESS" {
 		d.EndTime = at(s.EndMillis)
 	}
 	for _, f := range s.Failures {
@@ -158,6 +158,13 @@ func detailOf(s snapshot, times *[]time.Time) snapshotDetail {
 	}
 	return d
 }
+
+// maxWireMillis is the end of year 9999 in Unix milliseconds: RFC 3339 has four-digit years.
+const maxWireMillis = 253402300799999
+
+// wireMillis tells whether a snapshot time is one to report: set (Elasticsearch says 0 when it
+// has none) and a date RFC 3339 can write (a later one would be a broken clock; null is said).
+func wireMillis(millis int64) bool { return millis > 0 && millis <= maxWireMillis }
 
 // ptr returns a pointer to a copy of v, for the optional fields of an answer.
 func ptr[T any](v T) *T { return &v }
