@@ -628,16 +628,20 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	}
 	started := time.Now()
 	deadline := started.Add(s.cfg.RestoreWaitTimeout)
+	var written time.Time // when the progress was last stored
 	for {
 		rec, err := s.recovery(ctx, part.Indices)
 		if err != nil {
 			return err
 		}
 		p := restoreProgressOf(part, rec, r.current().Restored)
-		if p != r.current().Snapshots[i] {
+		// Progress is stored when a shard or the state changes, and bytes at most every
+		// progressEvery: the recovery is read far more often while a part is young.
+		if was := r.current().Snapshots[i]; p != was && (p.ShardsDone != was.ShardsDone || p.State != was.State || time.Since(written) >= progressEvery) {
 			if err := r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p }); err != nil {
 				return err
 			}
+			written = time.Now()
 		}
 		if p.State == restoreCompleted {
 			return nil
@@ -717,6 +721,9 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 	}
 	return p
 }
+
+// progressEvery is how often a restore's byte count is stored in its job while it changes.
+const progressEvery = time.Second
 
 // minPoll is the shortest wait between two reads of the state of running work.
 const minPoll = 20 * time.Millisecond
