@@ -22,9 +22,13 @@ import (
 
 // fault is what faultProxy does to one request: wait before forwarding it, and after
 // forwarding it answer with gatewayStatus instead of Elasticsearch's answer (0: pass it on).
+// With answered set, the proxy closes it once Elasticsearch has answered and holds the answer
+// until release is closed (a slow way back).
 type fault struct {
 	delay         time.Duration
 	gatewayStatus int
+	answered      chan struct{}
+	release       <-chan struct{}
 }
 
 // faultProxy stands between a sidecar and the real Elasticsearch, as a gateway would, and
@@ -61,6 +65,10 @@ func newFaultProxy(t *testing.T, esURL string, rule func(method, path string) fa
 		}
 		defer res.Body.Close()
 		answer, _ := io.ReadAll(res.Body)
+		if f.answered != nil {
+			close(f.answered)
+			<-f.release
+		}
 		if f.gatewayStatus != 0 {
 			// Elasticsearch did the work; the gateway lost its answer.
 			w.Header().Set("Content-Type", "text/html")
@@ -115,10 +123,11 @@ func (s sidecar) job(id string) restoreJob {
 	return job
 }
 
-// waitJob polls the restore job until done says so, failing after 2 minutes.
+// waitJob polls the restore job until done says so, failing after 3 minutes (a restore on
+// three nodes under -race) or when the job ended otherwise.
 func (s sidecar) waitJob(id string, what string, done func(restoreJob) bool) restoreJob {
 	s.t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		job := s.job(id)
 		if done(job) {
