@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -112,25 +111,10 @@ func (es realES) deleteIndices() {
 	}
 }
 
-// restoreJobOf polls GET .../restore until the job has ended and returns it.
+// waitRestore polls GET .../restore until the job has ended (COMPLETED or FAILED) and returns it.
 func (s sidecar) waitRestore(id string) restoreJob {
 	s.t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		status, body := s.call("GET", "/actuator/backups/"+id+"/restore", "")
-		var job restoreJob
-		json.Unmarshal(body, &job)
-		if status != 200 {
-			s.t.Fatalf("restore status of %s: got %d %s; want 200", id, status, body)
-		}
-		if job.State == restoreCompleted || job.State == restoreFailed {
-			return job
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("restore of %s still %s after 3 min: %s", id, job.State, body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return s.waitJob(id, "an ended job", func(job restoreJob) bool { return !job.active() })
 }
 
 // checkRestore runs the end-to-end restore proof on one cluster: back up, fingerprint, delete,
