@@ -51,8 +51,8 @@ func partOf(name string) int {
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
 	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
-	// each oldest first. Each name is parsed once, not in every comparison: the parse is a
-	// regular expression, and this runs for every GET and every backup listed.
+	// each oldest first. Each name is parsed once, not in every comparison: this runs for
+	// every GET and every backup listed.
 	type numbered struct {
 		snapshot
 		part int
