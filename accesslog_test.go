@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // logBuffer collects JSON log lines from handlers that may log from several goroutines.
@@ -140,6 +141,60 @@ func TestAccessLogLine(t *testing.T) {
 			}
 			if tc.replaced && strings.Contains(logs.String(), "forged") {
 				t.Errorf("the refused request ID reached the log: %s", logs)
+			}
+		})
+	}
+}
+
+// answeredFirstLog is a log that, when a request's access line is written, waits (up to a
+// while) for the test's client to have received the whole answer, and notes whether it had.
+type answeredFirstLog struct {
+	received chan struct{}
+	before   chan bool
+}
+
+func (l *answeredFirstLog) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(`"msg":"request"`)) {
+		select {
+		case <-l.received:
+			l.before <- true
+		case <-time.After(2 * time.Second):
+			l.before <- false
+		}
+	}
+	return len(p), nil
+}
+
+// TestAnswerSentBeforeItsLogLine checks, through a real HTTP server, that a JSON answer goes
+// out whole, with its Content-Length (not chunked), before its access line is written: the
+// caller does not wait for the log. Without the flush, the log waits for an answer that waits
+// for the log, and the check sees the line written first.
+func TestAnswerSentBeforeItsLogLine(t *testing.T) {
+	for _, path := range []string{"/actuator/backups/1", "/actuator/backups", "/actuator/backups/Upper"} {
+		t.Run(path, func(t *testing.T) {
+			fake := newFakeES(t, map[string]string{getBackup("1"): "state-completed", listAll: "ids-list"})
+			srv := newTestServer(t, testConfig(fake.srv.URL))
+			logs := &answeredFirstLog{received: make(chan struct{}), before: make(chan bool, 1)}
+			srv.log = slog.New(slog.NewJSONHandler(logs, nil))
+			web := httptest.NewServer(srv.routes())
+			defer web.Close()
+
+			res, err := http.Get(web.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			close(logs.received)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ContentLength != int64(len(body)) || len(res.TransferEncoding) != 0 {
+				t.Errorf("got Content-Length %d and Transfer-Encoding %v for a body of %d bytes; want the length, not chunks",
+					res.ContentLength, res.TransferEncoding, len(body))
+			}
+			if !<-logs.before {
+				t.Errorf("the access line of %s was written before the caller had the answer", path)
 			}
 		})
 	}
