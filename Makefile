@@ -45,6 +45,7 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzBackupID$$' -fuzztime $(FUZZTIME) .
 	go test -run '^$$' -fuzz '^FuzzParseSnapshotName$$' -fuzztime $(FUZZTIME) .
 	go test -run '^$$' -fuzz '^FuzzJSONDecodersAgree$$' -fuzztime $(FUZZTIME) .
+	go test -run '^$$' -fuzz '^FuzzNestedDeeperThan$$' -fuzztime $(FUZZTIME) .
 	go test -run '^$$' -fuzz '^FuzzJSONEncodersAgree$$' -fuzztime $(FUZZTIME) .
 
 lint: tools

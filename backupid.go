@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -32,12 +31,16 @@ const esForbidden = `#`
 // maxLong is the largest ID Optimize 3.10+ accepts: its IDs are Java longs (2^63-1).
 const maxLong = "9223372036854775807"
 
-// decimalInteger is a non-negative integer written in plain decimal digits, as JSON writes it.
-var decimalInteger = regexp.MustCompile(`^(0|[1-9][0-9]*)$`)
+// isDecimalInteger tells whether s is a non-negative integer written in plain decimal digits,
+// as JSON writes it (no leading zero). Not a regular expression: every listed backup's ID
+// goes through fitsLong.
+func isDecimalInteger(s string) bool {
+	return allDigits(s) && (len(s) == 1 || s[0] != '0')
+}
 
 // fitsLong tells whether a decimal integer is at most 2^63-1, the largest Optimize 3.10+ ID.
 func fitsLong(digits string) bool {
-	return decimalInteger.MatchString(digits) && (len(digits) < len(maxLong) || len(digits) == len(maxLong) && digits <= maxLong)
+	return isDecimalInteger(digits) && (len(digits) < len(maxLong) || len(digits) == len(maxLong) && digits <= maxLong)
 }
 
 // parseCreateID reads the backupId of a create request on route family f and returns the ID
@@ -64,7 +67,7 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 		return id, validateBackupID(id)
 	}
 	switch {
-	case decimalInteger.Match(raw):
+	case isDecimalInteger(string(raw)):
 		if f == current && !fitsLong(string(raw)) {
 			return "", badRequest("The backupId %s is larger than %s, the largest ID Optimize 3.10+ accepts (a Java long); use a smaller integer.", raw, maxLong)
 		}

@@ -236,7 +236,12 @@ func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][
 		for _, snap := range page.Snapshots {
 			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
 			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
-				byID[id] = append(byID[id], snap)
+				group := byID[id]
+				if group == nil {
+					// Room for both parts at once: one allocation per backup, not two.
+					group = make([]snapshot, 0, partCount)
+				}
+				byID[id] = append(group, snap)
 			}
 		}
 		if page.Next == "" || len(page.Snapshots) == 0 {

@@ -51,30 +51,30 @@ func partOf(name string) int {
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
 	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
-	// each oldest first. Each name is parsed once, not in every comparison: this runs for
-	// every GET and every backup listed.
-	type numbered struct {
-		snapshot
-		part int
-	}
-	sorted := make([]numbered, len(snaps))
+	// each oldest first. Each name is parsed once, not in every comparison, and what is sorted
+	// is positions, not copies of the snapshots: this runs for every GET and every backup
+	// listed. A backup has two snapshots, so the positions fit on the stack.
+	type numbered struct{ at, part int }
+	var room [2 * partCount]numbered
+	sorted := room[:0]
 	for i, sn := range snaps {
-		sorted[i] = numbered{sn, partOf(sn.Name)}
+		sorted = append(sorted, numbered{i, partOf(sn.Name)})
 	}
 	slices.SortStableFunc(sorted, func(a, b numbered) int {
-		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(a.StartMillis, b.StartMillis), strings.Compare(a.Name, b.Name))
+		sa, sb := &snaps[a.at], &snaps[b.at]
+		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(sa.StartMillis, sb.StartMillis), strings.Compare(sa.Name, sb.Name))
 	})
 	// The details' times point into one array: two allocations per backup instead of two per
 	// snapshot (a list of 10,000 backups makes 40,000 of them).
 	times := make([]time.Time, 0, 2*len(snaps))
 	// Counters rather than maps: this runs once per backup listed.
 	var success, incompatible, inProgress int
-	var part1 snapshot // the part 1 that started last
+	var part1 *snapshot // the part 1 that started last
 	var has1, has2 bool
 	var failed []string
 	for _, n := range sorted {
-		s := n.snapshot
-		info.Details = append(info.Details, detailOf(s, &times))
+		s := &snaps[n.at]
+		info.Details = append(info.Details, detailOf(*s, &times))
 		switch s.State {
 		case "SUCCESS":
 			success++
@@ -91,7 +91,7 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 		}
 		info.newest = max(info.newest, s.StartMillis)
 		if s.State == "FAILED" || s.State == "PARTIAL" {
-			failed = append(failed, failureOf(s))
+			failed = append(failed, failureOf(*s))
 		}
 	}
 	switch {
@@ -114,8 +114,8 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 	default:
 		info.State = stateFailed
 		names := make([]string, len(sorted))
-		for i, s := range sorted {
-			names[i] = s.Name
+		for i, n := range sorted {
+			names[i] = snaps[n.at].Name
 		}
 		info.FailureReason = ptr(fmt.Sprintf("Backup [%s] has %d snapshots but an Optimize backup has exactly %d parts: [%s]; delete the extra snapshots or the backup",
 			id, len(snaps), partCount, strings.Join(names, ", ")))
