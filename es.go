@@ -180,14 +180,11 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("%w: %w", errESUnreachable, err)
 	}
 	defer res.Body.Close()
-	// The answer is read into a pooled buffer: every value decoded from it is a copy (both
-	// decoders copy strings and raw messages), and nothing below keeps body past this call.
-	buf := getBuffer()
-	defer putBuffer(buf)
-	if _, err := buf.ReadFrom(io.LimitReader(res.Body, maxAnswerBytes+1)); err != nil {
+	body, release, err := readAnswer(res.Body)
+	defer release()
+	if err != nil {
 		return fmt.Errorf("%w: reading the answer: %v", errESUnreachable, err)
 	}
-	body := buf.Bytes()
 	if len(body) > maxAnswerBytes {
 		return fmt.Errorf("%w: more than %d MiB; ask for less (e.g. ?limit=) or raise Elasticsearch's filter", errAnswerTooLarge, maxAnswerBytes>>20)
 	}
@@ -211,6 +208,25 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
+}
+
+// readAnswer reads an answer of up to maxAnswerBytes+1 bytes (one more tells it is too
+// large). Answers the size of a list page are read into a pooled buffer: every value decoded
+// from them is a copy (both decoders copy strings and raw messages), and release gives the
+// buffer back once the caller is done with body. A larger answer is read as io.ReadAll reads
+// it: a bytes.Buffer doubles as it fills, and 16 MiB must not cost 32.
+func readAnswer(r io.Reader) (body []byte, release func(), err error) {
+	buf := getBuffer()
+	release = func() { putBuffer(buf) }
+	const pooled = maxPooledBuffer - bytes.MinRead // what ReadFrom fills without growing past the pool's limit
+	if _, err := buf.ReadFrom(io.LimitReader(r, pooled)); err != nil {
+		return nil, release, err
+	}
+	if buf.Len() < pooled {
+		return buf.Bytes(), release, nil
+	}
+	body, err = io.ReadAll(io.MultiReader(bytes.NewReader(buf.Bytes()), io.LimitReader(r, maxAnswerBytes+1-pooled)))
+	return body, release, err
 }
 
 // decodeAnswer decodes an answer into target. Pages of get-snapshots, which every GET and list

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
-	fastjson "github.com/segmentio/encoding/json"
 )
 
 // FuzzBackupID checks, for any ID a client can send, that a valid ID names exactly its own
@@ -117,9 +115,13 @@ func FuzzJSONDecodersAgree(f *testing.F) {
 			t.Fatalf("%q: encoding/json says %v, decodeAnswer says %v", body, wantErr, gotErr)
 		}
 		if wantErr == nil {
-			// An empty page may come back as an empty slice where encoding/json leaves nil
-			// (decodeAnswer sizes the slice before decoding): every reader takes len or range.
-			if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true }), cmpopts.EquateEmpty()); diff != "" {
+			// A page may come back with an empty slice of snapshots where encoding/json leaves
+			// nil (decodeAnswer sizes it before decoding): every reader takes len or range.
+			// Only that slice: anything else nil on one side and empty on the other differs.
+			if len(got.Snapshots) == 0 && want.Snapshots == nil {
+				got.Snapshots = nil
+			}
+			if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
 				t.Fatalf("%q decodes differently (-encoding/json +decodeAnswer):\n%s", body, diff)
 			}
 		}
@@ -190,7 +192,7 @@ func nestedDeeperThanByteByByte(text []byte, limit int) bool {
 	return false
 }
 
-// FuzzJSONEncodersAgree checks that segmentio's encoder, which writes every answer
+// FuzzJSONEncodersAgree checks that appendAnswer (segmentio), which writes every answer
 // (writeJSON), writes a backup's answer byte for byte as encoding/json does, whatever the
 // strings Elasticsearch reported (invalid UTF-8, control characters, HTML).
 func FuzzJSONEncodersAgree(f *testing.F) {
@@ -205,13 +207,13 @@ func FuzzJSONEncodersAgree(f *testing.F) {
 		}
 		info := backupState(id, snaps, false, time.UnixMilli(millis), time.Minute).wire(legacy)
 		for _, v := range []any{info, []wireBackupInfo{info, info}, apiError{ErrorCode: state, ErrorMessage: name, DetailedMessage: reason}} {
-			var want, got strings.Builder
-			stdEnc, fastEnc := json.NewEncoder(&want), fastjson.NewEncoder(&got)
+			var want strings.Builder
+			stdEnc := json.NewEncoder(&want)
 			stdEnc.SetEscapeHTML(false)
-			fastEnc.SetEscapeHTML(false)
-			wantErr, gotErr := stdEnc.Encode(v), fastEnc.Encode(v)
-			if (wantErr == nil) != (gotErr == nil) || want.String() != got.String() {
-				t.Fatalf("%T encodes differently:\nencoding/json: %q %v\nsegmentio:     %q %v", v, want.String(), wantErr, got.String(), gotErr)
+			wantErr := stdEnc.Encode(v)
+			got, gotErr := appendAnswer(nil, v)
+			if (wantErr == nil) != (gotErr == nil) || want.String() != string(got) {
+				t.Fatalf("%T encodes differently:\nencoding/json: %q %v\nappendAnswer:  %q %v", v, want.String(), wantErr, got, gotErr)
 			}
 		}
 	})
