@@ -236,9 +236,9 @@ func readAnswer(r io.Reader) (body []byte, release func(), err error) {
 // depth limit and would overflow the stack: a fatal error), goes through encoding/json.
 func decodeAnswer(body []byte, target any) error {
 	if page, ok := target.(*getSnapshotsAnswer); ok && !nestedDeeperThan(body, maxFastDepth) {
-		// Sized once from the names in the text (the decoder fills the room it is given and
-		// grows it only if a metadata value happens to hold the key), rather than doubled
-		// from 1 to 1,000 snapshots with a copy at every step.
+		// Sized once from the snapshot objects in the text, rather than doubled from 1 to
+		// 1,000 snapshots with a copy at every step. The count is only room: the decoder
+		// fills what is there and grows it as before should the count fall short.
 		if n := bytes.Count(body, snapshotKey); n > 0 {
 			page.Snapshots = make([]snapshot, 0, n)
 		}
