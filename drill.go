@@ -1,22 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
 // A restore drill proves that a backup restores, without touching the installation: it
@@ -76,10 +71,17 @@ type drillIndex struct {
 type drillDoc struct {
 	drillResult
 	Repository string `json:"repository"`
-	Owner      string `json:"owner"`
 	// Previous is how the drill before this one ended.
 	Previous *drillOutcome `json:"previous,omitempty"`
-	docStamp
+	leaseStamp
+}
+
+// clone is a deep copy of the drill: a change made on it never touches the stored drill.
+func (d *drillDoc) clone() drillDoc {
+	c := *d
+	c.Snapshots = slices.Clone(d.Snapshots)
+	c.Indices = slices.Clone(d.Indices)
+	return c
 }
 
 // drillDocID is the ID of this installation's drill document.
@@ -170,31 +172,37 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 			s.drills.release(drillKey)
 		}
 	}()
-
-	var stored drillDoc
-	ver, found, err := s.loadDoc(ctx, s.drillDocID(), &stored)
+	run, previous, err := s.takeDrillDocument(ctx, s.newDrillDoc(info, snaps, own), info)
 	if err != nil {
 		return drillDoc{}, err
 	}
-	if found && stored.State == drillRunning {
-		// Taken over only by watchDrills, which judges silence by its own clock: another
-		// sidecar's clock says nothing here.
-		return drillDoc{}, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)}
+	// A restore takes its job, then reads the drill; a drill takes its document, then reads the
+	// job and the delete marks: one of the two always sees the other.
+	err = s.noRestoreRunning(ctx)
+	if marks, _, merr := s.loadMarks(ctx); err == nil && (merr != nil || s.markedForDelete(marks, id)) {
+		err = merr
+		if err == nil {
+			err = &drillConflictError{fmt.Sprintf("Backup [%s] is being deleted; there is nothing to verify.", id)}
+		}
 	}
-	if err := s.noRestoreRunning(ctx); err != nil {
+	if err == nil && !s.drills.start(drillKey, run.run) {
+		err = errStopping
+	}
+	if err != nil {
+		run.undo(ctx, previous)
 		return drillDoc{}, err
 	}
-	if err := s.roomForDrill(ctx, own); err != nil {
-		return drillDoc{}, err
-	}
+	started = true
+	s.drillsSeen.Store(true)
+	return run.current(), nil
+}
 
+// newDrillDoc is the document of a new drill of the backup: its snapshots of this installation
+// (own) in part order, as a restore restores them, and the temporary index of each index.
+func (s *server) newDrillDoc(info backupInfo, snaps []snapshot, own []string) drillDoc {
 	now := s.now().UTC()
-	doc := drillDoc{Repository: s.cfg.Repository, Owner: s.owner, Previous: stored.Previous}
-	if found && stored.State != drillRunning && stored.EndTime != nil {
-		doc.Previous = &drillOutcome{BackupID: stored.BackupID, State: stored.State, EndTime: *stored.EndTime}
-	}
-	doc.drillResult = drillResult{BackupID: id, State: drillRunning, Step: "start", StartTime: &now, Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}
-	// In part order (info.Details), as a restore restores them.
+	doc := drillDoc{Repository: s.cfg.Repository}
+	doc.drillResult = drillResult{BackupID: info.BackupID, State: drillRunning, Step: "start", StartTime: &now, Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}
 	for _, detail := range info.Details {
 		i := slices.IndexFunc(snaps, func(sn snapshot) bool { return sn.Name == detail.SnapshotName })
 		if i < 0 || !slices.Contains(own, detail.SnapshotName) {
@@ -206,47 +214,56 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 			doc.Indices = append(doc.Indices, drillIndex{Snapshot: sn.Name, Index: ix, TemporaryIndex: s.drillIndexPrefix() + ix})
 		}
 	}
+	return doc
+}
+
+// takeDrillDocument stores doc as the installation's drill, over the last one if it ended (409
+// while one runs, or when another replica took the document first), and returns the drill and
+// the document it replaced.
+func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backupInfo) (*drillRun, drillDoc, error) {
+	var stored drillDoc
+	ver, found, err := s.loadDoc(ctx, s.drillDocID(), &stored)
+	if err != nil {
+		return nil, stored, err
+	}
+	if found && stored.State == drillRunning {
+		// Taken over only by watchDrills, which judges silence by its own clock: another
+		// sidecar's clock says nothing here.
+		return nil, stored, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)}
+	}
+	if err := s.noRestoreRunning(ctx); err != nil {
+		return nil, stored, err
+	}
+	own := make([]string, 0, len(doc.Snapshots))
+	for _, sn := range doc.Snapshots {
+		own = append(own, sn.Snapshot)
+	}
+	if err := s.roomForDrill(ctx, own); err != nil {
+		return nil, stored, err
+	}
+	doc.Previous = stored.Previous
+	if found && stored.EndTime != nil {
+		doc.Previous = &drillOutcome{BackupID: stored.BackupID, State: stored.State, EndTime: *stored.EndTime}
+	}
 	if !found {
 		if err := s.ensureJobsIndex(ctx); err != nil {
-			return drillDoc{}, err
+			return nil, stored, err
 		}
 	}
-	sent := time.Now()
-	ver, err = s.saveDoc(ctx, s.drillDocID(), &doc, &doc.docStamp, ver)
-	if errors.Is(err, errJobChanged) {
-		return drillDoc{}, &drillConflictError{"Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup."}
+	run := s.newDrillRun(doc, ver, info)
+	if err := run.start(ctx); errors.Is(err, errLeaseTaken) {
+		return nil, stored, &drillConflictError{"Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup."}
+	} else if err != nil {
+		return nil, stored, err
 	}
-	if err != nil {
-		return drillDoc{}, err
-	}
-	run := &drillRun{s: s, doc: doc, ver: ver, info: info, leased: sent}
-	// A restore takes its job, then reads the drill; a drill takes its document, then reads the
-	// job and the delete marks: one of the two always sees the other.
-	if err := s.noRestoreRunning(ctx); err != nil {
-		run.undo(ctx, stored)
-		return drillDoc{}, err
-	}
-	if marks, _, err := s.loadMarks(ctx); err != nil || s.markedForDelete(marks, id) {
-		if err == nil {
-			err = &drillConflictError{fmt.Sprintf("Backup [%s] is being deleted; there is nothing to verify.", id)}
-		}
-		run.undo(ctx, stored)
-		return drillDoc{}, err
-	}
-	started = true
-	if !s.drills.start(drillKey, run.run) {
-		run.undo(ctx, stored)
-		return drillDoc{}, errStopping
-	}
-	s.drillsSeen.Store(true)
-	return run.current(), nil
+	return run, stored, nil
 }
 
 // undo puts back the drill document a drill replaced, for a drill refused after it took the
 // document and before it did anything: a drill that never ran is no verification result.
 func (d *drillRun) undo(ctx context.Context, previous drillDoc) {
 	if err := d.update(ctx, func(doc *drillDoc) { *doc = previous }); err != nil {
-		d.s.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "backup_id", d.doc.BackupID, "err", err)
+		d.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "err", err)
 	}
 }
 
@@ -257,17 +274,6 @@ type drillOutcome struct {
 	EndTime  time.Time `json:"endTime"`
 }
 
-// snapshotStatus is what roomForDrill reads of the snapshot status API.
-type snapshotStatus struct {
-	Snapshots []struct {
-		Stats struct {
-			Total struct {
-				Size int64 `json:"size_in_bytes"`
-			} `json:"total"`
-		} `json:"stats"`
-	} `json:"snapshots"`
-}
-
 // drillDiskLimit is the share of the data nodes' disk a drill may fill: Elasticsearch's default
 // low watermark, above which it allocates no new shard (the drill's restore would wait) and
 // nearer to the flood stage, which makes every index read-only, Optimize's too.
@@ -276,33 +282,13 @@ const drillDiskLimit = 0.85
 // roomForDrill refuses (409) a drill whose copy of the backup would fill the data nodes' disks
 // beyond drillDiskLimit.
 func (s *server) roomForDrill(ctx context.Context, snapshots []string) error {
-	var status snapshotStatus
-	req := esapi.SnapshotStatusRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(snapshots), FilterPath: []string{"snapshots.stats.total.size_in_bytes"}}
-	if err := s.read(ctx, req, &status); err != nil {
-		return fmt.Errorf("read the size of the backup's snapshots: %w", err)
+	size, err := s.snapshotsSize(ctx, snapshots)
+	if err != nil {
+		return err
 	}
-	var size int64
-	for _, sn := range status.Snapshots {
-		size += sn.Stats.Total.Size
-	}
-	var nodes struct {
-		Nodes map[string]struct {
-			FS struct {
-				Total struct {
-					Total     int64 `json:"total_in_bytes"`
-					Available int64 `json:"available_in_bytes"`
-				} `json:"total"`
-			} `json:"fs"`
-		} `json:"nodes"`
-	}
-	nreq := esapi.NodesStatsRequest{NodeID: []string{"data:true"}, Metric: []string{"fs"}, FilterPath: []string{"nodes.*.fs.total.total_in_bytes", "nodes.*.fs.total.available_in_bytes"}}
-	if err := s.read(ctx, nreq, &nodes); err != nil {
-		return fmt.Errorf("read the data nodes' free disk: %w", err)
-	}
-	var total, available int64
-	for _, n := range nodes.Nodes {
-		total += n.FS.Total.Total
-		available += n.FS.Total.Available
+	total, available, err := s.dataNodesDisk(ctx)
+	if err != nil {
+		return err
 	}
 	return drillRoom(size, total, available)
 }
@@ -353,112 +339,34 @@ func versionOf(names []string) string {
 	return ""
 }
 
-// drillRun is one drill this process runs: its document (changed on a copy, written with
-// compare-and-set, so a replica that abandoned it makes this process stop).
+// drillRun is one drill this process runs: its leased document, and the backup as read when it
+// started.
 type drillRun struct {
-	s    *server
+	*leasedJob[drillDoc, *drillDoc]
 	info backupInfo
-	mu   sync.Mutex // guards doc, ver and leased
-	doc  drillDoc
-	ver  jobVersion
-	// leased is when the last stored write had been sent: the lease holds from then.
-	leased time.Time
-	// lost ends the drill's steps when another sidecar took the drill over.
-	lost context.CancelFunc
 }
 
-// guard fails once the lease is too old to act on (as jobRun.guard): a watcher takes a drill
-// over after staleAfter without a change, and a delete started now must not overlap the new
-// owner's drill.
-func (d *drillRun) guard() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if time.Since(d.leased) > d.s.staleAfter()-d.s.cfg.ESTimeout-heartbeatEvery {
-		return errDrillLeaseStale
-	}
-	return nil
+// newDrillRun holds the drill doc, stored at version ver (zero: not stored yet).
+func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *drillRun {
+	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
+	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, log), info: info}
 }
 
-// errDrillLeaseStale stops a drill whose lease was not renewed in time (Elasticsearch slow):
-// it ends through finish, whose compare-and-set decides whether it still holds the drill.
-var errDrillLeaseStale = errors.New("the drill's lease was not renewed in time (Elasticsearch too slow to answer)")
-
-// current is a copy of the drill's document.
-func (d *drillRun) current() drillDoc {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	doc := d.doc
-	doc.Snapshots = slices.Clone(doc.Snapshots)
-	doc.Indices = slices.Clone(doc.Indices)
-	return doc
-}
-
-// update applies change to a copy of the document and stores it (compare-and-set); on success
-// the copy becomes the document. A conflict means another sidecar took the drill over:
-// errLeaseLost, and the drill's steps end. Writes are not cancelled with the drill, so that the
-// version this sidecar holds is never left behind a write that went through.
-func (d *drillRun) update(ctx context.Context, change func(*drillDoc)) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	next := d.doc
-	next.Snapshots = slices.Clone(next.Snapshots)
-	next.Indices = slices.Clone(next.Indices)
-	change(&next)
-	sent := time.Now()
-	ver, err := d.s.saveDoc(context.WithoutCancel(ctx), d.s.drillDocID(), &next, &next.docStamp, d.ver)
-	if errors.Is(err, errJobChanged) {
-		if d.lost != nil {
-			d.lost()
-		}
-		return errLeaseLost
-	}
-	if err != nil {
-		return err
-	}
-	d.doc, d.ver, d.leased = next, ver, sent
-	return nil
-}
-
-// run is the drill: every step, then the cleanup, whatever happened. The lease is renewed
-// meanwhile, so that no replica takes the drill for abandoned while a long restore runs.
+// run is the drill: every step, then the cleanup, whatever happened, while the lease is
+// renewed (so that no replica takes the drill for abandoned while a long restore runs).
 func (d *drillRun) run(ctx context.Context) {
-	stepsCtx, cancelSteps := context.WithCancel(ctx)
-	defer cancelSteps()
-	var lost atomic.Bool
-	d.mu.Lock()
-	d.lost = func() { lost.Store(true); cancelSteps() }
-	d.mu.Unlock()
-	backupID := d.current().BackupID
-	stopLease := make(chan struct{})
-	leaseDone := make(chan struct{})
-	go func() {
-		defer close(leaseDone)
-		t := time.NewTicker(heartbeatEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopLease:
-				return
-			case <-t.C:
-			}
-			if err := d.update(ctx, func(*drillDoc) {}); err != nil && !errors.Is(err, errLeaseLost) {
-				d.s.log.Warn("drill: cannot renew its lease; will retry", "backup_id", backupID, "err", err)
-			}
-		}
-	}()
-	err := d.steps(stepsCtx)
-	close(stopLease) // not a cancel: a renewal in flight completes, and its version is kept
-	<-leaseDone
-	if lost.Load() || errors.Is(err, errLeaseLost) {
+	stepsCtx, err := d.leasedJob.run(ctx, d.steps)
+	if errors.Is(context.Cause(stepsCtx), errLeaseTaken) || errors.Is(err, errLeaseTaken) {
 		// Another sidecar took the drill over (this one was silent too long): it cleans up. This
 		// one deletes nothing, since a new drill may already be running.
-		d.s.log.Warn("drill: another sidecar took it over; this one stops without cleaning up", "backup_id", backupID)
+		d.log.Warn("drill: another sidecar took it over; this one stops without cleaning up")
 		return
 	}
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("the sidecar stopped during the drill (%w)", err)
 	}
-	// The cleanup and the result must be written also when the sidecar is stopping.
+	// The cleanup and the result must be written also when the sidecar is stopping. An expired
+	// lease ends here too: finish's first write decides whether this sidecar still holds it.
 	finishCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*d.s.cfg.ESTimeout)
 	defer cancel()
 	d.finish(finishCtx, err)
@@ -587,15 +495,10 @@ func (d *drillRun) checkSchemaVersion(ctx context.Context) error {
 		if !pattern.MatchString(ix.Index) {
 			continue
 		}
-		var answer struct {
-			Source struct {
-				SchemaVersion string `json:"schemaVersion"`
-			} `json:"_source"`
-		}
-		if err := d.s.read(ctx, esapi.GetRequest{Index: seg(ix.TemporaryIndex), DocumentID: "1"}, &answer); err != nil {
+		got, err := d.s.schemaVersion(ctx, ix.TemporaryIndex)
+		if err != nil {
 			return fmt.Errorf("read the schemaVersion from the restored metadata index %s (%s): %w", ix.Index, ix.TemporaryIndex, err)
 		}
-		got := answer.Source.SchemaVersion
 		if err := d.update(ctx, func(doc *drillDoc) { doc.SchemaVersion = got }); err != nil {
 			return err
 		}
@@ -613,7 +516,7 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	// Hold the document before deleting anything: a sidecar that lost the drill to another
 	// (which may have started a new drill with the same temporary names) deletes nothing.
 	if stepErr := d.step(ctx, "clean-up"); stepErr != nil {
-		s.log.Warn("drill: cannot take the drill document to clean up; this sidecar deletes nothing (the sidecar that holds it does)", "backup_id", d.doc.BackupID, "err", stepErr)
+		s.log.Warn("drill: cannot take the drill document to clean up; this sidecar deletes nothing (the sidecar that holds it does)", "err", stepErr)
 		return
 	}
 	left := []string(nil)
@@ -623,7 +526,7 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	}
 	if cleanupErr := cleanup(ctx, d.temporaryNames(), d.guard); cleanupErr != nil {
 		left = d.temporaryNames()
-		s.log.Error("drill: cannot delete its temporary indices; delete them by hand (a later drill also deletes them)", "backup_id", d.doc.BackupID, "indices", left, "err", cleanupErr)
+		s.log.Error("drill: cannot delete its temporary indices; delete them by hand (a later drill also deletes them)", "indices", left, "err", cleanupErr)
 		if err != nil {
 			err = fmt.Errorf("%w; its temporary indices could not all be deleted (temporaryIndicesLeft)", err)
 		}
@@ -641,13 +544,13 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	change(&final)
 	s.keepDrillResult(ctx, final)
 	if updateErr := d.update(ctx, change); updateErr != nil {
-		s.log.Error("drill: cannot record its result", "backup_id", d.doc.BackupID, "err", updateErr)
+		s.log.Error("drill: cannot record its result", "err", updateErr)
 		return
 	}
 	if err != nil {
-		s.log.Error("drill failed", "backup_id", d.doc.BackupID, "repository", s.cfg.Repository, "err", err)
+		s.log.Error("drill failed", "repository", s.cfg.Repository, "err", err)
 	} else {
-		s.log.Info("drill passed", "backup_id", d.doc.BackupID, "repository", s.cfg.Repository)
+		s.log.Info("drill passed", "repository", s.cfg.Repository)
 	}
 }
 
@@ -685,99 +588,36 @@ func drilledThese(r drillResult, snaps []snapshot) bool {
 
 // abandonDrill ends a drill whose sidecar went silent: it takes the drill's document first
 // (compare-and-set at the version read, so a sidecar that is alive after all keeps it), then
-// deletes the temporary indices and records FAILED. It returns the ended document and its
-// version; losing the document to another sidecar is a 409.
-func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) (drillDoc, jobVersion, error) {
-	run := &drillRun{s: s, doc: doc, ver: ver}
+// deletes the temporary indices and records FAILED.
+func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) error {
+	run := s.newDrillRun(doc, ver, backupInfo{})
 	silentOwner, step := doc.Owner, doc.Step
-	if err := run.update(ctx, func(d *drillDoc) { d.Owner, d.Step = s.owner, "abandoning" }); errors.Is(err, errLeaseLost) {
-		return doc, ver, &drillConflictError{fmt.Sprintf("The drill of backup [%s] was renewed or taken over by another sidecar just now; see GET .../%s/verify.", doc.BackupID, doc.BackupID)}
-	} else if err != nil {
-		return doc, ver, fmt.Errorf("take over the drill of backup [%s]: %w", doc.BackupID, err)
+	if err := run.takeOver(ctx, func(d *drillDoc) { d.Step = "abandoning" }); err != nil {
+		return err
 	}
-	s.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "backup_id", doc.BackupID, "owner", silentOwner)
+	run.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "owner", silentOwner)
 	run.finish(ctx, fmt.Errorf("the sidecar running the drill (%s) stopped at step %s", silentOwner, step))
-	if ended := run.current(); ended.State != drillRunning {
-		return ended, run.ver, nil
-	}
-	return doc, ver, fmt.Errorf("cannot end the abandoned drill of backup [%s]; try again", doc.BackupID)
+	return nil
 }
 
-// watchDrills looks at this installation's drill every heartbeat: it notes that drills exist
-// (so GET of a backup shows its last drill), and ends a drill whose document has not changed
-// for staleAfter on this sidecar's own clock (its sidecar was killed), whatever the clocks of
-// other sidecars say.
+// watchDrills runs in every sidecar: it notes that drills exist (so GET of a backup shows its
+// last drill), and ends a drill whose sidecar went silent.
 func (s *server) watchDrills(ctx context.Context) {
-	var seenRev string
-	var seenAt time.Time
-	for {
-		var doc drillDoc
-		ver, found, err := s.loadDoc(ctx, s.drillDocID(), &doc)
-		switch {
-		case err != nil || !found || doc.BackupID == "": // none, or put back empty by undo
-		case doc.State != drillRunning || s.drills.has(drillKey):
+	active := func(doc drillDoc) bool {
+		if doc.BackupID != "" { // "" when put back empty by undo
 			s.drillsSeen.Store(true)
-			seenRev = ""
-		case doc.Rev != seenRev:
-			s.drillsSeen.Store(true)
-			seenRev, seenAt = doc.Rev, time.Now()
-		case time.Since(seenAt) > s.staleAfter():
-			if _, _, err := s.abandonDrill(ctx, doc, ver); err != nil {
-				s.log.Warn("drill: cannot end an abandoned drill; will retry", "backup_id", doc.BackupID, "err", err)
-			}
-			seenRev = ""
 		}
-		if sleepCtx(ctx, heartbeatEvery) != nil {
-			return
-		}
+		return doc.BackupID != "" && doc.State == drillRunning
 	}
-}
-
-// restoreShards is the shard count of a finished restore.
-type restoreShards struct {
-	Total      int `json:"total"`
-	Failed     int `json:"failed"`
-	Successful int `json:"successful"`
-}
-
-// drillRestoreBody is the body of a drill's restore: the indices renamed to temporary names,
-// without aliases (Optimize's aliases must keep pointing at the live indices), without replicas.
-type drillRestoreBody struct {
-	Indices             []string       `json:"indices"`
-	IncludeGlobalState  bool           `json:"include_global_state"`
-	IncludeAliases      bool           `json:"include_aliases"`
-	RenamePattern       string         `json:"rename_pattern"`
-	RenameReplacement   string         `json:"rename_replacement"`
-	IndexSettings       map[string]any `json:"index_settings"`
-	IgnoreIndexSettings []string       `json:"ignore_index_settings"`
+	watchLeased[drillDoc](ctx, s, s.drillDocID(), active, func() bool { return s.drills.has(drillKey) }, s.abandonDrill)
 }
 
 // drillRestore restores exactly these indices of one snapshot to their temporary names and
 // waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
 func (s *server) drillRestore(ctx context.Context, snapshot string, indices []string, shardsTotal int) (restoreShards, error) {
-	body, err := json.Marshal(drillRestoreBody{
-		Indices: indices, RenamePattern: "(.+)", RenameReplacement: s.drillIndexPrefix() + "$1",
-		// Elasticsearch refuses to drop auto_expand_replicas on restore, but lets it be turned off.
-		IndexSettings:       map[string]any{"index.number_of_replicas": 0, "index.auto_expand_replicas": "false"},
-		IgnoreIndexSettings: []string{"index.blocks.write"},
-	})
-	if err != nil {
-		return restoreShards{}, err
-	}
-	wait := true
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait}
-	var answer struct {
-		Snapshot struct {
-			Shards restoreShards `json:"shards"`
-		} `json:"snapshot"`
-	}
-	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
-	err = s.esCallWithin(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer)
-	switch {
-	case err == nil:
-		return answer.Snapshot.Shards, nil
-	case ctx.Err() != nil || !answerLost(err):
-		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, err)
+	shards, err := s.restoreToTemporary(ctx, snapshot, indices, s.drillIndexPrefix())
+	if err == nil || ctx.Err() != nil || !answerLost(err) {
+		return shards, err
 	}
 	// The answer was lost (a gateway that cuts long requests, a dropped connection): the
 	// restore may run all the same. Follow it from the recovery of the temporary indices.
@@ -787,44 +627,10 @@ func (s *server) drillRestore(ctx context.Context, snapshot string, indices []st
 		temporary = append(temporary, s.drillIndexPrefix()+ix)
 	}
 	part := planPart{Snapshot: snapshot, Indices: temporary, Shards: shardsTotal}
-	for {
-		rec, recErr := s.recovery(ctx, temporary)
-		if recErr == nil {
-			if p := restoreProgressOf(part, rec, nil); p.State == restoreCompleted {
-				return restoreShards{Total: shardsTotal, Successful: p.ShardsDone}, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost (%v) and its shards did not all recover within %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT)", snapshot, err, s.cfg.RestoreWaitTimeout)
-		}
-		if sleepCtx(ctx, s.cfg.PollInterval) != nil {
-			return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, ctx.Err())
-		}
+	if err := s.followRecovery(ctx, part, nil, func(restoreProgress) error { return nil }); err != nil {
+		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", snapshot, err)
 	}
-}
-
-// countDocuments searches one index and returns its document count.
-func (s *server) countDocuments(ctx context.Context, index string) (int64, error) {
-	track := true
-	size := 0
-	var answer struct {
-		Hits struct {
-			Total struct {
-				Value int64 `json:"value"`
-			} `json:"total"`
-		} `json:"hits"`
-		Shards struct {
-			Failed int `json:"failed"`
-		} `json:"_shards"`
-	}
-	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: &size, TrackTotalHits: track}
-	if err := s.read(ctx, req, &answer); err != nil {
-		return 0, err
-	}
-	if answer.Shards.Failed > 0 {
-		return 0, fmt.Errorf("%d shards failed the search", answer.Shards.Failed)
-	}
-	return answer.Hits.Total.Value, nil
+	return restoreShards{Total: shardsTotal, Successful: shardsTotal}, nil
 }
 
 // deleteDrillIndices deletes these temporary indices, and any other index of this
@@ -832,20 +638,11 @@ func (s *server) countDocuments(ctx context.Context, index string) (int64, error
 // Optimize installation's index does): exact names, resolved first, never a pattern.
 func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard func() error) error {
 	prefix := s.drillIndexPrefix()
-	ignore := true
-	req := esapi.IndicesResolveIndexRequest{Name: []string{seg(prefix) + "*"}, ExpandWildcards: "all", IgnoreUnavailable: &ignore, FilterPath: []string{"indices.name"}}
-	var answer struct {
-		Indices []struct {
-			Name string `json:"name"`
-		} `json:"indices"`
+	left, err := s.indicesStartingWith(ctx, prefix)
+	if err != nil {
+		return err
 	}
-	if err := s.read(ctx, req, &answer); err != nil {
-		return fmt.Errorf("resolve the drill's temporary indices %s*: %w", prefix, err)
-	}
-	all := slices.Clone(names)
-	for _, ix := range answer.Indices {
-		all = append(all, ix.Name)
-	}
+	all := append(slices.Clone(names), left...)
 	slices.Sort(all)
 	all = slices.Compact(all)
 	all = slices.DeleteFunc(all, func(n string) bool { return !strings.HasPrefix(n, prefix) })

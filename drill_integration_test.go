@@ -201,7 +201,7 @@ func TestIntegrationDrillAbandoned(t *testing.T) {
 	start := time.Now().Add(-10 * time.Minute).UTC()
 	doc := drillDoc{drillResult: drillResult{BackupID: "9", State: drillRunning, Step: "restore-part-2", StartTime: &start, Version: "3.9.0",
 		Indices: []drillIndex{{Snapshot: "camunda_optimize_9_3.9.0_part_2_of_2", Index: "optimize-metadata_v3", TemporaryIndex: temp}}},
-		Repository: repo, Owner: "killed/1/abcd", docStamp: docStamp{Heartbeat: start.UnixMilli(), Rev: "killed"}}
+		Repository: repo, leaseStamp: leaseStamp{Owner: "killed/1/abcd", docStamp: docStamp{Heartbeat: start.UnixMilli(), Rev: "killed"}}}
 	b, _ := json.Marshal(doc)
 	es.must("PUT", "/camunda-optimize-backup-jobs/_doc/drill-optimize?refresh=true", string(b))
 	t.Cleanup(func() { es.do("DELETE", "/camunda-optimize-backup-jobs/_doc/drill-optimize", "") })

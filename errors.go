@@ -385,9 +385,6 @@ type esErrorBody struct {
 	Status int `json:"status"`
 }
 
-// errJobChanged means another sidecar changed the job document since it was read.
-var errJobChanged = errors.New("the restore job was changed by another sidecar")
-
 // errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
 // their recovery yet): try again in a moment.
 var errNotYet = errors.New("not yet")

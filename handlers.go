@@ -384,7 +384,7 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 // a restore that is running or starting, or a running drill, needs it, taking the mark back. The mark stays until
 // unfence: a restore of the backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
-	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errJobChanged) {
+	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errDocChanged) {
 		return &deleteConflictError{id: id}
 	} else if err != nil {
 		return err

@@ -270,19 +270,11 @@ func (s *server) deleteIndices(ctx context.Context, names []string, check func()
 func (s *server) existingIndices(ctx context.Context, names []string) ([]string, error) {
 	var out []string
 	for _, batch := range batches(names) {
-		ignore := true
-		req := esapi.IndicesResolveIndexRequest{Name: segs(batch), ExpandWildcards: "all", IgnoreUnavailable: &ignore, FilterPath: []string{"indices.name"}}
-		var answer struct {
-			Indices []struct {
-				Name string `json:"name"`
-			} `json:"indices"`
-		}
-		if err := s.read(ctx, req, &answer); err != nil {
+		found, err := s.resolve(ctx, segs(batch))
+		if err != nil {
 			return nil, fmt.Errorf("resolve indices %s: %w", strings.Join(batch, ","), err)
 		}
-		for _, ix := range answer.Indices {
-			out = append(out, ix.Name)
-		}
+		out = append(out, found...)
 	}
 	slices.Sort(out)
 	return out, nil
@@ -327,4 +319,78 @@ func (s *server) recovery(ctx context.Context, names []string) (recoveryShards, 
 		}
 	}
 	return out, nil
+}
+
+// indicesStartingWith resolves the indices whose names start with prefix.
+func (s *server) indicesStartingWith(ctx context.Context, prefix string) ([]string, error) {
+	out, err := s.resolve(ctx, []string{seg(prefix) + "*"})
+	if err != nil {
+		return nil, fmt.Errorf("resolve the indices %s*: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// resolve returns the names of the indices these (escaped) names or patterns resolve to.
+func (s *server) resolve(ctx context.Context, names []string) ([]string, error) {
+	ignore := true
+	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: &ignore, FilterPath: []string{"indices.name"}}
+	var answer struct {
+		Indices []struct {
+			Name string `json:"name"`
+		} `json:"indices"`
+	}
+	if err := s.read(ctx, req, &answer); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(answer.Indices))
+	for _, ix := range answer.Indices {
+		out = append(out, ix.Name)
+	}
+	return out, nil
+}
+
+// countDocuments searches one index and returns its document count.
+func (s *server) countDocuments(ctx context.Context, index string) (int64, error) {
+	size := 0
+	var answer struct {
+		Hits struct {
+			Total struct {
+				Value int64 `json:"value"`
+			} `json:"total"`
+		} `json:"hits"`
+		Shards struct {
+			Failed int `json:"failed"`
+		} `json:"_shards"`
+	}
+	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: &size, TrackTotalHits: true}
+	if err := s.read(ctx, req, &answer); err != nil {
+		return 0, err
+	}
+	if answer.Shards.Failed > 0 {
+		return 0, fmt.Errorf("%d shards failed the search", answer.Shards.Failed)
+	}
+	return answer.Hits.Total.Value, nil
+}
+
+// dataNodesDisk is the disk of the data nodes: in all, and free.
+func (s *server) dataNodesDisk(ctx context.Context) (total, available int64, err error) {
+	var nodes struct {
+		Nodes map[string]struct {
+			FS struct {
+				Total struct {
+					Total     int64 `json:"total_in_bytes"`
+					Available int64 `json:"available_in_bytes"`
+				} `json:"total"`
+			} `json:"fs"`
+		} `json:"nodes"`
+	}
+	req := esapi.NodesStatsRequest{NodeID: []string{"data:true"}, Metric: []string{"fs"}, FilterPath: []string{"nodes.*.fs.total.total_in_bytes", "nodes.*.fs.total.available_in_bytes"}}
+	if err := s.read(ctx, req, &nodes); err != nil {
+		return 0, 0, fmt.Errorf("read the data nodes' free disk: %w", err)
+	}
+	for _, n := range nodes.Nodes {
+		total += n.FS.Total.Total
+		available += n.FS.Total.Available
+	}
+	return total, available, nil
 }

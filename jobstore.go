@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,10 +31,15 @@ type jobDoc struct {
 	Restored map[string]string `json:"restored,omitempty"`
 	// WriteBlocked tells that the indices to replace carry a write block set by this job.
 	WriteBlocked bool `json:"writeBlocked"`
-	// Owner is the sidecar running the job ("" once it let go, e.g. on shutdown). Another
-	// sidecar takes over a job whose owner let go or went silent.
-	Owner string `json:"owner"`
-	docStamp
+	leaseStamp
+}
+
+// clone is a deep copy of the job: a change made on it never touches the stored job.
+func (d *jobDoc) clone() jobDoc {
+	c := *d
+	c.Snapshots = slices.Clone(d.Snapshots)
+	c.Restored = maps.Clone(d.Restored)
+	return c
 }
 
 // restorePlan is what a restore does, fixed when its checks passed.
@@ -92,12 +99,6 @@ const pendingDeleteFor = time.Hour
 func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
 	v, found, err = s.loadDoc(ctx, s.jobDocID(), &doc)
 	return doc, v, found, err
-}
-
-// saveJob writes the job if the stored one is still at version v (the zero version: only if
-// none exists) and returns the new version. It stamps the heartbeat.
-func (s *server) saveJob(ctx context.Context, doc *jobDoc, v jobVersion) (jobVersion, error) {
-	return s.saveDoc(ctx, s.jobDocID(), doc, &doc.docStamp, v)
 }
 
 // docStamp is what every document of the jobs index carries to be written safely.
@@ -164,7 +165,7 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	case err == nil:
 		return jobVersion{answer.SeqNo, answer.PrimaryTerm}, nil
 	case errors.As(err, &ee) && ee.Status == http.StatusConflict:
-		return v, errJobChanged
+		return v, errDocChanged
 	case !answerLost(err):
 		return v, fmt.Errorf("write %s to %s: %w", id, s.cfg.JobsIndex, err)
 	}
@@ -191,7 +192,7 @@ func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp
 			}
 		}
 		_, err = s.saveDoc(ctx, id, doc, stamp, v)
-		if !errors.Is(err, errJobChanged) || attempt == 1 {
+		if !errors.Is(err, errDocChanged) || attempt == 1 {
 			return err
 		}
 	}
@@ -247,7 +248,7 @@ func (s *server) changeMarks(ctx context.Context, change func(map[string]int64))
 		}
 		change(m.Backups)
 		_, err = s.saveDoc(ctx, s.marksDocID(), &m, &m.docStamp, v)
-		if !errors.Is(err, errJobChanged) || attempt == 4 {
+		if !errors.Is(err, errDocChanged) || attempt == 4 {
 			return err
 		}
 	}
@@ -293,7 +294,3 @@ func ownerID() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), newNonce()[:8])
 }
-
-// heartbeatEvery is how often a running job's owner renews its lease (rewrites the document),
-// and how often every sidecar looks at the job.
-const heartbeatEvery = 5 * time.Second

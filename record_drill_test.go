@@ -22,7 +22,7 @@ func TestRecordDrills(t *testing.T) {
 		d := drillDoc{drillResult: drillResult{BackupID: "12", State: state, Step: "restore-part-2", StartTime: &start, Version: "3.9.0",
 			Snapshots: []drillSnapshot{{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", UUID: "u1", ShardsTotal: 1, ShardsRestored: 1}, {Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", UUID: "u2", ShardsTotal: 1}},
 			Indices:   []drillIndex{{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Index: "optimize-import-index_v3", TemporaryIndex: "backup-drill-e46f9223-optimize-import-index_v3"}, {Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Index: "optimize-metadata_v3", TemporaryIndex: "backup-drill-e46f9223-optimize-metadata_v3"}}},
-			Repository: "test-repo", Owner: "recorder/1/abcd", docStamp: docStamp{Heartbeat: start.UnixMilli(), Rev: "rec"}}
+			Repository: "test-repo", leaseStamp: leaseStamp{Owner: "recorder/1/abcd", docStamp: docStamp{Heartbeat: start.UnixMilli(), Rev: "rec"}}}
 		if state == drillPassed {
 			end := start.Add(time.Minute)
 			docs := int64(100)

@@ -288,7 +288,7 @@ func TestRecordRestoreJobs(t *testing.T) {
 			Plan: restorePlan{Version: "3.9.0", Replace: []string{"optimize-import-index_v3", "optimize-metadata_v3"}, Parts: []planPart{
 				{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Indices: []string{"optimize-import-index_v3"}, Shards: 1},
 				{Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Indices: []string{"optimize-metadata_v3"}, Shards: 1}}},
-			Owner: "recorder/1/abcd", docStamp: docStamp{Heartbeat: time.Date(2026, 11, 26, 1, 0, 5, 0, time.UTC).UnixMilli(), Rev: "rec"},
+			leaseStamp: leaseStamp{Owner: "recorder/1/abcd", docStamp: docStamp{Heartbeat: time.Date(2026, 11, 26, 1, 0, 5, 0, time.UTC).UnixMilli(), Rev: "rec"}},
 		}
 		if state == restoreCompleted {
 			d.EndTime = ptr(time.Date(2026, 11, 26, 1, 2, 0, 0, time.UTC))

@@ -294,7 +294,7 @@ func TestRestoreResume(t *testing.T) {
 					{Snapshot: "camunda_optimize_12_3.9.0_part_1_of_2", Indices: replace[:1], Shards: 1},
 					{Snapshot: "camunda_optimize_12_3.9.0_part_2_of_2", Indices: replace[1:], Shards: 1}}},
 			}
-			if err := srv.takeOver(context.Background(), doc, jobVersion{SeqNo: 1, PrimaryTerm: 1}); err != nil {
+			if err := srv.takeOverRestore(context.Background(), doc, jobVersion{SeqNo: 1, PrimaryTerm: 1}); err != nil {
 				t.Fatal(err)
 			}
 			srv.restores.shutdown(context.Background())

@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -55,65 +52,16 @@ func partDone(step string, n int) bool {
 	return cur > n
 }
 
-// jobRun is a restore job this process runs: its document and version in Elasticsearch, changed
-// only through update, so what the job acts on is always what is stored.
+// jobRun is a restore job this process runs: its leased document in Elasticsearch, changed only
+// through update, so what the job acts on is always what is stored.
 type jobRun struct {
-	s   *server
-	log *slog.Logger
-	mu  sync.Mutex // guards doc, ver and leased
-	doc jobDoc
-	ver jobVersion
-	// leased is when the last write that was stored had been sent: the lease holds from then.
-	leased time.Time
-	// lost ends the job's context when another sidecar took the job over.
-	lost context.CancelCauseFunc
+	*leasedJob[jobDoc, *jobDoc]
 }
 
-// errLeaseLost means this sidecar has not renewed its lease recently enough to act: another
-// sidecar may be about to take the job over.
-var errLeaseLost = errors.New("the restore job's lease was not renewed in time; this sidecar stops acting on it")
-
-// guard fails once the lease is too old to act on: a watcher takes over after staleAfter
-// without a change, and an action started now must not overlap one of the new owner's. The
-// margin is one Elasticsearch deadline (the action itself) plus one lease period.
-func (r *jobRun) guard() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if time.Since(r.leased) > r.s.staleAfter()-r.s.cfg.ESTimeout-heartbeatEvery {
-		return errLeaseLost
-	}
-	return nil
-}
-
-// update applies change to a copy of the job and stores it (compare-and-set); only once stored
-// does the job see the change. errJobChanged means another sidecar took the job over: the job
-// stops. Writes are not cancelled with the job, so that a stopping job can record how.
-func (r *jobRun) update(ctx context.Context, change func(*jobDoc)) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	next := r.doc
-	next.Snapshots = slices.Clone(r.doc.Snapshots)
-	next.Restored = maps.Clone(r.doc.Restored)
-	change(&next)
-	sent := time.Now()
-	ver, err := r.s.saveJob(context.WithoutCancel(ctx), &next, r.ver)
-	if errors.Is(err, errJobChanged) && r.lost != nil {
-		r.lost(errJobChanged)
-	}
-	if err != nil {
-		return err
-	}
-	r.doc, r.ver, r.leased = next, ver, sent
-	return nil
-}
-
-// current returns a copy of the stored job.
-func (r *jobRun) current() jobDoc {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d := r.doc
-	d.Snapshots = slices.Clone(d.Snapshots)
-	return d
+// newJobRun holds the restore job doc, stored at version ver (zero: not stored yet).
+func (s *server) newJobRun(doc jobDoc, ver jobVersion) *jobRun {
+	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
+	return &jobRun{newLeasedJob[jobDoc](s, s.jobDocID(), doc, ver, log)}
 }
 
 // step moves the job to a step; the step acts only after this returned nil.
@@ -121,31 +69,16 @@ func (r *jobRun) step(ctx context.Context, name string) error {
 	return r.update(ctx, func(d *jobDoc) { d.State, d.Step = restoreRunning, name })
 }
 
-// keepLease rewrites the job every heartbeatEvery while it runs, whatever step it is in, so
-// that other sidecars see its owner alive; a lost lease ends the job (through update).
-func (r *jobRun) keepLease(ctx context.Context) {
-	t := time.NewTicker(heartbeatEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := r.update(ctx, func(*jobDoc) {}); err != nil && !errors.Is(err, errJobChanged) {
-			r.log.Warn("cannot renew the restore job's lease; will retry", "err", err)
-		}
-	}
+// busyRestore is the 409 of a restore that cannot start now.
+func busyRestore(msg string) error {
+	return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
 }
 
 // startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs
 // the job in the background. A job that is active anywhere refuses it (409).
 func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
-	busy := func(msg string) error {
-		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
-	}
 	if !s.restores.claim(restoreKey) {
-		return restoreJob{}, busy("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
+		return restoreJob{}, busyRestore("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
 	}
 	started := false
 	defer func() {
@@ -153,149 +86,108 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 			s.restores.release(restoreKey)
 		}
 	}()
-	old, ver, found := stored.doc, stored.ver, stored.found
-	if found && old.active() {
-		return restoreJob{}, busy(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
+	if old := stored.doc; stored.found && old.active() {
+		return restoreJob{}, busyRestore(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
-	if !found {
+	if !stored.found {
 		if err := s.ensureJobsIndex(ctx); err != nil {
 			return restoreJob{}, err
 		}
 	}
-	run := &jobRun{s: s, ver: ver, log: s.log.With("backup_id", id, "repository", s.cfg.Repository)}
-	err := run.update(ctx, func(d *jobDoc) {
-		*d = jobDoc{
-			restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
-			Repository: s.cfg.Repository,
-			Plan:       plan,
-			Owner:      s.owner,
-		}
-		for _, p := range plan.Parts {
-			d.Snapshots = append(d.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
-		}
-	})
-	if errors.Is(err, errJobChanged) {
-		return restoreJob{}, busy("Another sidecar started a restore, or a backup was being deleted, while this one was checked; nothing was changed: send the restore again.")
+	doc := jobDoc{
+		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
+		Repository: s.cfg.Repository,
+		Plan:       plan,
 	}
-	if err != nil {
+	for _, p := range plan.Parts {
+		doc.Snapshots = append(doc.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
+	}
+	run := s.newJobRun(doc, stored.ver)
+	if err := run.start(ctx); errors.Is(err, errLeaseTaken) {
+		return restoreJob{}, busyRestore("Another sidecar started a restore, or a backup was being deleted, while this one was checked; nothing was changed: send the restore again.")
+	} else if err != nil {
 		return restoreJob{}, err
 	}
 	// The job is taken; a DELETE that marked the backup before this point must win (see
 	// deleteMarks), and so must a drill that took its document (a drill takes its document,
 	// then reads the job): then the job ends FAILED, having done nothing.
-	var drill drillDoc
-	_, drillFound, err := s.loadDoc(ctx, s.drillDocID(), &drill)
-	if err == nil && drillFound && drill.State == drillRunning {
-		err = fmt.Errorf("the drill of backup [%s] is running", drill.BackupID)
-	}
-	if err == nil {
-		var marks deleteMarks
-		marks, _, err = s.loadMarks(ctx)
-		if err == nil && s.markedForDelete(marks, id) {
-			err = fmt.Errorf("backup [%s] is being deleted", id)
-		}
-	}
-	if err != nil {
+	if err := s.nothingElseStarted(ctx, id); err != nil {
 		run.finish(ctx, fmt.Errorf("%w; nothing was changed", err), false)
-		return restoreJob{}, busy(fmt.Sprintf("Cannot start now: %v; send the restore again once that has ended.", err))
+		return restoreJob{}, busyRestore(fmt.Sprintf("Cannot start now: %v; send the restore again once that has ended.", err))
 	}
 	started = true
 	run.log.Info("restore started", "replace", len(plan.Replace))
 	job := run.current().restoreJob
-	if !s.restores.start(restoreKey, run.run) {
+	if !s.restores.start(restoreKey, func(ctx context.Context) { run.run(ctx, false) }) {
 		// The process began stopping in between: nothing was done, say so.
 		run.finish(context.Background(), errors.New("the sidecar is stopping; nothing was changed, start the restore again"), false)
-		return restoreJob{}, busy("The sidecar is stopping; start the restore again on a running one.")
+		return restoreJob{}, busyRestore("The sidecar is stopping; start the restore again on a running one.")
 	}
 	return job, nil
 }
 
-// takeOver makes this sidecar the owner of the job stored at version ver (compare-and-set) and
-// runs it: past the point of no return it is carried on; before, it is FAILED with its write
-// block lifted, since nothing was deleted yet and its checks may no longer hold.
-func (s *server) takeOver(ctx context.Context, doc jobDoc, ver jobVersion) error {
+// nothingElseStarted fails if a drill runs or a DELETE marked the backup: read after the job
+// was taken, so that of a restore and a drill or DELETE starting together one sees the other.
+func (s *server) nothingElseStarted(ctx context.Context, id string) error {
+	var drill drillDoc
+	_, drillFound, err := s.loadDoc(ctx, s.drillDocID(), &drill)
+	if err != nil {
+		return err
+	}
+	if drillFound && drill.State == drillRunning {
+		return fmt.Errorf("the drill of backup [%s] is running", drill.BackupID)
+	}
+	marks, _, err := s.loadMarks(ctx)
+	if err != nil {
+		return err
+	}
+	if s.markedForDelete(marks, id) {
+		return fmt.Errorf("backup [%s] is being deleted", id)
+	}
+	return nil
+}
+
+// takeOverRestore makes this sidecar the owner of the job stored at version ver and runs it:
+// past the point of no return it is carried on; before, it is FAILED with its write block
+// lifted, since nothing was deleted yet and its checks may no longer hold.
+func (s *server) takeOverRestore(ctx context.Context, doc jobDoc, ver jobVersion) error {
 	if doc.Repository != s.cfg.Repository {
 		return fmt.Errorf("the restore job of backup [%s] uses repository [%s], this sidecar [%s]; a sidecar with CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME=%s resumes it", doc.BackupID, doc.Repository, s.cfg.Repository, doc.Repository)
 	}
 	if !s.restores.claim(restoreKey) {
 		return nil // this process runs it, or is stopping
 	}
-	run := &jobRun{s: s, doc: doc, ver: ver, log: s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)}
-	if err := run.update(ctx, func(d *jobDoc) { d.Owner = s.owner }); err != nil {
+	run := s.newJobRun(doc, ver)
+	if err := run.takeOver(ctx, func(*jobDoc) {}); err != nil {
 		s.restores.release(restoreKey)
-		if errors.Is(err, errJobChanged) {
-			return nil // another sidecar took it over first
-		}
 		return err
 	}
 	run.log.Warn("taking over the restore job", "previous_owner", doc.Owner, "step", doc.Step)
-	if !s.restores.start(restoreKey, run.resume) {
-		return nil // stopping: the next sidecar takes it over
-	}
+	s.restores.start(restoreKey, func(ctx context.Context) { run.run(ctx, true) }) // if stopping: the next sidecar takes it over
 	return nil
 }
 
-// watchRestoreJobs runs in every sidecar: every heartbeatEvery it reads this installation's
-// restore job, and takes over an active one whose owner let go of it (on shutdown) or whose
-// document did not change for staleAfter, measured on this process's own clock (so clocks of
-// different machines are never compared).
+// watchRestoreJobs runs in every sidecar and takes over an active restore job whose sidecar
+// let go of it (on shutdown) or went silent.
 func (s *server) watchRestoreJobs(ctx context.Context) {
-	var seen jobVersion
-	var since time.Time
-	for {
-		doc, ver, found, err := s.loadJob(ctx)
-		switch {
-		case err != nil:
-			if ctx.Err() == nil {
-				s.log.Warn("cannot read the restore job; will retry", "err", err)
-			}
-		case !found || !doc.active() || s.restores.has(restoreKey):
-			seen = jobVersion{}
-		case doc.Owner == "" || ver == seen && time.Since(since) > s.staleAfter():
-			if err := s.takeOver(ctx, doc, ver); err != nil {
-				s.log.Error("cannot take over the restore job", "backup_id", doc.BackupID, "err", err)
-			}
-			seen = jobVersion{}
-		case ver != seen:
-			seen, since = ver, time.Now()
-		}
-		if sleepCtx(ctx, heartbeatEvery) != nil {
-			return
-		}
-	}
+	watchLeased[jobDoc](ctx, s, s.jobDocID(), jobDoc.active, func() bool { return s.restores.has(restoreKey) }, s.takeOverRestore)
 }
 
-// staleAfter is how long an active job's document may stay unchanged before its owner counts
-// as gone: two Elasticsearch deadlines (slow lease writes) plus three missed leases. The owner
-// stops acting earlier (guard), so that no action of its can overlap the new owner's.
-func (s *server) staleAfter() time.Duration { return 2*s.cfg.ESTimeout + 3*heartbeatEvery }
-
-// run carries out a new job.
-func (r *jobRun) run(ctx context.Context) { r.leasedWork(ctx, r.steps) }
-
-// resume carries on a job taken over from another sidecar.
-func (r *jobRun) resume(ctx context.Context) {
-	r.leasedWork(ctx, func(ctx context.Context) error {
-		if step := r.current().Step; !pastPointOfNoReturn(step) {
-			return fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", step)
+// run carries out the job (resumed: taken over from another sidecar) while its lease is
+// renewed, lifts its write block if it failed before its point of no return, and records how
+// it ended.
+func (r *jobRun) run(ctx context.Context, resumed bool) {
+	lifted := false
+	ctx, err := r.leasedJob.run(ctx, func(ctx context.Context) error {
+		var err error
+		if step := r.current().Step; resumed && !pastPointOfNoReturn(step) {
+			err = fmt.Errorf("the sidecar running this restore stopped at step %s, before anything was deleted; nothing was changed, start the restore again", step)
+		} else {
+			err = r.steps(ctx)
 		}
-		return r.steps(ctx)
+		lifted, err = r.liftBlock(ctx, err)
+		return err
 	})
-}
-
-// leasedWork runs work while a goroutine renews the job's lease, stops the renewal, and only
-// then records how the job ended: no lease write may follow the last one.
-func (r *jobRun) leasedWork(ctx context.Context, work func(context.Context) error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	r.lost = cancel
-	leaseCtx, stopLease := context.WithCancel(ctx)
-	leaseDone := make(chan struct{})
-	go func() { defer close(leaseDone); r.keepLease(leaseCtx) }()
-	err := work(ctx)
-	lifted, err := r.liftBlock(ctx, err)
-	stopLease()
-	<-leaseDone
 	r.finish(ctx, err, lifted)
 }
 
@@ -303,31 +195,38 @@ func (r *jobRun) leasedWork(ctx context.Context, work func(context.Context) erro
 // return (Optimize must never start against read-only indices), while its lease still runs.
 func (r *jobRun) liftBlock(ctx context.Context, err error) (bool, error) {
 	doc := r.current()
-	if err == nil || !doc.WriteBlocked || pastPointOfNoReturn(doc.Step) || errors.Is(err, errJobChanged) || errors.Is(err, errLeaseLost) {
+	if err == nil || !doc.WriteBlocked || pastPointOfNoReturn(doc.Step) || lost(ctx, err) {
 		return false, err
 	}
 	cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.s.cfg.ESTimeout)
 	defer cancel()
+	if errors.Is(err, errLeaseExpired) {
+		// Renew first: if another sidecar took the job meanwhile, it lifts the block.
+		if rerr := r.update(cleanup, func(*jobDoc) {}); rerr != nil {
+			return false, err
+		}
+	}
 	if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false, r.guard); lerr != nil {
 		return false, fmt.Errorf("%w; and lifting the write block failed (%v): lift it with PUT <index>/_settings {\"index.blocks.write\": null}", err, lerr)
 	}
 	return true, err
 }
 
-// finish records how the job ended. A job stopped by shutdown past the point of no return is
-// handed over instead (owner cleared), so that the next sidecar resumes it at once.
+// finish records how the job ended. A job stopped past the point of no return (by shutdown, or
+// a lease that expired) is handed over instead (owner cleared), so that a sidecar resumes it
+// at once.
 func (r *jobRun) finish(ctx context.Context, err error, lifted bool) {
-	if errors.Is(context.Cause(ctx), errJobChanged) || errors.Is(err, errJobChanged) || errors.Is(err, errLeaseLost) {
-		// Another sidecar owns the job now, or may any moment: it records the end, not this one.
+	if lost(ctx, err) {
+		// Another sidecar owns the job now: it records the end, not this one.
 		r.log.Warn("this sidecar stops acting on the restore job; another takes it over", "step", r.current().Step, "err", err)
 		return
 	}
 	doc := r.current() // the stored job: its step is the last one that was persisted
-	if err != nil && ctx.Err() != nil && pastPointOfNoReturn(doc.Step) {
+	if err != nil && (ctx.Err() != nil || errors.Is(err, errLeaseExpired)) && pastPointOfNoReturn(doc.Step) {
 		if err := r.update(ctx, func(d *jobDoc) { d.Owner = "" }); err != nil {
 			r.log.Error("cannot hand the restore job over", "err", err)
 		}
-		r.log.Warn("stopped during the restore; a running sidecar resumes it", "step", doc.Step)
+		r.log.Warn("stopped during the restore; a running sidecar resumes it", "step", doc.Step, "err", err)
 		return
 	}
 	if err != nil && ctx.Err() != nil {
@@ -626,22 +525,33 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return err
 		}
 	}
+	var written time.Time // when the progress was last stored
+	return s.followRecovery(ctx, part, r.current().Restored, func(p restoreProgress) error {
+		// Progress is stored when a shard or the state changes, and bytes at most every
+		// progressEvery: the recovery is read far more often while a part is young.
+		was := r.current().Snapshots[i]
+		if p == was || p.ShardsDone == was.ShardsDone && p.State == was.State && time.Since(written) < progressEvery {
+			return nil
+		}
+		written = time.Now()
+		return r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p })
+	})
+}
+
+// followRecovery reads the recovery of a part's indices until every shard of its snapshot is
+// done, within the restore wait deadline, and hands each reading to progress. restored are the
+// indices the reader restored itself, by UUID (see restoreProgressOf).
+func (s *server) followRecovery(ctx context.Context, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
 	started := time.Now()
 	deadline := started.Add(s.cfg.RestoreWaitTimeout)
-	var written time.Time // when the progress was last stored
 	for {
 		rec, err := s.recovery(ctx, part.Indices)
 		if err != nil {
 			return err
 		}
-		p := restoreProgressOf(part, rec, r.current().Restored)
-		// Progress is stored when a shard or the state changes, and bytes at most every
-		// progressEvery: the recovery is read far more often while a part is young.
-		if was := r.current().Snapshots[i]; p != was && (p.ShardsDone != was.ShardsDone || p.State != was.State || time.Since(written) >= progressEvery) {
-			if err := r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p }); err != nil {
-				return err
-			}
-			written = time.Now()
+		p := restoreProgressOf(part, rec, restored)
+		if err := progress(p); err != nil {
+			return err
 		}
 		if p.State == restoreCompleted {
 			return nil

@@ -421,21 +421,95 @@ func (s *server) optimizeVersion(ctx context.Context) (string, error) {
 		return s.cfg.OptimizeVersion, nil
 	}
 	index := s.cfg.IndexPrefix + "-metadata"
-	var doc struct {
-		Source struct {
-			SchemaVersion string `json:"schemaVersion"`
-		} `json:"_source"`
-	}
-	if err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc); err != nil {
+	schema, err := s.schemaVersion(ctx, index)
+	if err != nil {
 		var ee *esError
 		if errors.As(err, &ee) && ee.Status == http.StatusNotFound {
 			return "", fmt.Errorf("%w: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", errNoVersion, index, ee.Reason)
 		}
 		return "", fmt.Errorf("read Optimize version from %s: %w", index, err)
 	}
-	version := versionPattern.FindString(doc.Source.SchemaVersion)
+	version := versionPattern.FindString(schema)
 	if version == "" {
-		return "", fmt.Errorf("%w: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", errNoVersion, index, doc.Source.SchemaVersion)
+		return "", fmt.Errorf("%w: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", errNoVersion, index, schema)
 	}
 	return version, nil
+}
+
+// snapshotsSize is the total size of these snapshots' files, from the snapshot status API.
+func (s *server) snapshotsSize(ctx context.Context, names []string) (int64, error) {
+	var status struct {
+		Snapshots []struct {
+			Stats struct {
+				Total struct {
+					Size int64 `json:"size_in_bytes"`
+				} `json:"total"`
+			} `json:"stats"`
+		} `json:"snapshots"`
+	}
+	req := esapi.SnapshotStatusRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(names), FilterPath: []string{"snapshots.stats.total.size_in_bytes"}}
+	if err := s.read(ctx, req, &status); err != nil {
+		return 0, fmt.Errorf("read the size of the backup's snapshots: %w", err)
+	}
+	var size int64
+	for _, sn := range status.Snapshots {
+		size += sn.Stats.Total.Size
+	}
+	return size, nil
+}
+
+// restoreShards is the shard count of a finished restore.
+type restoreShards struct {
+	Total      int `json:"total"`
+	Failed     int `json:"failed"`
+	Successful int `json:"successful"`
+}
+
+// temporaryRestoreBody is the body of a restore to temporary indices (a drill's): the indices
+// renamed, without aliases (Optimize's aliases must keep pointing at the live indices), without
+// replicas.
+type temporaryRestoreBody struct {
+	Indices             []string       `json:"indices"`
+	IncludeGlobalState  bool           `json:"include_global_state"`
+	IncludeAliases      bool           `json:"include_aliases"`
+	RenamePattern       string         `json:"rename_pattern"`
+	RenameReplacement   string         `json:"rename_replacement"`
+	IndexSettings       map[string]any `json:"index_settings"`
+	IgnoreIndexSettings []string       `json:"ignore_index_settings"`
+}
+
+// restoreToTemporary restores exactly these indices of one snapshot under prefix+name and
+// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
+func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indices []string, prefix string) (restoreShards, error) {
+	body, err := json.Marshal(temporaryRestoreBody{
+		Indices: indices, RenamePattern: "(.+)", RenameReplacement: prefix + "$1",
+		// Elasticsearch refuses to drop auto_expand_replicas on restore, but lets it be turned off.
+		IndexSettings:       map[string]any{"index.number_of_replicas": 0, "index.auto_expand_replicas": "false"},
+		IgnoreIndexSettings: []string{"index.blocks.write"},
+	})
+	if err != nil {
+		return restoreShards{}, err
+	}
+	wait := true
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	var answer struct {
+		Snapshot struct {
+			Shards restoreShards `json:"shards"`
+		} `json:"snapshot"`
+	}
+	if err := s.esCallWithin(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
+		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, err)
+	}
+	return answer.Snapshot.Shards, nil
+}
+
+// schemaVersion is the schemaVersion that Optimize wrote into document 1 of a metadata index.
+func (s *server) schemaVersion(ctx context.Context, index string) (string, error) {
+	var doc struct {
+		Source struct {
+			SchemaVersion string `json:"schemaVersion"`
+		} `json:"_source"`
+	}
+	err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc)
+	return doc.Source.SchemaVersion, err
 }
