@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
 )
 
 // A restore drill proves that a backup restores, without touching the installation: it
