@@ -378,7 +378,32 @@ func (d *drillRun) step(ctx context.Context, name string) error {
 
 // steps restores each snapshot into temporary indices and checks them.
 func (d *drillRun) steps(ctx context.Context) error {
-	s := d.s
+	if err := d.drillable(ctx); err != nil {
+		return err
+	}
+	if err := d.step(ctx, "clean-up-before"); err != nil {
+		return err
+	}
+	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard); err != nil {
+		return err
+	}
+	for i, sn := range d.current().Snapshots {
+		if err := d.restorePart(ctx, i, sn); err != nil {
+			return err
+		}
+	}
+	if err := d.checkRestored(ctx); err != nil {
+		return err
+	}
+	if err := d.step(ctx, "check-schema-version"); err != nil {
+		return err
+	}
+	return d.checkSchemaVersion(ctx)
+}
+
+// drillable fails for a backup that a restore would refuse: not COMPLETED, not two parts of
+// this installation, another installation's indices in it, or a temporary name too long.
+func (d *drillRun) drillable(ctx context.Context) error {
 	if d.info.State != stateCompleted {
 		reason := ""
 		if d.info.FailureReason != nil {
@@ -386,54 +411,57 @@ func (d *drillRun) steps(ctx context.Context) error {
 		}
 		return fmt.Errorf("the backup is %s%s; only a COMPLETED backup can be restored", d.info.State, reason)
 	}
-	if len(d.current().Snapshots) != partCount {
-		return fmt.Errorf("the backup has %d snapshots of this installation, not %d", len(d.current().Snapshots), partCount)
+	doc := d.current()
+	if len(doc.Snapshots) != partCount {
+		return fmt.Errorf("the backup has %d snapshots of this installation, not %d", len(doc.Snapshots), partCount)
 	}
-	for _, ix := range d.current().Indices {
+	var all []string
+	for _, ix := range doc.Indices {
 		if len(ix.TemporaryIndex) > maxIndexNameBytes {
 			return fmt.Errorf("the temporary name of index %s would be longer than Elasticsearch's %d bytes; this backup cannot be drilled", ix.Index, maxIndexNameBytes)
 		}
+		all = append(all, ix.Index)
 	}
-	// A restore refuses a backup that holds another installation's indices: so does the drill,
-	// or it would pass a backup that cannot be restored.
-	in, _, _, err := s.installationIndices(ctx)
+	in, _, _, err := d.s.installationIndices(ctx)
 	if err != nil {
 		return err
 	}
-	var all []string
-	for _, ix := range d.current().Indices {
-		all = append(all, ix.Index)
+	if foreign := d.s.foreignIndices(in, all); len(foreign) > 0 {
+		return fmt.Errorf("the backup holds indices that are not this installation's (prefix [%s]): [%s]; a restore refuses it", d.s.cfg.IndexPrefix, strings.Join(foreign, ", "))
 	}
-	if foreign := s.foreignIndices(in, all); len(foreign) > 0 {
-		return fmt.Errorf("the backup holds indices that are not this installation's (prefix [%s]): [%s]; a restore refuses it", s.cfg.IndexPrefix, strings.Join(foreign, ", "))
-	}
-	if err := d.step(ctx, "clean-up-before"); err != nil {
+	return nil
+}
+
+// restorePart restores snapshot i of the backup to temporary indices and records its shards.
+func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) error {
+	if err := d.step(ctx, fmt.Sprintf("restore-part-%d", i+1)); err != nil {
 		return err
 	}
-	if err := s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard); err != nil {
+	if err := d.guard(); err != nil {
 		return err
 	}
-	for i, sn := range d.current().Snapshots {
-		if err := d.step(ctx, fmt.Sprintf("restore-part-%d", i+1)); err != nil {
-			return err
-		}
-		shards, err := s.drillRestore(ctx, sn.Snapshot, d.indicesOf(sn.Snapshot), sn.ShardsTotal)
-		if err != nil {
-			return err
-		}
-		if err := d.update(ctx, func(doc *drillDoc) {
-			doc.Snapshots[i].ShardsRestored, doc.Snapshots[i].ShardsFailed = shards.Successful, shards.Failed
-		}); err != nil {
-			return err
-		}
-		if shards.Failed > 0 || shards.Successful < sn.ShardsTotal {
-			return fmt.Errorf("%d of the %d shards of snapshot %s could not be restored (damaged or missing files in the repository?); see Elasticsearch's log and GET _cluster/allocation/explain", sn.ShardsTotal-shards.Successful, sn.ShardsTotal, sn.Snapshot)
-		}
+	shards, err := d.s.drillRestore(ctx, sn.Snapshot, d.indicesOf(sn.Snapshot), sn.ShardsTotal)
+	if err != nil {
+		return err
 	}
+	if err := d.update(ctx, func(doc *drillDoc) {
+		doc.Snapshots[i].ShardsRestored, doc.Snapshots[i].ShardsFailed = shards.Successful, shards.Failed
+	}); err != nil {
+		return err
+	}
+	if shards.Failed > 0 || shards.Successful < sn.ShardsTotal {
+		return fmt.Errorf("%d of the %d shards of snapshot %s could not be restored (damaged or missing files in the repository?); see Elasticsearch's log and GET _cluster/allocation/explain", sn.ShardsTotal-shards.Successful, sn.ShardsTotal, sn.Snapshot)
+	}
+	return nil
+}
+
+// checkRestored checks that every index of the backup was restored and answers a search, and
+// records its document count.
+func (d *drillRun) checkRestored(ctx context.Context) error {
 	if err := d.step(ctx, "check-indices"); err != nil {
 		return err
 	}
-	existing, err := s.existingIndices(ctx, d.temporaryNames())
+	existing, err := d.s.existingIndices(ctx, d.temporaryNames())
 	if err != nil {
 		return err
 	}
@@ -446,7 +474,7 @@ func (d *drillRun) steps(ctx context.Context) error {
 		return err
 	}
 	for i, ix := range d.current().Indices {
-		count, err := s.countDocuments(ctx, ix.TemporaryIndex)
+		count, err := d.s.countDocuments(ctx, ix.TemporaryIndex)
 		if err != nil {
 			return fmt.Errorf("the restored index %s (%s) answers no search: %w", ix.Index, ix.TemporaryIndex, err)
 		}
@@ -454,10 +482,7 @@ func (d *drillRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := d.step(ctx, "check-schema-version"); err != nil {
-		return err
-	}
-	return d.checkSchemaVersion(ctx)
+	return nil
 }
 
 // temporaryNames are the names of the drill's temporary indices.
