@@ -106,18 +106,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("optimize-backup: cannot listen on port %d: %w; set MANAGEMENT_SERVER_PORT to a free port", cfg.Port, err)
 	}
-	httpServer := &http.Server{
-		Handler: srv.routes(),
-		// Slow or stuck clients must not hold connections (and memory) forever.
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		// Listing thousands of backups reads several Elasticsearch pages; leave room for that.
-		WriteTimeout: 5 * time.Minute,
-		IdleTimeout:  2 * time.Minute,
-		// No request of this API needs large headers; bound what a client can make us hold.
-		MaxHeaderBytes: 16 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	httpServer := newHTTPServer(srv.routes(), log)
 	log.Info("serving", "addr", ln.Addr().String(), "elasticsearch", cfg.esAddressesRedacted(), "repository", cfg.Repository, "index_prefix", cfg.IndexPrefix)
 
 	serveErr := make(chan error, 1)
@@ -142,8 +131,34 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	if err := srv.shutdown(ctx, httpServer, scheduleDone); err != nil {
+		return fmt.Errorf("optimize-backup: shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newHTTPServer is the management port's server, with a timeout for every phase of a request.
+func newHTTPServer(handler http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler: handler,
+		// Slow or stuck clients must not hold connections (and memory) forever.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// Listing thousands of backups reads several Elasticsearch pages; leave room for that.
+		WriteTimeout: 5 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		// No request of this API needs large headers; bound what a client can make us hold.
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// shutdown stops the server after ctx ended: requests, part-2 starts and the scheduler's slot
+// get OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT to finish; a restore or drill stops at once.
+func (s *server) shutdown(ctx context.Context, httpServer *http.Server, scheduleDone <-chan struct{}) error {
 	// A fresh deadline: ctx is already cancelled, but requests and part-2 starts get time.
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
 	// A restore takes far longer than a shutdown: stop it at once, while requests drain; it
 	// hands itself over (or, before deleting anything, fails and lifts its write block), and
@@ -152,25 +167,24 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	go func() {
 		stopNow, cancelNow := context.WithCancel(shutdownCtx)
 		cancelNow()
-		srv.restores.shutdown(stopNow)
+		s.restores.shutdown(stopNow)
 		// A drill also stops at once: it deletes its temporary indices and records FAILED.
-		srv.drills.shutdown(stopNow)
+		s.drills.shutdown(stopNow)
 		close(restoreStopped)
 	}()
-	err = httpServer.Shutdown(shutdownCtx)
+	err := httpServer.Shutdown(shutdownCtx)
 	// The scheduler returns once its slot's create (and the hand-over of its part 2), its
 	// record and its current retention delete are done: before the part-2 registry closes.
 	select {
 	case <-scheduleDone:
 	case <-shutdownCtx.Done():
-		log.Warn("the scheduler did not finish within OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT; its slot's backup may end INCOMPLETE")
+		s.log.Warn("the scheduler did not finish within OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT; its slot's backup may end INCOMPLETE")
 	}
-	srv.backups.shutdown(shutdownCtx)
+	s.backups.shutdown(shutdownCtx)
 	// A restore POST still draining cannot start a job now: the registry refuses once closed.
 	<-restoreStopped
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("optimize-backup: shutdown: %w", err)
+		return err
 	}
-	log.Info("stopped")
 	return nil
 }
