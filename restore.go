@@ -126,18 +126,7 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 	check := func(name string, passed bool, message string) {
 		checks = append(checks, restoreCheck{Name: name, Passed: passed, Message: message})
 	}
-	var plan restorePlan
-	snaps = slices.Clone(snaps)
-	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
-	var backupIndices []string
-	for _, sn := range snaps {
-		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, UUID: sn.UUID, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
-		backupIndices = append(backupIndices, sn.Indices...)
-		if _, v, _, _, ok := parseSnapshotName(sn.Name); ok {
-			plan.Version = v
-		}
-	}
-
+	plan, backupIndices := planOf(snaps)
 	if info.State == stateCompleted {
 		check("backupCompleted", true, fmt.Sprintf("Backup [%s] is COMPLETED.", info.BackupID))
 	} else {
@@ -170,16 +159,8 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 
 	existing := append(slices.Clone(part1), part2...)
 	if replaceExisting && len(existing) > 0 {
-		facts, err := s.indexSettings(ctx, existing)
-		if err != nil {
+		if err := s.planReplace(ctx, &plan, existing); err != nil {
 			return nil, plan, err
-		}
-		plan.ReplaceUUIDs = map[string]string{}
-		for _, ix := range existing {
-			plan.ReplaceUUIDs[ix] = facts[ix].UUID
-			if facts[ix].WriteBlocked {
-				plan.PreBlocked = append(plan.PreBlocked, ix)
-			}
 		}
 	}
 	switch {
@@ -202,6 +183,37 @@ func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []sna
 		check("nothingRunning", false, busy+"; wait until it has finished.")
 	}
 	return checks, plan, nil
+}
+
+// planOf is the plan of restoring these snapshots, in part order, and all their indices.
+func planOf(snaps []snapshot) (plan restorePlan, indices []string) {
+	snaps = slices.Clone(snaps)
+	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
+	for _, sn := range snaps {
+		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, UUID: sn.UUID, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
+		indices = append(indices, sn.Indices...)
+		if _, v, _, _, ok := parseSnapshotName(sn.Name); ok {
+			plan.Version = v
+		}
+	}
+	return plan, indices
+}
+
+// planReplace records in the plan the UUIDs of the existing indices to replace, and which of
+// them had a write block before the restore (left as they are).
+func (s *server) planReplace(ctx context.Context, plan *restorePlan, existing []string) error {
+	facts, err := s.indexSettings(ctx, existing)
+	if err != nil {
+		return err
+	}
+	plan.ReplaceUUIDs = map[string]string{}
+	for _, ix := range existing {
+		plan.ReplaceUUIDs[ix] = facts[ix].UUID
+		if facts[ix].WriteBlocked {
+			plan.PreBlocked = append(plan.PreBlocked, ix)
+		}
+	}
+	return nil
 }
 
 // probeTries and probeGap: the connection must be refused this many times in a row, this far
