@@ -82,20 +82,26 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients from the configuration.
+// newESClients builds the clients from the configuration. They share one net/http Transport,
+// so one pool of keep-alive connections serves them all (credentials go in each request's
+// headers, not in the connection).
 func newESClients(cfg config) (esClients, error) {
-	main := cfg.mainCredentials()
-	read, err := newESClient(cfg, main, true)
+	transport, err := newESTransport(cfg)
 	if err != nil {
 		return esClients{}, err
 	}
-	write, err := newESClient(cfg, main, false)
+	main := cfg.mainCredentials()
+	read, err := newESClient(cfg, transport, main, true)
+	if err != nil {
+		return esClients{}, err
+	}
+	write, err := newESClient(cfg, transport, main, false)
 	if err != nil {
 		return esClients{}, err
 	}
 	restore, restoreCreds := write, main
 	if creds, own := cfg.restoreCredentials(); own {
-		if restore, err = newESClient(cfg, creds, false); err != nil {
+		if restore, err = newESClient(cfg, transport, creds, false); err != nil {
 			return esClients{}, err
 		}
 		restoreCreds = creds
@@ -103,22 +109,23 @@ func newESClients(cfg config) (esClients, error) {
 	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
 
-// newESClient builds one Elasticsearch client with these credentials; retry tells whether the
-// client may resend a request that got no usable answer.
-func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Client, error) {
+// newESTransport is the HTTP transport of every Elasticsearch client: net/http's, with a
+// keep-alive pool sized for the sidecar's callers and the configured CA.
+func newESTransport(cfg config) (*http.Transport, error) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
-		// 64 concurrent clients keep their connections instead of dialing anew under load.
-		MaxIdleConnsPerHost: 64,
+		// 64 concurrent clients, each with a read and perhaps a write in flight, keep their
+		// connections instead of dialing anew under load.
+		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     90 * time.Second,
 		// Elasticsearch is next door: gzip would cost both sides CPU to save loopback bytes.
 		DisableCompression: true,
 	}
 	if cfg.ESCAFile != "" {
-		// The CA goes into the tuned transport, so TLS keeps its dialer and idle settings.
+		// The CA goes into this transport, so TLS keeps its dialer and idle settings.
 		ca, err := os.ReadFile(cfg.ESCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
@@ -129,16 +136,17 @@ func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Clie
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	var send http.RoundTripper = transport
-	if retry {
-		// The read client's GETs skip net/http's connection goroutines (inlinetransport.go).
-		send = &inlineTransport{fallback: transport, dialer: dialer, maxIdle: transport.MaxIdleConnsPerHost, idleTimeout: transport.IdleConnTimeout}
-	}
+	return transport, nil
+}
+
+// newESClient builds one Elasticsearch client with these credentials over transport; retry
+// tells whether the client may resend a request that got no usable answer.
+func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
 	esCfg := elasticsearch.Config{
 		Addresses:    cfg.esAddresses(),
 		Username:     creds.username,
 		Password:     creds.password,
-		Transport:    opaqueID{send},
+		Transport:    opaqueID{transport},
 		DisableRetry: !retry,
 	}
 	if creds.apiKey != "" {
