@@ -18,7 +18,6 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
-	fastjson "github.com/segmentio/encoding/json"
 )
 
 // This file holds how the sidecar talks to Elasticsearch: the clients, the one call helper and
@@ -212,7 +211,7 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 	if target == nil {
 		return nil
 	}
-	if err := decodeAnswer(body, target); err != nil {
+	if err := json.Unmarshal(body, target); err != nil {
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
@@ -220,7 +219,7 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 
 // readAnswer reads an answer of up to maxAnswerBytes+1 bytes (one more tells it is too
 // large). Answers the size of a list page are read into a pooled buffer: every value decoded
-// from them is a copy (both decoders copy strings and raw messages), and release gives the
+// from them is a copy (encoding/json copies strings and raw messages), and release gives the
 // buffer back once the caller is done with body. A larger answer is read as io.ReadAll reads
 // it: a bytes.Buffer doubles as it fills, and 16 MiB must not cost 32.
 func readAnswer(r io.Reader) (body []byte, release func(), err error) {
@@ -235,72 +234,6 @@ func readAnswer(r io.Reader) (body []byte, release func(), err error) {
 	}
 	body, err = io.ReadAll(io.MultiReader(bytes.NewReader(buf.Bytes()), io.LimitReader(r, maxAnswerBytes+1-pooled)))
 	return body, release, err
-}
-
-// decodeAnswer decodes an answer into target. Pages of get-snapshots, which every GET and list
-// reads, go through segmentio's decoder: a page of 1,000 snapshots decodes about 5 times
-// faster than with encoding/json, into the same values (FuzzJSONDecodersAgree). Every other
-// answer, and a page nested deeper than any Elasticsearch writes (segmentio's decoder has no
-// depth limit and would overflow the stack: a fatal error), goes through encoding/json.
-func decodeAnswer(body []byte, target any) error {
-	if page, ok := target.(*getSnapshotsAnswer); ok && !nestedDeeperThan(body, maxFastDepth) {
-		// Sized once from the snapshot objects in the text, rather than doubled from 1 to
-		// 1,000 snapshots with a copy at every step. The count is only room: the decoder
-		// fills what is there and grows it as before should the count fall short.
-		if n := bytes.Count(body, snapshotKey); n > 0 {
-			page.Snapshots = make([]snapshot, 0, n)
-		}
-		return fastjson.Unmarshal(body, page)
-	}
-	return json.Unmarshal(body, target)
-}
-
-// snapshotKey starts every snapshot of a get-snapshots page (Elasticsearch writes the name
-// first); its rare first byte keeps bytes.Count fast.
-var snapshotKey = []byte(`{"snapshot":`)
-
-// maxFastDepth is the deepest nesting decodeAnswer gives segmentio's decoder. A page is nested
-// 5 deep (page, snapshots, snapshot, failures, failure) plus what snapshot metadata holds.
-const maxFastDepth = 64
-
-// nestedDeeperThan tells whether JSON text opens more than limit arrays or objects inside one
-// another (outside strings). Malformed text is left to the decoder to refuse. Strings, which
-// are most of a page, are skipped with bytes.IndexByte rather than byte by byte (a tenth of a
-// list's CPU went into this check); FuzzNestedDeeperThan holds it to the plain byte loop.
-func nestedDeeperThan(text []byte, limit int) bool {
-	depth := 0
-	for i := 0; i < len(text); i++ {
-		switch text[i] {
-		case '"':
-			i = stringEnd(text, i)
-		case '[', '{':
-			if depth++; depth > limit {
-				return true
-			}
-		case ']', '}':
-			depth--
-		}
-	}
-	return false
-}
-
-// stringEnd returns the index of the quote that closes the string opening at text[open], or
-// len(text) when none does. A quote preceded by an odd number of backslashes is escaped.
-func stringEnd(text []byte, open int) int {
-	for at := open + 1; ; at++ {
-		next := bytes.IndexByte(text[at:], '"')
-		if next < 0 {
-			return len(text)
-		}
-		at += next
-		backslashes := 0
-		for text[at-1-backslashes] == '\\' { // stops at the opening quote at the latest
-			backslashes++
-		}
-		if backslashes%2 == 0 {
-			return at
-		}
-	}
 }
 
 // credsOf names the credentials client authenticates with, for errors that ask to fix them;
