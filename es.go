@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -187,8 +186,8 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("%w: %w", errESUnreachable, err)
 	}
 	defer res.Body.Close()
-	body, release, err := readAnswer(res.Body)
-	defer release()
+	// One byte more than the bound tells an answer that is too large.
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes+1))
 	if err != nil {
 		return fmt.Errorf("%w: reading the answer: %v", errESUnreachable, err)
 	}
@@ -215,25 +214,6 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
-}
-
-// readAnswer reads an answer of up to maxAnswerBytes+1 bytes (one more tells it is too
-// large). Answers the size of a list page are read into a pooled buffer: every value decoded
-// from them is a copy (encoding/json copies strings and raw messages), and release gives the
-// buffer back once the caller is done with body. A larger answer is read as io.ReadAll reads
-// it: a bytes.Buffer doubles as it fills, and 16 MiB must not cost 32.
-func readAnswer(r io.Reader) (body []byte, release func(), err error) {
-	buf := getBuffer()
-	release = func() { putBuffer(buf) }
-	const pooled = maxPooledBuffer - bytes.MinRead // what ReadFrom fills without growing past the pool's limit
-	if _, err := buf.ReadFrom(io.LimitReader(r, pooled)); err != nil {
-		return nil, release, err
-	}
-	if buf.Len() < pooled {
-		return buf.Bytes(), release, nil
-	}
-	body, err = io.ReadAll(io.MultiReader(bytes.NewReader(buf.Bytes()), io.LimitReader(r, maxAnswerBytes+1-pooled)))
-	return body, release, err
 }
 
 // credsOf names the credentials client authenticates with, for errors that ask to fix them;

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -484,13 +485,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 
 // writeJSON writes v as a JSON answer with this status, as encoding/json's Encoder with
 // SetEscapeHTML(false) writes it: these answers go to scripts and terminals, where \u003c for <
-// only gets in the way. It is encoded whole first, into a pooled buffer, so that it goes out
-// with a Content-Length in one write (not in chunks of net/http's 4 KB buffer), as soon as the
-// access log flushes it.
+// only gets in the way. It is encoded whole first, so that it goes out with a Content-Length in
+// one write (not in chunks of net/http's 4 KB buffer), as soon as the access log flushes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	buf := getBuffer()
-	defer putBuffer(buf)
-	enc := json.NewEncoder(buf)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		// Only a value that cannot be JSON (a bug) gets here: say so, not half an answer.
