@@ -44,11 +44,16 @@ fuzz:
 	go test -run '^$$' -fuzz '^FuzzBackupID$$' -fuzztime $(FUZZTIME) .
 	go test -run '^$$' -fuzz '^FuzzParseSnapshotName$$' -fuzztime $(FUZZTIME) .
 
+## lint: formatting, vet, staticcheck, and a build for each system the sidecar runs on (the
+## binaries are thrown away).
 lint: tools
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	go vet ./...
 	$(GOBIN)/staticcheck ./...
+	GOOS=linux go build -o /dev/null .
+	GOOS=darwin go build -o /dev/null .
+	GOOS=windows go build -o /dev/null .
 
 tools: $(GOBIN)/staticcheck
 
