@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
-	fastjson "github.com/segmentio/encoding/json"
 )
 
 // This file holds how the sidecar talks to Elasticsearch: the clients, the one call helper and
@@ -82,20 +80,26 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients from the configuration.
+// newESClients builds the clients from the configuration. They share one net/http Transport,
+// so one pool of keep-alive connections serves them all (credentials go in each request's
+// headers, not in the connection).
 func newESClients(cfg config) (esClients, error) {
-	main := cfg.mainCredentials()
-	read, err := newESClient(cfg, main, true)
+	transport, err := newESTransport(cfg)
 	if err != nil {
 		return esClients{}, err
 	}
-	write, err := newESClient(cfg, main, false)
+	main := cfg.mainCredentials()
+	read, err := newESClient(cfg, transport, main, true)
+	if err != nil {
+		return esClients{}, err
+	}
+	write, err := newESClient(cfg, transport, main, false)
 	if err != nil {
 		return esClients{}, err
 	}
 	restore, restoreCreds := write, main
 	if creds, own := cfg.restoreCredentials(); own {
-		if restore, err = newESClient(cfg, creds, false); err != nil {
+		if restore, err = newESClient(cfg, transport, creds, false); err != nil {
 			return esClients{}, err
 		}
 		restoreCreds = creds
@@ -103,22 +107,23 @@ func newESClients(cfg config) (esClients, error) {
 	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
 
-// newESClient builds one Elasticsearch client with these credentials; retry tells whether the
-// client may resend a request that got no usable answer.
-func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Client, error) {
+// newESTransport is the HTTP transport of every Elasticsearch client: net/http's, with a
+// keep-alive pool sized for the sidecar's callers and the configured CA.
+func newESTransport(cfg config) (*http.Transport, error) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         dialer.DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
-		// 64 concurrent clients keep their connections instead of dialing anew under load.
-		MaxIdleConnsPerHost: 64,
+		// 64 concurrent clients, each with a read and perhaps a write in flight, keep their
+		// connections instead of dialing anew under load.
+		MaxIdleConnsPerHost: 128,
 		IdleConnTimeout:     90 * time.Second,
 		// Elasticsearch is next door: gzip would cost both sides CPU to save loopback bytes.
 		DisableCompression: true,
 	}
 	if cfg.ESCAFile != "" {
-		// The CA goes into the tuned transport, so TLS keeps its dialer and idle settings.
+		// The CA goes into this transport, so TLS keeps its dialer and idle settings.
 		ca, err := os.ReadFile(cfg.ESCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
@@ -129,16 +134,17 @@ func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Clie
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	var send http.RoundTripper = transport
-	if retry {
-		// The read client's GETs skip net/http's connection goroutines (inlinetransport.go).
-		send = &inlineTransport{fallback: transport, dialer: dialer, maxIdle: transport.MaxIdleConnsPerHost, idleTimeout: transport.IdleConnTimeout}
-	}
+	return transport, nil
+}
+
+// newESClient builds one Elasticsearch client with these credentials over transport; retry
+// tells whether the client may resend a request that got no usable answer.
+func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
 	esCfg := elasticsearch.Config{
 		Addresses:    cfg.esAddresses(),
 		Username:     creds.username,
 		Password:     creds.password,
-		Transport:    opaqueID{send},
+		Transport:    opaqueID{transport},
 		DisableRetry: !retry,
 	}
 	if creds.apiKey != "" {
@@ -180,8 +186,8 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("%w: %w", errESUnreachable, err)
 	}
 	defer res.Body.Close()
-	body, release, err := readAnswer(res.Body)
-	defer release()
+	// One byte more than the bound tells an answer that is too large.
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes+1))
 	if err != nil {
 		return fmt.Errorf("%w: reading the answer: %v", errESUnreachable, err)
 	}
@@ -204,95 +210,10 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 	if target == nil {
 		return nil
 	}
-	if err := decodeAnswer(body, target); err != nil {
+	if err := json.Unmarshal(body, target); err != nil {
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
-}
-
-// readAnswer reads an answer of up to maxAnswerBytes+1 bytes (one more tells it is too
-// large). Answers the size of a list page are read into a pooled buffer: every value decoded
-// from them is a copy (both decoders copy strings and raw messages), and release gives the
-// buffer back once the caller is done with body. A larger answer is read as io.ReadAll reads
-// it: a bytes.Buffer doubles as it fills, and 16 MiB must not cost 32.
-func readAnswer(r io.Reader) (body []byte, release func(), err error) {
-	buf := getBuffer()
-	release = func() { putBuffer(buf) }
-	const pooled = maxPooledBuffer - bytes.MinRead // what ReadFrom fills without growing past the pool's limit
-	if _, err := buf.ReadFrom(io.LimitReader(r, pooled)); err != nil {
-		return nil, release, err
-	}
-	if buf.Len() < pooled {
-		return buf.Bytes(), release, nil
-	}
-	body, err = io.ReadAll(io.MultiReader(bytes.NewReader(buf.Bytes()), io.LimitReader(r, maxAnswerBytes+1-pooled)))
-	return body, release, err
-}
-
-// decodeAnswer decodes an answer into target. Pages of get-snapshots, which every GET and list
-// reads, go through segmentio's decoder: a page of 1,000 snapshots decodes about 5 times
-// faster than with encoding/json, into the same values (FuzzJSONDecodersAgree). Every other
-// answer, and a page nested deeper than any Elasticsearch writes (segmentio's decoder has no
-// depth limit and would overflow the stack: a fatal error), goes through encoding/json.
-func decodeAnswer(body []byte, target any) error {
-	if page, ok := target.(*getSnapshotsAnswer); ok && !nestedDeeperThan(body, maxFastDepth) {
-		// Sized once from the snapshot objects in the text, rather than doubled from 1 to
-		// 1,000 snapshots with a copy at every step. The count is only room: the decoder
-		// fills what is there and grows it as before should the count fall short.
-		if n := bytes.Count(body, snapshotKey); n > 0 {
-			page.Snapshots = make([]snapshot, 0, n)
-		}
-		return fastjson.Unmarshal(body, page)
-	}
-	return json.Unmarshal(body, target)
-}
-
-// snapshotKey starts every snapshot of a get-snapshots page (Elasticsearch writes the name
-// first); its rare first byte keeps bytes.Count fast.
-var snapshotKey = []byte(`{"snapshot":`)
-
-// maxFastDepth is the deepest nesting decodeAnswer gives segmentio's decoder. A page is nested
-// 5 deep (page, snapshots, snapshot, failures, failure) plus what snapshot metadata holds.
-const maxFastDepth = 64
-
-// nestedDeeperThan tells whether JSON text opens more than limit arrays or objects inside one
-// another (outside strings). Malformed text is left to the decoder to refuse. Strings, which
-// are most of a page, are skipped with bytes.IndexByte rather than byte by byte (a tenth of a
-// list's CPU went into this check); FuzzNestedDeeperThan holds it to the plain byte loop.
-func nestedDeeperThan(text []byte, limit int) bool {
-	depth := 0
-	for i := 0; i < len(text); i++ {
-		switch text[i] {
-		case '"':
-			i = stringEnd(text, i)
-		case '[', '{':
-			if depth++; depth > limit {
-				return true
-			}
-		case ']', '}':
-			depth--
-		}
-	}
-	return false
-}
-
-// stringEnd returns the index of the quote that closes the string opening at text[open], or
-// len(text) when none does. A quote preceded by an odd number of backslashes is escaped.
-func stringEnd(text []byte, open int) int {
-	for at := open + 1; ; at++ {
-		next := bytes.IndexByte(text[at:], '"')
-		if next < 0 {
-			return len(text)
-		}
-		at += next
-		backslashes := 0
-		for text[at-1-backslashes] == '\\' { // stops at the opening quote at the latest
-			backslashes++
-		}
-		if backslashes%2 == 0 {
-			return at
-		}
-	}
 }
 
 // credsOf names the credentials client authenticates with, for errors that ask to fix them;

@@ -4,16 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
-	"path/filepath"
-	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/google/go-cmp/cmp"
 )
 
 // FuzzBackupID checks, for any ID a client can send, that a valid ID names exactly its own
@@ -90,131 +84,6 @@ func FuzzParseSnapshotName(f *testing.F) {
 		}
 		if rebuilt := fmt.Sprintf("%s%s_part_%d_of_%d", snapshotPrefix(id), version, part, of); rebuilt != name {
 			t.Fatalf("parseSnapshotName(%q) = %q %q %d %d does not rebuild the name", name, id, version, part, of)
-		}
-	})
-}
-
-// FuzzJSONDecodersAgree checks that decodeAnswer, which reads get-snapshots pages with
-// segmentio's decoder (esCallWithin), gives exactly what encoding/json gives, and refuses what
-// encoding/json refuses: DELETE, restore and retention decide by these snapshots. Seeded with
-// every recorded answer.
-func FuzzJSONDecodersAgree(f *testing.F) {
-	recordings, _ := filepath.Glob("testdata/es/*.json")
-	for _, name := range recordings {
-		var rec struct{ Body json.RawMessage }
-		if raw, err := os.ReadFile(name); err == nil && json.Unmarshal(raw, &rec) == nil {
-			f.Add([]byte(rec.Body))
-		}
-	}
-	f.Add([]byte(`{"snapshots":[{"snapshot":"camunda_optimize_1_3.9.0_part_1_of_2","start_time_in_millis":1e3}]}`))
-	f.Add([]byte(`{"snapshots":[{"SNAPSHOT":"a","snapshot":"b","metadata":{"n":1.5,"n":[null],"s":"\"[{"}}],"next":"\ud800x"}`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var want, got getSnapshotsAnswer
-		wantErr, gotErr := json.Unmarshal(body, &want), decodeAnswer(body, &got)
-		if (wantErr == nil) != (gotErr == nil) {
-			t.Fatalf("%q: encoding/json says %v, decodeAnswer says %v", body, wantErr, gotErr)
-		}
-		if wantErr == nil {
-			// A page may come back with an empty slice of snapshots where encoding/json leaves
-			// nil (decodeAnswer sizes it before decoding): every reader takes len or range.
-			// Only that slice: anything else nil on one side and empty on the other differs.
-			if len(got.Snapshots) == 0 && want.Snapshots == nil {
-				got.Snapshots = nil
-			}
-			if diff := cmp.Diff(want, got, cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
-				t.Fatalf("%q decodes differently (-encoding/json +decodeAnswer):\n%s", body, diff)
-			}
-		}
-	})
-}
-
-// A page nested deeper than Elasticsearch ever writes is refused as encoding/json refuses it,
-// not given to segmentio's decoder, whose recursion has no limit: 4 million levels (8 MB, under
-// maxAnswerBytes) would overflow the stack, a fatal error no recover catches.
-func TestDecodeAnswerDeepNesting(t *testing.T) {
-	deep := []byte(`{"snapshots":[{"metadata":{"x":` + strings.Repeat("[", 4<<20) + strings.Repeat("]", 4<<20) + `}}]}`)
-	var page getSnapshotsAnswer
-	if err := decodeAnswer(deep, &page); err == nil || !strings.Contains(err.Error(), "exceeded max depth") {
-		t.Fatalf("decodeAnswer of 4 million levels: %v; want encoding/json's depth error", err)
-	}
-	for _, c := range []struct {
-		text  string
-		limit int
-		want  bool
-	}{
-		{`{"a":[1,{"b":2}]}`, 3, false},
-		{`{"a":[1,{"b":2}]}`, 2, true},
-		{`{"a":"[[[[{{{{"}`, 1, false},
-		{`{"a":"\"[[[["}`, 1, false},
-		{`{"a":"\\","b":[[]]}`, 2, true},
-	} {
-		if got := nestedDeeperThan([]byte(c.text), c.limit); got != c.want {
-			t.Errorf("nestedDeeperThan(%s, %d) = %t; want %t", c.text, c.limit, got, c.want)
-		}
-	}
-}
-
-// FuzzNestedDeeperThan holds nestedDeeperThan, which skips strings with bytes.IndexByte, to
-// the plain byte-by-byte scan it replaced, on any text: escaped quotes, runs of backslashes,
-// unterminated strings, unbalanced brackets.
-func FuzzNestedDeeperThan(f *testing.F) {
-	f.Add([]byte(`{"a":[1,{"b":2}]}`), 2)
-	f.Add([]byte(`{"a":"\\\"[[","b":[[[]]]}`), 3)
-	f.Add([]byte(`["\\"[[`), 1)
-	f.Add([]byte(`"unterminated [[[`), 0)
-	f.Fuzz(func(t *testing.T, text []byte, limit int) {
-		if got, want := nestedDeeperThan(text, limit), nestedDeeperThanByteByByte(text, limit); got != want {
-			t.Fatalf("nestedDeeperThan(%q, %d) = %t; the byte-by-byte scan says %t", text, limit, got, want)
-		}
-	})
-}
-
-// nestedDeeperThanByteByByte is the reference: one byte at a time, a state per byte.
-func nestedDeeperThanByteByByte(text []byte, limit int) bool {
-	depth, inString, escaped := 0, false, false
-	for _, c := range text {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			escaped = c == '\\'
-			inString = c != '"'
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
-			if depth++; depth > limit {
-				return true
-			}
-		case c == ']' || c == '}':
-			depth--
-		}
-	}
-	return false
-}
-
-// FuzzJSONEncodersAgree checks that appendAnswer (segmentio), which writes every answer
-// (writeJSON), writes a backup's answer byte for byte as encoding/json does, whatever the
-// strings Elasticsearch reported (invalid UTF-8, control characters, HTML).
-func FuzzJSONEncodersAgree(f *testing.F) {
-	f.Add("1", "camunda_optimize_1_3.9.0_part_1_of_2", "SUCCESS", "", int64(1764131027098), false)
-	f.Add("nightly", "a<b>&\u2028\x00\xff", "FAILED", "[i][0] IndexShardSnapshotFailedException \"x\"", int64(-5), true)
-	f.Add("2", "camunda_optimize_2_3.9.0_part_1_of_2", "SUCCESS", "", int64(253402300800000), false) // year 10000
-	f.Fuzz(func(t *testing.T, id, name, state, reason string, millis int64, legacy bool) {
-		snaps := []snapshot{
-			{Name: name, State: state, Reason: reason, StartMillis: millis, EndMillis: millis + 1,
-				Failures: []snapshotFailure{{Index: reason, Reason: name, NodeID: id, Status: state}}},
-			{Name: snapshotName(id, "3.9.0", 2), State: "SUCCESS", StartMillis: millis},
-		}
-		info := backupState(id, snaps, false, time.UnixMilli(millis), time.Minute).wire(legacy)
-		for _, v := range []any{info, []wireBackupInfo{info, info}, apiError{ErrorCode: state, ErrorMessage: name, DetailedMessage: reason}} {
-			var want strings.Builder
-			stdEnc := json.NewEncoder(&want)
-			stdEnc.SetEscapeHTML(false)
-			wantErr := stdEnc.Encode(v)
-			got, gotErr := appendAnswer(nil, v)
-			if (wantErr == nil) != (gotErr == nil) || want.String() != string(got) {
-				t.Fatalf("%T encodes differently:\nencoding/json: %q %v\nappendAnswer:  %q %v", v, want.String(), wantErr, got, gotErr)
-			}
 		}
 	})
 }
