@@ -66,7 +66,7 @@ unit: deploy-test
 	go test -race -count=1 ./...
 
 ## bench: every figure of issue 13, the sidecar alternately with Elasticsearch doing the same
-## work, on a node of its own (port 9230, so never make test's 9270), written to BENCHMARKS.md;
+## work, on a node of its own (port 9230, so never make test's 9270), written to docs/BENCHMARKS.md;
 ## prints and records, asserts nothing; not part of make test or CI. The node's data and
 ## repositories live on tmpfs: on disk, each snapshot's cluster-state fsyncs make the 20,000
 ## snapshots of the growth figures take over 25 minutes. About 5 minutes on 2 cores; the first

@@ -141,7 +141,7 @@ func memTotal() string {
 func (b *bench) write() {
 	out := os.Getenv("BENCH_OUT")
 	if out == "" {
-		out = "BENCHMARKS.md"
+		out = "docs/BENCHMARKS.md"
 	}
 	old, _ := os.ReadFile(out)
 	before, after := "# Benchmarks\n\n", "\n"

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// TestBackupState checks the state rules of SPEC.md section 4 on hand-made snapshot lists,
+// TestBackupState checks the state rules of docs/decisions.md on hand-made snapshot lists,
 // including the grace period that keeps a backup between its parts IN_PROGRESS and the crash
 // case where it must become INCOMPLETE.
 func TestBackupState(t *testing.T) {

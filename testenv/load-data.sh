@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Loads Optimize-shaped indices and documents into an Elasticsearch through its real API, named
-# as Optimize names them (SPEC.md section 1): physical indices {prefix}-{name}_v{N} behind
-# aliases {prefix}-{name}, the three import indices, the metadata index with document 1 and its
-# schemaVersion, process-instance indices per definition key (one a rollover index -000001),
-# report, dashboard and collection indices. It also loads a second installation whose prefix
-# starts with the first one's (optimize-east, with its own metadata index), a foreign index that
-# merely starts with the prefix (optimize-logs-2026.11) and an unrelated index: none of them may
-# ever be backed up, blocked, deleted or restored for the first prefix.
+# as Optimize names them (docs/installation-indices.md): physical indices {prefix}-{name}_v{N}
+# behind aliases {prefix}-{name}, the three import indices, the metadata index with document 1
+# and its schemaVersion, process-instance indices per definition key (one a rollover index
+# -000001), report, dashboard and collection indices. It also loads a second installation whose
+# prefix starts with the first one's (optimize-east, with its own metadata index), a foreign
+# index that merely starts with the prefix (optimize-logs-2026.11) and an unrelated index: none
+# of them may ever be backed up, blocked, deleted or restored for the first prefix.
 #
 #   testenv/load-data.sh http://127.0.0.1:9250
 #
