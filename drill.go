@@ -137,7 +137,7 @@ func (s *server) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.writeError(w, r, err)
 	case !found:
-		s.writeError(w, r, &noDrillError{id: id})
+		s.writeError(w, r, notFound("No drill of backup [%s] is running or recorded in Elasticsearch; start one with POST .../%s/verify.", id, id))
 	default:
 		writeJSON(w, http.StatusOK, doc.drillResult)
 	}
@@ -152,7 +152,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		return drillDoc{}, err
 	}
 	if info.State == stateInProgress {
-		return drillDoc{}, &drillConflictError{fmt.Sprintf("Backup [%s] is IN_PROGRESS; verify it once GET .../%s reports COMPLETED.", id, id)}
+		return drillDoc{}, conflict("Backup [%s] is IN_PROGRESS; verify it once GET .../%s reports COMPLETED.", id, id)
 	}
 	own, err := s.ownSnapshots(id, snaps)
 	if err != nil {
@@ -162,7 +162,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		if s.drills.stopping() {
 			return drillDoc{}, errStopping
 		}
-		return drillDoc{}, &drillConflictError{"This sidecar is still running or finishing a drill (its backup is in the log); one drill runs at a time: start this one when it has ended."}
+		return drillDoc{}, conflict("This sidecar is still running or finishing a drill (its backup is in the log); one drill runs at a time: start this one when it has ended.")
 	}
 	started := false
 	defer func() {
@@ -179,7 +179,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	if found && stored.State == drillRunning {
 		// Taken over only by watchDrills, which judges silence by its own clock: another
 		// sidecar's clock says nothing here.
-		return drillDoc{}, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)}
+		return drillDoc{}, conflict("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)
 	}
 	if err := s.noRestoreRunning(ctx); err != nil {
 		return drillDoc{}, err
@@ -214,7 +214,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	sent := time.Now()
 	ver, err = s.saveDoc(ctx, s.drillDocID(), &doc, &doc.docStamp, ver)
 	if errors.Is(err, errJobChanged) {
-		return drillDoc{}, &drillConflictError{"Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup."}
+		return drillDoc{}, conflict("Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup.")
 	}
 	if err != nil {
 		return drillDoc{}, err
@@ -228,7 +228,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	}
 	if marks, _, err := s.loadMarks(ctx); err != nil || s.markedForDelete(marks, id) {
 		if err == nil {
-			err = &drillConflictError{fmt.Sprintf("Backup [%s] is being deleted; there is nothing to verify.", id)}
+			err = conflict("Backup [%s] is being deleted; there is nothing to verify.", id)
 		}
 		run.undo(ctx, stored)
 		return drillDoc{}, err
@@ -311,8 +311,8 @@ func (s *server) roomForDrill(ctx context.Context, snapshots []string) error {
 // available are free, when it would fill them beyond drillDiskLimit. It is a pure function.
 func drillRoom(size, total, available int64) error {
 	if total > 0 && float64(total-available+size) > drillDiskLimit*float64(total) {
-		return &drillConflictError{fmt.Sprintf("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
-			size>>20, available>>20, total>>20, drillDiskLimit*100)}
+		return conflict("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
+			size>>20, available>>20, total>>20, drillDiskLimit*100)
 	}
 	return nil
 }
@@ -324,7 +324,7 @@ func (s *server) noRestoreRunning(ctx context.Context) error {
 		return err
 	}
 	if found && job.active() {
-		return &drillConflictError{fmt.Sprintf("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)}
+		return conflict("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)
 	}
 	return nil
 }
@@ -338,7 +338,7 @@ func (s *server) drillUsing(ctx context.Context, id string) error {
 		return err
 	}
 	if found && doc.State == drillRunning && doc.BackupID == id {
-		return &drillConflictError{fmt.Sprintf("Backup [%s] cannot be deleted: a drill restores it (step %s); wait until GET .../%s/verify reports PASSED or FAILED.", id, doc.Step, id)}
+		return conflict("Backup [%s] cannot be deleted: a drill restores it (step %s); wait until GET .../%s/verify reports PASSED or FAILED.", id, doc.Step, id)
 	}
 	return nil
 }
@@ -691,7 +691,7 @@ func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion)
 	run := &drillRun{s: s, doc: doc, ver: ver}
 	silentOwner, step := doc.Owner, doc.Step
 	if err := run.update(ctx, func(d *drillDoc) { d.Owner, d.Step = s.owner, "abandoning" }); errors.Is(err, errLeaseLost) {
-		return doc, ver, &drillConflictError{fmt.Sprintf("The drill of backup [%s] was renewed or taken over by another sidecar just now; see GET .../%s/verify.", doc.BackupID, doc.BackupID)}
+		return doc, ver, conflict("The drill of backup [%s] was renewed or taken over by another sidecar just now; see GET .../%s/verify.", doc.BackupID, doc.BackupID)
 	} else if err != nil {
 		return doc, ver, fmt.Errorf("take over the drill of backup [%s]: %w", doc.BackupID, err)
 	}

@@ -142,7 +142,7 @@ func (r *jobRun) keepLease(ctx context.Context) {
 // the job in the background. A job that is active anywhere refuses it (409).
 func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
 	busy := func(msg string) error {
-		return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
+		return restoreRefused([]restoreCheck{{Name: "nothingRunning", Message: msg}})
 	}
 	if !s.restores.claim(restoreKey) {
 		return restoreJob{}, busy("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")

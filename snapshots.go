@@ -429,13 +429,13 @@ func (s *server) optimizeVersion(ctx context.Context) (string, error) {
 	if err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc); err != nil {
 		var ee *esError
 		if errors.As(err, &ee) && ee.Status == http.StatusNotFound {
-			return "", fmt.Errorf("%w: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", errNoVersion, index, ee.Reason)
+			return "", serverError("cannot tell which Optimize version this backup is of: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", index, ee.Reason)
 		}
 		return "", fmt.Errorf("read Optimize version from %s: %w", index, err)
 	}
 	version := versionPattern.FindString(doc.Source.SchemaVersion)
 	if version == "" {
-		return "", fmt.Errorf("%w: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", errNoVersion, index, doc.Source.SchemaVersion)
+		return "", serverError("cannot tell which Optimize version this backup is of: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", index, doc.Source.SchemaVersion)
 	}
 	return version, nil
 }
