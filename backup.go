@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -15,7 +16,7 @@ func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, e
 	// Within this process one ID is created once at a time; across replicas Elasticsearch's
 	// refusal of a taken snapshot name decides.
 	if !s.backups.claim(id) {
-		return nil, &conflictError{id: id}
+		return nil, idTaken(id, nil)
 	}
 	started := false
 	defer func() {
@@ -33,7 +34,7 @@ func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, e
 		for i, snap := range existing {
 			names[i] = snap.Name
 		}
-		return nil, &conflictError{id: id, existing: names}
+		return nil, idTaken(id, names)
 	}
 	version, err := s.optimizeVersion(ctx)
 	if err != nil {
@@ -44,8 +45,8 @@ func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, e
 		return nil, err
 	}
 	if len(part1) == 0 || len(part2) == 0 {
-		return nil, fmt.Errorf("%w: Elasticsearch has %d import indices and %d other indices with the prefix [%s-]; an Optimize backup needs both. Check that Optimize has started at least once and that CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX is Optimize's prefix",
-			errNoOptimizeIndices, len(part1), len(part2), s.cfg.IndexPrefix)
+		return nil, serverError("no Optimize indices to back up: Elasticsearch has %d import indices and %d other indices with the prefix [%s-]; an Optimize backup needs both. Check that Optimize has started at least once and that CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX is Optimize's prefix",
+			len(part1), len(part2), s.cfg.IndexPrefix)
 	}
 
 	names := []string{snapshotName(id, version, 1), snapshotName(id, version, 2)}
@@ -54,7 +55,7 @@ func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, e
 		if errors.Is(err, errSnapshotNameTaken) {
 			// Another replica took this ID between our check and our request: the name
 			// "already exists" or "is already in-progress" (or holds it with another nonce).
-			return nil, &conflictError{id: id, existing: []string{names[0]}}
+			return nil, idTaken(id, names[:1])
 		}
 		return nil, err
 	}
@@ -65,6 +66,15 @@ func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, e
 		return names, fmt.Errorf("part 1 (%s) was started, but the sidecar is stopping, so part 2 will not be: the backup will be INCOMPLETE; delete it and take another", names[0])
 	}
 	return names, nil
+}
+
+// idTaken is the 409 of a backup ID that is taken: by the snapshots existing, or, with none,
+// by a create of the ID running in this process.
+func idTaken(id string, existing []string) error {
+	if len(existing) == 0 {
+		return conflict("A backup with ID [%s] is already being created; choose another ID or wait for it and check its state.", id).because(errIDTaken)
+	}
+	return conflict("A backup with ID [%s] already exists. Found snapshots: [%s]", id, strings.Join(existing, ", ")).because(errIDTaken)
 }
 
 // part2PollLimit is the longest wait between two reads of part 1 before part 2 starts.

@@ -138,7 +138,7 @@ func (s *server) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.writeError(w, r, err)
 	case !found:
-		s.writeError(w, r, &noDrillError{id: id})
+		s.writeError(w, r, notFound("No drill of backup [%s] is running or recorded in Elasticsearch; start one with POST .../%s/verify.", id, id))
 	default:
 		writeJSON(w, http.StatusOK, doc.drillResult)
 	}
@@ -153,7 +153,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		return drillDoc{}, err
 	}
 	if info.State == stateInProgress {
-		return drillDoc{}, &drillConflictError{fmt.Sprintf("Backup [%s] is IN_PROGRESS; verify it once GET .../%s reports COMPLETED.", id, id)}
+		return drillDoc{}, conflict("Backup [%s] is IN_PROGRESS; verify it once GET .../%s reports COMPLETED.", id, id)
 	}
 	own, err := s.ownSnapshots(id, snaps)
 	if err != nil {
@@ -163,7 +163,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		if s.drills.stopping() {
 			return drillDoc{}, errStopping
 		}
-		return drillDoc{}, &drillConflictError{"This sidecar is still running or finishing a drill (its backup is in the log); one drill runs at a time: start this one when it has ended."}
+		return drillDoc{}, conflict("This sidecar is still running or finishing a drill (its backup is in the log); one drill runs at a time: start this one when it has ended.")
 	}
 	started := false
 	defer func() {
@@ -181,7 +181,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	if marks, _, merr := s.loadMarks(ctx); err == nil && (merr != nil || s.markedForDelete(marks, id)) {
 		err = merr
 		if err == nil {
-			err = &drillConflictError{fmt.Sprintf("Backup [%s] is being deleted; there is nothing to verify.", id)}
+			err = conflict("Backup [%s] is being deleted; there is nothing to verify.", id)
 		}
 	}
 	if err == nil && !s.drills.start(drillKey, run.run) {
@@ -228,7 +228,7 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 	if found && stored.State == drillRunning {
 		// Taken over only by watchDrills, which judges silence by its own clock: another
 		// sidecar's clock says nothing here.
-		return nil, stored, &drillConflictError{fmt.Sprintf("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)}
+		return nil, stored, conflict("The drill of backup [%s] is running (step %s); one drill runs at a time: wait until GET .../%s/verify reports PASSED or FAILED (a drill whose sidecar stopped is ended by a running sidecar within %v).", stored.BackupID, stored.Step, stored.BackupID, s.staleAfter()+heartbeatEvery)
 	}
 	if err := s.noRestoreRunning(ctx); err != nil {
 		return nil, stored, err
@@ -251,7 +251,7 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 	}
 	run := s.newDrillRun(doc, ver, info)
 	if err := run.start(ctx); errors.Is(err, errLeaseTaken) {
-		return nil, stored, &drillConflictError{"Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup."}
+		return nil, stored, conflict("Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup.")
 	} else if err != nil {
 		return nil, stored, err
 	}
@@ -296,8 +296,8 @@ func (s *server) roomForDrill(ctx context.Context, snapshots []string) error {
 // available are free, when it would fill them beyond drillDiskLimit. It is a pure function.
 func drillRoom(size, total, available int64) error {
 	if total > 0 && float64(total-available+size) > drillDiskLimit*float64(total) {
-		return &drillConflictError{fmt.Sprintf("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
-			size>>20, available>>20, total>>20, drillDiskLimit*100)}
+		return conflict("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
+			size>>20, available>>20, total>>20, drillDiskLimit*100)
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func (s *server) noRestoreRunning(ctx context.Context) error {
 		return err
 	}
 	if found && job.active() {
-		return &drillConflictError{fmt.Sprintf("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)}
+		return conflict("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)
 	}
 	return nil
 }
@@ -323,7 +323,7 @@ func (s *server) drillUsing(ctx context.Context, id string) error {
 		return err
 	}
 	if found && doc.State == drillRunning && doc.BackupID == id {
-		return &drillConflictError{fmt.Sprintf("Backup [%s] cannot be deleted: a drill restores it (step %s); wait until GET .../%s/verify reports PASSED or FAILED.", id, doc.Step, id)}
+		return conflict("Backup [%s] cannot be deleted: a drill restores it (step %s); wait until GET .../%s/verify reports PASSED or FAILED.", id, doc.Step, id)
 	}
 	return nil
 }

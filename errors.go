@@ -11,11 +11,12 @@ import (
 
 // Every error the sidecar knows, and the one place errors become HTTP answers.
 //
-// The rule for user text: an error type's Error() is the sentence the user reads in
-// detailedMessage, saying what happened and what to do; classifyError maps each type to a
-// status and an errorCode, and writes text only for errors that carry none of their own (an
-// unreachable or refusing Elasticsearch). Lower layers wrap errors with what they were doing
-// ("create snapshot x: ..."); errors.Is/As see through the wrapping.
+// An error the caller sees is an *httpError made where the sidecar decides to refuse or fail
+// (badRequest, notFound, conflict, ...): it carries its status, Optimize's errorCode and the
+// operator's sentence, saying what happened and what to do. writeError only finds it in the
+// chain; what it writes itself are the answers about what the sidecar did not decide:
+// Elasticsearch's answers (or its silence), a body too large, a bug. Lower layers wrap errors
+// with what they were doing ("create snapshot x: ..."); errors.Is/As see through the wrapping.
 
 // apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
 // errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
@@ -38,8 +39,73 @@ var errorSentences = map[string]string{
 	"methodNotAllowedError":        "The request method is not supported for this resource.",
 }
 
-// writeError is the one place errors become HTTP answers: it picks the status and error code,
-// writes Optimize's JSON error shape and logs the error once.
+// httpError is an error with its HTTP answer: the status, Optimize's errorCode and the
+// sentence the operator reads in detailedMessage (its Error()). Lower layers may wrap it; the
+// answer is still its own sentence, without what they wrapped around it.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+	cause  error // what errors.Is/As see beneath it, if anything (see because)
+}
+
+// Error is the operator's sentence.
+func (e *httpError) Error() string { return e.msg }
+
+// Unwrap is the cause the error was made with, if any.
+func (e *httpError) Unwrap() error { return e.cause }
+
+// because returns a copy of e with cause in its chain, for code that must tell this error
+// apart with errors.Is; the sentence stays e's.
+func (e *httpError) because(cause error) *httpError {
+	c := *e
+	c.cause = cause
+	return &c
+}
+
+// newHTTPError is an httpError with a formatted sentence.
+func newHTTPError(status int, code, format string, args ...any) *httpError {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// badRequest (400) is input the sidecar refuses; the sentence says what to change.
+func badRequest(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusBadRequest, "badRequestError", format, args...)
+}
+
+// unauthorized (401) is a request without the credentials the route needs.
+func unauthorized(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusUnauthorized, "unauthorizedError", format, args...)
+}
+
+// forbidden (403) is a request the sidecar's configuration does not allow, whoever sends it.
+func forbidden(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusForbidden, "forbiddenError", format, args...)
+}
+
+// notFound (404) is a backup, job or route that does not exist.
+func notFound(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusNotFound, "notFoundError", format, args...)
+}
+
+// methodNotAllowed (405) is a served path asked with a method it does not answer.
+func methodNotAllowed(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", format, args...)
+}
+
+// conflict (409) is a request that the state of the backups or jobs refuses now; the
+// sentence says what stands in the way and what to wait for.
+func conflict(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusConflict, "conflict", format, args...)
+}
+
+// serverError (500) is a failure of the sidecar or of what it was configured with.
+func serverError(format string, args ...any) *httpError {
+	return newHTTPError(http.StatusInternalServerError, "serverError", format, args...)
+}
+
+// writeError is the one place errors become HTTP answers: it writes Optimize's JSON error
+// shape with the status and code of the error (see describeError) and logs the error once.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := s.describeError(r, err)
 	if status == http.StatusUnauthorized {
@@ -53,246 +119,78 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, body)
 }
 
-// describeError maps an error to its HTTP status and body, with errors.Is/As. The route's
-// family (from routes(), see inFamily) decides the status of an unreachable Elasticsearch.
+// describeError is the HTTP status and body of an error: those of the httpError in its chain,
+// else those answerOf writes.
 func (s *server) describeError(r *http.Request, err error) (int, apiError) {
-	status, code, detail := s.classifyError(r, err)
-	return status, apiError{ErrorCode: code, ErrorMessage: errorSentences[code], DetailedMessage: detail}
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = s.answerOf(r, err)
+	}
+	return he.status, apiError{ErrorCode: he.code, ErrorMessage: errorSentences[he.code], DetailedMessage: he.msg}
 }
 
-// classifyError returns the status, the errorCode and the detailedMessage of an error: the
-// user's sentence of the error type found in err's chain, or, for what Elasticsearch answered
-// or did not, a sentence written here.
-func (s *server) classifyError(r *http.Request, err error) (status int, code, detail string) {
+// answerOf is the answer to an error the sidecar did not make into an httpError: what
+// Elasticsearch answered or did not (the route's family, from routes(), decides the status of
+// an unreachable one), a request body too large, or a bug.
+func (s *server) answerOf(r *http.Request, err error) *httpError {
 	var (
+		refused   *esAuthError
 		tooLarge  *http.MaxBytesError
 		es        *esError
 		untrusted *tls.CertificateVerificationError
 	)
-	for _, m := range []struct {
-		status int
-		code   string
-		find   func(error) error // the error whose Error() is the detail, or nil
-	}{
-		{http.StatusBadRequest, "badRequestError", find[*badRequestError]},
-		{http.StatusBadRequest, "badRequestError", is(errNoRepository)},
-		{http.StatusNotFound, "notFoundError", find[*notFoundError]},
-		{http.StatusNotFound, "notFoundError", find[*routeError]},
-		{http.StatusNotFound, "notFoundError", find[*noRestoreError]},
-		{http.StatusNotFound, "notFoundError", find[*noDrillError]},
-		{http.StatusMethodNotAllowed, "methodNotAllowedError", find[*methodError]},
-		{http.StatusConflict, "conflict", find[*backupInUseError]},
-		{http.StatusConflict, "conflict", find[*foreignBackupError]},
-		{http.StatusConflict, "conflict", find[*deleteConflictError]},
-		{http.StatusConflict, "conflict", find[*restoreConflictError]},
-		{http.StatusConflict, "conflict", find[*conflictError]},
-		{http.StatusConflict, "conflict", find[*drillConflictError]},
-		{http.StatusForbidden, "forbiddenError", is(errAdminDisabled)},
-		{http.StatusUnauthorized, "unauthorizedError", is(errUnauthorized)},
-		// The sidecar's own credentials or privileges, not the caller's: a server fault.
-		{http.StatusInternalServerError, "serverError", find[*esAuthError]},
-		// These two are wrapped with the particulars (which index, which variable to set).
-		{http.StatusInternalServerError, "serverError", whole(errNoVersion)},
-		{http.StatusInternalServerError, "serverError", whole(errNoOptimizeIndices)},
-	} {
-		if e := m.find(err); e != nil {
-			return m.status, m.code, e.Error()
-		}
-	}
 	switch {
+	case errors.As(err, &refused):
+		// The sidecar's own credentials or privileges, not the caller's: a server fault.
+		return serverError("%s", refused.Error())
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, "badRequestError",
-			fmt.Sprintf("The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
+		return newHTTPError(http.StatusRequestEntityTooLarge, "badRequestError",
+			"The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
 	case errors.Is(err, errESUnreachable) && errors.As(err, &untrusted):
-		detail := fmt.Sprintf("Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
+		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
 			strings.Join(s.cfg.esAddressesRedacted(), ","), untrusted.Err)
-		if familyOf(r) == legacy {
-			return http.StatusInternalServerError, "serverError", detail
-		}
-		return http.StatusBadGateway, "elasticsearchConnectionError", detail
 	case errors.Is(err, errESUnreachable):
-		detail := fmt.Sprintf("Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
+		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
 			strings.Join(s.cfg.esAddressesRedacted(), ","))
-		if familyOf(r) == legacy {
-			return http.StatusInternalServerError, "serverError", detail // as Optimize 3.9 documents
-		}
-		return http.StatusBadGateway, "elasticsearchConnectionError", detail
 	case errors.As(err, &es) && es.Type == "repository_missing_exception":
-		return http.StatusInternalServerError, "serverError",
-			fmt.Sprintf("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
+		return serverError("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
 	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
 		// The ID rules keep such names out; should Elasticsearch refuse one anyway, it is the
 		// ID that must change, not a server fault.
-		return http.StatusBadRequest, "badRequestError",
-			fmt.Sprintf("Elasticsearch refused the snapshot name: %s. Choose a backupId that Elasticsearch accepts in a snapshot name.", es.Reason)
+		return badRequest("Elasticsearch refused the snapshot name: %s. Choose a backupId that Elasticsearch accepts in a snapshot name.", es.Reason)
 	case errors.As(err, &es):
-		return http.StatusInternalServerError, "serverError", fmt.Sprintf("Elasticsearch refused a request: %v. See Elasticsearch's log for more.", err)
+		return serverError("Elasticsearch refused a request: %v. See Elasticsearch's log for more.", err)
 	case errors.Is(err, errAnswerTooLarge):
-		return http.StatusInternalServerError, "serverError", "Elasticsearch's answer was larger than the sidecar reads: " + err.Error()
+		return serverError("Elasticsearch's answer was larger than the sidecar reads: %v", err)
 	default:
-		return http.StatusInternalServerError, "serverError", fmt.Sprintf("The sidecar failed unexpectedly: %v. See the sidecar's log.", err)
+		return serverError("The sidecar failed unexpectedly: %v. See the sidecar's log.", err)
 	}
 }
 
-// find returns the error of type T in err's chain: its Error() is the user's sentence, without
-// what lower layers wrapped around it.
-func find[T error](err error) error {
-	var t T
-	if errors.As(err, &t) {
-		return t
+// unreachable is the answer when Elasticsearch could not be reached: 500 on Optimize 3.9's
+// routes (as Optimize 3.9 documents), 502 elasticsearchConnectionError on 3.10+'s and the rest.
+func unreachable(r *http.Request, format string, args ...any) *httpError {
+	if familyOf(r) == legacy {
+		return serverError(format, args...)
 	}
-	return nil
+	return newHTTPError(http.StatusBadGateway, "elasticsearchConnectionError", format, args...)
 }
-
-// is returns sentinel (its sentence alone) if it is in err's chain.
-func is(sentinel error) func(error) error {
-	return func(err error) error {
-		if errors.Is(err, sentinel) {
-			return sentinel
-		}
-		return nil
-	}
-}
-
-// whole returns err itself if sentinel is in its chain: the wrapping holds the particulars.
-func whole(sentinel error) func(error) error {
-	return func(err error) error {
-		if errors.Is(err, sentinel) {
-			return err
-		}
-		return nil
-	}
-}
-
-// userError is a fixed error whose text is the sentence the user reads.
-type userError string
-
-func (e userError) Error() string { return string(e) }
 
 // errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
-var errNoRepository error = userError("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
-
-// notFoundError is a backup ID without snapshots.
-type notFoundError struct{ id string }
-
-func (e *notFoundError) Error() string {
-	return fmt.Sprintf("No Optimize backup with ID [%s] could be found.", e.id)
-}
-
-// conflictError is a backup ID that is taken.
-type conflictError struct {
-	id       string
-	existing []string
-}
-
-func (e *conflictError) Error() string {
-	if len(e.existing) == 0 {
-		return fmt.Sprintf("A backup with ID [%s] is already being created; choose another ID or wait for it and check its state.", e.id)
-	}
-	return fmt.Sprintf("A backup with ID [%s] already exists. Found snapshots: [%s]", e.id, strings.Join(e.existing, ", "))
-}
-
-// routeError is a request for a path the sidecar does not serve.
-type routeError struct{ method, path string }
-
-func (e *routeError) Error() string {
-	return fmt.Sprintf("There is no route %s %s; see the README for the routes this sidecar serves.", e.method, e.path)
-}
-
-// methodError is a request for a path the sidecar serves, with a method it does not serve
-// there; allow lists the methods it does.
-type methodError struct{ method, path, allow string }
-
-func (e *methodError) Error() string {
-	return fmt.Sprintf("%s does not answer %s; it answers %s.", e.path, e.method, e.allow)
-}
-
-// foreignBackupError is a DELETE of another installation's backup in a shared repository.
-type foreignBackupError struct{ id, prefix, shows string }
-
-func (e *foreignBackupError) Error() string {
-	return fmt.Sprintf("Backup [%s] is not a backup of this installation (prefix [%s]): %s. Delete it with the sidecar of its installation.", e.id, e.prefix, e.shows)
-}
-
-// restoreConflictError lists every failed precondition.
-type restoreConflictError struct{ checks []restoreCheck }
-
-func (e *restoreConflictError) Error() string {
-	var failed []string
-	for _, c := range e.checks {
-		if !c.Passed {
-			failed = append(failed, c.Message)
-		}
-	}
-	return "Restore refused, nothing was changed: " + strings.Join(failed, " ")
-}
-
-// backupInUseError is a DELETE of a backup that the running restore needs.
-type backupInUseError struct {
-	id  string
-	job jobDoc
-}
-
-func (e *backupInUseError) Error() string {
-	role := "restores it"
-	if e.job.BackupID != e.id {
-		role = "holds its safety backup"
-	}
-	return fmt.Sprintf("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
-		e.id, e.job.BackupID, role, e.job.Step, e.job.BackupID)
-}
-
-// deleteConflictError is a DELETE that lost the race with a restore starting at that moment.
-type deleteConflictError struct{ id string }
-
-func (e *deleteConflictError) Error() string {
-	return fmt.Sprintf("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", e.id)
-}
-
-// noRestoreError means no restore of the backup is recorded in Elasticsearch.
-type noRestoreError struct{ id string }
-
-func (e *noRestoreError) Error() string {
-	return fmt.Sprintf("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", e.id, e.id)
-}
+var errNoRepository = badRequest("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
 
 // errStopping refuses long work that would start while the sidecar shuts down.
-var errStopping = &drillConflictError{"The sidecar is stopping; send the request again to a running sidecar."}
-
-// noDrillError means no drill of the backup is recorded in Elasticsearch.
-type noDrillError struct{ id string }
-
-func (e *noDrillError) Error() string {
-	return fmt.Sprintf("No drill of backup [%s] is running or recorded in Elasticsearch; start one with POST .../%s/verify.", e.id, e.id)
-}
-
-// drillConflictError is a drill that cannot start now, or a DELETE of a backup a drill
-// restores; its message says what runs and what to wait for.
-type drillConflictError struct{ msg string }
-
-func (e *drillConflictError) Error() string { return e.msg }
-
-// badRequestError is input the sidecar refuses; its message says what to change.
-type badRequestError struct{ msg string }
-
-func (e *badRequestError) Error() string { return e.msg }
-
-// badRequest is a badRequestError with a formatted message.
-func badRequest(format string, args ...any) error {
-	return &badRequestError{msg: fmt.Sprintf(format, args...)}
-}
+var errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
 
 // errAdminDisabled means no admin token is configured: admin routes are off (secure default).
-var errAdminDisabled error = userError("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
+var errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
 
 // errUnauthorized means the request did not carry the admin token.
-var errUnauthorized error = userError("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
+var errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
 
-// errNoOptimizeIndices means there is nothing to back up for the configured prefix.
-var errNoOptimizeIndices = errors.New("no Optimize indices to back up")
-
-// errNoVersion means the version tag for a new backup could not be determined.
-var errNoVersion = errors.New("cannot tell which Optimize version this backup is of")
+// errIDTaken is in the chain of the 409 of a backup ID that is taken (see idTaken): the
+// scheduler tells it from other failures to start.
+var errIDTaken = errors.New("backup ID taken")
 
 // errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
 var errSnapshotNameTaken = errors.New("snapshot name already in use")

@@ -182,7 +182,7 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 	defer cancel()
 	res, err := req.Do(ctx, client)
 	if err != nil {
-		// Both wrapped: classifyError tells an untrusted certificate from a node that is down.
+		// Both wrapped: answerOf tells an untrusted certificate from a node that is down.
 		return fmt.Errorf("%w: %w", errESUnreachable, err)
 	}
 	defer res.Body.Close()

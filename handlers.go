@@ -119,10 +119,10 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 		if rec.status == http.StatusMethodNotAllowed {
 			allow := rec.header.Get("Allow")
 			w.Header().Set("Allow", allow)
-			s.writeError(w, r, &methodError{method: r.Method, path: r.URL.Path, allow: allow})
+			s.writeError(w, r, methodNotAllowed("%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
 			return
 		}
-		s.writeError(w, r, &routeError{method: r.Method, path: r.URL.Path})
+		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
 	})
 }
 
@@ -238,7 +238,7 @@ func (s *server) readBackup(ctx context.Context, id string, read func(context.Co
 		return backupInfo{}, nil, err
 	}
 	if len(snaps) == 0 {
-		return backupInfo{}, nil, &notFoundError{id: id}
+		return backupInfo{}, nil, notFound("No Optimize backup with ID [%s] could be found.", id)
 	}
 	return backupState(id, snaps, s.backups.has(id), s.now(), s.cfg.Part2Grace), snaps, nil
 }
@@ -359,7 +359,8 @@ func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
 		}
 	}
 	if len(own) == 0 {
-		return nil, &foreignBackupError{id: id, prefix: s.cfg.IndexPrefix, shows: "none of its snapshots (" + strings.Join(foreign, ", ") + ") holds this installation's indices"}
+		return nil, conflict("Backup [%s] is not a backup of this installation (prefix [%s]): none of its snapshots (%s) holds this installation's indices. Delete it with the sidecar of its installation.",
+			id, s.cfg.IndexPrefix, strings.Join(foreign, ", "))
 	}
 	slices.Sort(own)
 	return own, nil
@@ -383,13 +384,13 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 // unfence: a restore of the backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
 	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errDocChanged) {
-		return &deleteConflictError{id: id}
+		return conflict("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", id)
 	} else if err != nil {
 		return err
 	}
 	job, _, found, err := s.loadJob(ctx)
 	if err == nil && found && job.uses(id) {
-		err = &backupInUseError{id: id, job: job}
+		err = usedByRestore(id, job)
 	}
 	if err == nil {
 		err = s.drillUsing(ctx, id)
@@ -399,6 +400,17 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
+}
+
+// usedByRestore is the 409 of a DELETE of a backup that the running restore job needs: the
+// backup it restores, or its safety backup.
+func usedByRestore(id string, job jobDoc) error {
+	role := "restores it"
+	if job.BackupID != id {
+		role = "holds its safety backup"
+	}
+	return conflict("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
+		id, job.BackupID, role, job.Step, job.BackupID)
 }
 
 // unfence takes the backup's delete mark back. A failure only delays restores of that ID (for

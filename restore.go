@@ -107,7 +107,7 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 		return
 	}
 	if !passed {
-		s.writeError(w, r, &restoreConflictError{checks: checks})
+		s.writeError(w, r, restoreRefused(checks))
 		return
 	}
 	job, err := s.startRestore(ctx, info.BackupID, plan, stored)
@@ -116,6 +116,18 @@ func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, job)
+}
+
+// restoreRefused is the 409 of a restore whose preconditions failed: every failed check's
+// message.
+func restoreRefused(checks []restoreCheck) error {
+	var failed []string
+	for _, c := range checks {
+		if !c.Passed {
+			failed = append(failed, c.Message)
+		}
+	}
+	return conflict("Restore refused, nothing was changed: %s", strings.Join(failed, " "))
 }
 
 // restoreChecks evaluates every precondition without changing anything, and returns the plan
@@ -315,7 +327,7 @@ func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found || doc.BackupID != id {
-		s.writeError(w, r, &noRestoreError{id: id})
+		s.writeError(w, r, notFound("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", id, id))
 		return
 	}
 	writeJSON(w, http.StatusOK, doc.restoreJob)

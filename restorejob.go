@@ -71,7 +71,7 @@ func (r *jobRun) step(ctx context.Context, name string) error {
 
 // busyRestore is the 409 of a restore that cannot start now.
 func busyRestore(msg string) error {
-	return &restoreConflictError{checks: []restoreCheck{{Name: "nothingRunning", Message: msg}}}
+	return restoreRefused([]restoreCheck{{Name: "nothingRunning", Message: msg}})
 }
 
 // startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs

@@ -200,7 +200,6 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2
 	// (handleCreateBackup does the same for a caller who hangs up).
 	names, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
-	var taken *conflictError
 	switch {
 	case names != nil && err != nil: // part 1 started, part 2 refused: the sidecar is stopping
 		log.Error("scheduled backup: part 1 started, but the sidecar is stopping before part 2", "outcome", stateIncomplete, "err", err)
@@ -209,7 +208,7 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 	case err != nil && ctx.Err() != nil:
 		log.Info("scheduled backup: the sidecar is stopping; the slot was not taken", "outcome", "not taken", "err", err)
 		return
-	case errors.As(err, &taken):
+	case errors.Is(err, errIDTaken):
 		ours, readErr := s.slotTakenByUs(ctx, id)
 		switch {
 		case readErr != nil:

@@ -425,13 +425,13 @@ func (s *server) optimizeVersion(ctx context.Context) (string, error) {
 	if err != nil {
 		var ee *esError
 		if errors.As(err, &ee) && ee.Status == http.StatusNotFound {
-			return "", fmt.Errorf("%w: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", errNoVersion, index, ee.Reason)
+			return "", serverError("cannot tell which Optimize version this backup is of: document 1 of index %s not found (%s); start Optimize once so it writes it, or set OPTIMIZE_VERSION", index, ee.Reason)
 		}
 		return "", fmt.Errorf("read Optimize version from %s: %w", index, err)
 	}
 	version := versionPattern.FindString(schema)
 	if version == "" {
-		return "", fmt.Errorf("%w: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", errNoVersion, index, schema)
+		return "", serverError("cannot tell which Optimize version this backup is of: %s has schemaVersion %q, not a version; set OPTIMIZE_VERSION", index, schema)
 	}
 	return version, nil
 }
