@@ -33,8 +33,8 @@ const (
 
 // TestRestoreChecks checks the precondition answers: a dry run that would pass, a dry run
 // and a real request where every check fails (409 listing all, nothing sent that changes
-// anything), a backup that holds another installation's indices, the admin token, and the
-// status of the job stored in Elasticsearch.
+// anything), a backup that holds another installation's indices, a backup whose part 2 never
+// came (INCOMPLETE), the admin token, and the status of the job stored in Elasticsearch.
 func TestRestoreChecks(t *testing.T) {
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
 	optimize := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"UP"}`) }))
@@ -72,6 +72,8 @@ func TestRestoreChecks(t *testing.T) {
 		{name: "restore-deleted-while-checked", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 409, esRefused: true,
 			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none|marks-backup-12", getDrill: "job-none",
 				getCurrent: "current-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated"}},
+		{name: "restore-incomplete", method: "POST", path: "/actuator/backups/2/restore", header: admin, status: 409,
+			es: map[string]string{getBackup("2"): "get-part1-only", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
 			es: map[string]string{getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
