@@ -15,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/elastic/go-elasticsearch/v8"
 )
 
 // fakeES replays recorded Elasticsearch answers (testdata/es, see its README) through the
@@ -288,52 +286,47 @@ func loadRecording(t *testing.T, name string) recording {
 // their grace period unless a test moves it.
 var testNow = time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// testConfig is the configuration golden tests start from.
+// testConfig is the configuration golden tests start from, read by loadConfig as run reads
+// it: Elasticsearch at esURL, short timeouts and polls.
 func testConfig(esURL string) config {
-	return config{
-		Repository:      "test-repo",
-		ESURLs:          []string{esURL},
-		IndexPrefix:     "optimize",
-		ESTimeout:       5 * time.Second,
-		PollInterval:    time.Millisecond,
-		Part2Grace:      2 * time.Minute,
-		ShutdownTimeout: 5 * time.Second,
-		AdminToken:      "test-admin-token",
-		JobsIndex:       "camunda-optimize-backup-jobs",
-
-		RestoreWaitTimeout: time.Minute,
+	cfg, err := loadConfig(mapEnv(map[string]string{
+		"OPTIMIZE_ELASTICSEARCH_URLS":             esURL,
+		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "test-repo",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN":             "test-admin-token",
+		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT":   "5s",
+		"OPTIMIZE_BACKUP_POLL_INTERVAL":           "1ms",
+		"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT":        "5s",
+		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":    "1m",
+	}))
+	if err != nil {
+		panic("the golden tests' configuration: " + err.Error())
 	}
+	return cfg
 }
 
-// newTestServer builds a server on cfg whose client talks to cfg's Elasticsearch without
-// retries (no test here is about retries) and logs into the test log.
+// newTestServer builds a server on cfg with the clients run builds (newESClients), logging
+// into the test log; its clock is the fixed testNow.
 func newTestServer(t testing.TB, cfg config) *server {
 	t.Helper()
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.esAddresses(), DisableRetry: true})
+	clients, err := newESClients(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	s := newServer(cfg, esClients{read: es, write: es, restore: es}, log)
+	s := newServer(cfg, clients, log)
 	s.now = func() time.Time { return testNow }
 	return s
 }
 
-// envServer is a server configured from env as run configures one, with its real clients (a
-// test's clock is the fixed testNow, as newTestServer's).
+// envServer is a server configured from env as run configures one (a test's clock is the
+// fixed testNow, as newTestServer's).
 func envServer(t testing.TB, env map[string]string) *server {
 	t.Helper()
 	cfg, err := loadConfig(mapEnv(env))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients, err := newESClients(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := newTestServer(t, cfg)
-	srv.es = clients
-	return srv
+	return newTestServer(t, cfg)
 }
 
 // testWriter sends log lines to t.Log, so they show only for failing tests.
