@@ -72,6 +72,7 @@ func (f *fakeES) document(path string) []byte {
 	return f.stored[path]
 }
 
+// serve answers one request with its recording, or fails the test (see fakeES).
 func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 	key := r.Method + " " + r.URL.Path
 	if after := r.URL.Query().Get("after"); after != "" {
