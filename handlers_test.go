@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -52,17 +53,19 @@ func createRoutes() map[string]string {
 // apiCase is one request through the real router against a fake Elasticsearch, whose answer
 // is compared with testdata/golden/{name}.golden (status line, then body).
 type apiCase struct {
-	name    string
-	method  string
-	path    string
-	body    string
-	header  map[string]string
-	es      map[string]string // fake Elasticsearch routes; nil: no request expected
-	cfg     func(*config)
-	now     time.Time
-	status  int
-	wantES  []string // when set: exactly these requests, in order
-	noMutES bool     // when set: nothing but GETs reached Elasticsearch
+	name   string
+	method string
+	path   string
+	body   string
+	header map[string]string
+	es     map[string]string // fake Elasticsearch routes; nil: no request expected
+	cfg    func(*config)
+	now    time.Time
+	status int
+	wantES []string // when set: exactly these requests, in order
+	// check, when set, checks what the requests Elasticsearch got did.
+	check   func(*testing.T, *fakeES)
+	noMutES bool // when set: nothing but GETs reached Elasticsearch
 	// esRefused marks a 4xx that comes from Elasticsearch refusing a create: the one
 	// mutating request was sent, and refused, so nothing changed.
 	esRefused bool
@@ -184,11 +187,11 @@ func TestAPI(t *testing.T) {
 		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
-			es:     map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
-			wantES: []string{getBackup("nightly"), getMarks, createJobs, putMarks, getJob, getDrill, deleteNightly, getMarks, createJobs, putMarks}},
+			es:    map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
+			check: deletes("nightly", "camunda_optimize_nightly_3.9.0_part_1_of_2", "camunda_optimize_nightly_3.9.0_part_2_of_2")},
 		{name: "pair-delete-1", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "ids-get-1", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}},
+			es:    map[string]string{getBackup1: "ids-get-1", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "ids-delete-1"},
+			check: deletes("1", "camunda_optimize_1_3.9.0_part_1_of_2", "camunda_optimize_1_3.9.0_part_2_of_2")},
 		{name: "pair-restore-dry-run-nightly", method: "POST", path: "/actuator/backup/nightly/restore", body: `{"dryRun": true}`, header: admin, status: 200,
 			es: map[string]string{getBackup("nightly"): "ids-get-nightly", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "pair-restore-status-nightly_1", method: "GET", path: "/actuator/backups/nightly_1/restore", status: 404,
@@ -218,17 +221,17 @@ func TestAPI(t *testing.T) {
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}},
+			es:    map[string]string{getBackup1: "get-completed", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteBoth1: "delete-ack"},
+			check: deletes("1", "camunda_optimize_1_3.9.0_part_1_of_2", "camunda_optimize_1_3.9.0_part_2_of_2")},
 		{name: "delete-legacy", method: "DELETE", path: "/actuator/backup/1", header: admin, status: 204,
 			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", putJob: "job-updated", deleteBoth1: "delete-ack"}},
 		{name: "delete-used-by-restore", method: "DELETE", path: "/actuator/backups/12", header: admin, status: 409,
 			es: map[string]string{getBackup("12"): "get-completed-12", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-job-unreadable", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 500,
-			es: map[string]string{getBackup1: "get-completed", getJob: "get-repository", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
+			es: map[string]string{getBackup1: "get-completed", getJob: misrouted("get-repository"), getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created"}, noMutES: true},
 		{name: "delete-beside-running-restore", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
-			es:     map[string]string{getBackup1: "get-completed", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", deleteBoth1: "delete-ack"},
-			wantES: []string{getBackup1, getMarks, createJobs, putMarks, getJob, getDrill, deleteBoth1, getMarks, createJobs, putMarks}}, // the running restore's document is left alone
+			es:    map[string]string{getBackup1: "get-completed", getJob: "job-found-running", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "marks-created", deleteBoth1: "delete-ack"},
+			check: deletes("1", "camunda_optimize_1_3.9.0_part_1_of_2", "camunda_optimize_1_3.9.0_part_2_of_2")}, // the running restore's document is left alone
 		{name: "delete-raced", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
 			es: map[string]string{getBackup1: "get-completed", getJob: "job-found-completed", getMarks: "job-none", getDrill: "job-none", createJobs: "jobs-index-created", putMarks: "job-create-conflict"}, esRefused: true},
 		{name: "delete-raced-marks-exist", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 409,
@@ -293,6 +296,9 @@ func runAPICases(t *testing.T, cases []apiCase) {
 					t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 				}
 			}
+			if tc.check != nil {
+				tc.check(t, fake)
+			}
 			if (tc.noMutES || res.Code/100 == 4 && !tc.esRefused) && len(fake.mutations()) > 0 {
 				t.Errorf("got mutating requests %v for a refused request; want none", fake.mutations())
 			}
@@ -306,6 +312,58 @@ func runAPICases(t *testing.T, cases []apiCase) {
 			}
 			checkErrorShape(t, res)
 		})
+	}
+}
+
+// deletes checks what a DELETE of backup id did: exactly these snapshots deleted (none: it was
+// refused); the backup marked as being deleted before the restore job and the drill were read,
+// and both read before anything was deleted (so a restore or drill starting meanwhile sees the
+// mark, see deleteMarks); the mark taken back at the end; the restore job's document never
+// written (a running restore's lease is not the DELETE's to touch).
+func deletes(id string, snapshots ...string) func(*testing.T, *fakeES) {
+	return func(t *testing.T, fake *fakeES) {
+		t.Helper()
+		var deleted []string
+		marked, unmarked, jobRead, drillRead, firstDelete := -1, -1, -1, -1, -1
+		for i, r := range fake.received() {
+			first := func(at *int) {
+				if *at < 0 {
+					*at = i
+				}
+			}
+			switch {
+			case strings.HasPrefix(r.key, "DELETE /_snapshot/test-repo/") && r.status/100 == 2:
+				first(&firstDelete)
+				deleted = append(deleted, strings.Split(strings.TrimPrefix(r.key, "DELETE /_snapshot/test-repo/"), ",")...)
+			case r.key == putMarks && r.status/100 == 2:
+				var marks deleteMarks
+				if err := json.Unmarshal([]byte(r.body), &marks); err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := marks.Backups[id]; ok {
+					first(&marked)
+				} else if marked >= 0 {
+					unmarked = i
+				}
+			case r.key == getJob:
+				first(&jobRead)
+			case r.key == getDrill:
+				first(&drillRead)
+			case r.key == putJob:
+				t.Errorf("got a write of the restore job (%s); want a DELETE to leave it alone", r.key)
+			}
+		}
+		slices.Sort(deleted)
+		if !slices.Equal(deleted, snapshots) {
+			t.Errorf("got snapshots deleted %v; want %v", deleted, snapshots)
+		}
+		reads := max(jobRead, drillRead)
+		if marked < 0 || jobRead < marked || drillRead < marked || len(snapshots) > 0 && firstDelete < reads {
+			t.Errorf("got the mark stored at request %d, the restore job read at %d, the drill at %d, the first delete at %d; want them in this order", marked, jobRead, drillRead, firstDelete)
+		}
+		if unmarked < max(reads, firstDelete) {
+			t.Errorf("got the mark of backup %s taken back at request %d, the reads at %d, the first delete at %d; want it taken back after", id, unmarked, reads, firstDelete)
+		}
 	}
 }
 

@@ -28,7 +28,9 @@ import (
 // openapi.json, and its golden tests going through serve and assertGolden.
 
 // TestMain runs the tests, then, when every test ran (no -run, -skip or -short), fails if a
-// golden file was compared by no test that validated its answer against openapi.json.
+// golden file was compared by no test that validated its answer against openapi.json, or if a
+// recording in testdata/es was served by no fake Elasticsearch (a recording nobody replays
+// proves nothing, and rots).
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
@@ -38,11 +40,17 @@ func TestMain(m *testing.M) {
 				"compare them through serve and assertGolden, or delete them if no test writes them\n", strings.Join(missing, ", "))
 			code = 1
 		}
+		if missing := recordingsNotServed(); len(missing) > 0 {
+			fmt.Fprintf(os.Stderr, "FAIL: recordings in testdata/es that no fake Elasticsearch served: %s\n"+
+				"serve them in a test that checks what the sidecar makes of them, or stop recording them\n", strings.Join(missing, ", "))
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
 
-// completeRun tells whether this run runs every test, so that every golden file is compared.
+// completeRun tells whether this run runs every test, so that every golden file and every
+// recording is used.
 func completeRun() bool {
 	for _, name := range []string{"test.run", "test.skip"} {
 		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {

@@ -251,6 +251,25 @@ func edit(t *testing.T, from, to, note string, change func(body map[string]any))
 	}
 }
 
+// editSafetyParts writes safety-part-1-done and safety-part-2-done: the two parts of the safety
+// backup that a replace-restore of backup 12 takes at testNow, SUCCESS, as the job reads each
+// by its exact name. A node takes such a snapshot only inside a restore job, so they are edited
+// from get-part1-done-1 (a part read by its exact name): the name, the indices (the
+// installation's import indices in part 1, the others in part 2) and the metadata.
+func editSafetyParts(t *testing.T) {
+	for part, indices := range [][]string{optimizeIndices[:3], optimizeIndices[3:]} {
+		name := snapshotName(safetyID, "3.9.0", part+1)
+		note := fmt.Sprintf("EDITED from get-part1-done-1: part %d of the safety backup %s, SUCCESS, read by its exact name (a node takes it only inside a restore job)", part+1, safetyID)
+		edit(t, "get-part1-done-1", fmt.Sprintf("safety-part-%d-done", part+1), note, func(body map[string]any) {
+			snap := body["snapshots"].([]any)[0].(map[string]any)
+			snap["snapshot"], snap["indices"] = name, indices
+			meta := snap["metadata"].(map[string]any)
+			meta["backupId"], meta["partNo"], meta["kind"], meta["indexPrefix"] = safetyID, part+1, "safety", "optimize"
+			snap["shards"] = map[string]any{"total": len(indices), "failed": 0, "successful": len(indices)}
+		})
+	}
+}
+
 // shardDir is the directory of shard 0 of an index on node 1.
 func (r realES) shardDir(index string) string {
 	r.t.Helper()
@@ -333,6 +352,7 @@ func TestRecordRestoreJobs(t *testing.T) {
 		r.must("DELETE", "/_snapshot/"+doneRepo+"/"+name, "")
 	}
 	r.must("DELETE", "/_snapshot/"+doneRepo, "")
+	editSafetyParts(t)
 
 	// Backup 13 as a sidecar that did not tell installations apart took it: part 2 holds
 	// optimize-east's indices too.

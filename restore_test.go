@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -31,10 +32,20 @@ const (
 	putJob       = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
 )
 
+// optimizeIndices are the indices of the installation with prefix optimize (load-data.sh), as
+// resolve-installations and settings-installation show them, in the order a replace-restore
+// plans them: part 1's import indices first, then the others.
+var optimizeIndices = []string{"optimize-import-index_v3", "optimize-position-based-import-index_v2", "optimize-timestamp-based-import-index_v4",
+	"optimize-collection_v5", "optimize-dashboard_v8", "optimize-external-process-variable_v2-000001", "optimize-metadata_v3", "optimize-process-definition_v6",
+	"optimize-process-instance-invoice_v8", "optimize-process-instance-order-fulfilment_v8", "optimize-process-instance-shipping_v8", "optimize-single-process-report_v10"}
+
+// safetyID is the ID of the safety backup a restore takes at testNow.
+const safetyID = "safety-20270101t000000000z"
+
 // TestRestoreChecks checks the precondition answers: a dry run that would pass, a dry run
 // and a real request where every check fails (409 listing all, nothing sent that changes
-// anything), a backup that holds another installation's indices, the admin token, and the
-// status of the job stored in Elasticsearch.
+// anything), a backup that holds another installation's indices, a backup whose part 2 never
+// came (INCOMPLETE), the admin token, and the status of the job stored in Elasticsearch.
 func TestRestoreChecks(t *testing.T) {
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
 	optimize := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"UP"}`) }))
@@ -72,6 +83,8 @@ func TestRestoreChecks(t *testing.T) {
 		{name: "restore-deleted-while-checked", method: "POST", path: "/actuator/backups/12/restore", header: admin, status: 409, esRefused: true,
 			es: map[string]string{getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none|marks-backup-12", getDrill: "job-none",
 				getCurrent: "current-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated"}},
+		{name: "restore-incomplete", method: "POST", path: "/actuator/backups/2/restore", header: admin, status: 409,
+			es: map[string]string{getBackup("2"): "get-part1-only", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none"}, noMutES: true},
 		{name: "restore-unknown-backup", method: "POST", path: "/actuator/backups/1/restore", header: admin, status: 404,
 			es: map[string]string{getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getBackup1: "get-unknown"}},
 		{name: "restore-bad-body", method: "POST", path: "/actuator/backups/12/restore", body: `{"dryRun": true, "force": true}`, header: admin, status: 400},
@@ -92,17 +105,49 @@ func TestRestoreChecks(t *testing.T) {
 	runAPICases(t, cases)
 }
 
+// What a restore of backup 12 asks of Elasticsearch beyond its checks (the routes of its
+// requests), and the parts it restores.
+var (
+	jobPath       = strings.TrimPrefix(getJob, "GET ")
+	allOptimize   = strings.Join(optimizeIndices, ",")
+	readAllUUIDs  = "GET /" + allOptimize + "/_settings/index.uuid,index.blocks.write"
+	blockAll      = "PUT /" + allOptimize + "/_settings"
+	deleteAll     = "DELETE /" + allOptimize
+	safetyPart1   = "/_snapshot/test-repo/" + snapshotName(safetyID, "3.9.0", 1)
+	safetyPart2   = "/_snapshot/test-repo/" + snapshotName(safetyID, "3.9.0", 2)
+	restoreParts  = []snapshotOf{{"camunda_optimize_12_3.9.0_part_1_of_2", []string{"optimize-import-index_v3"}}, {"camunda_optimize_12_3.9.0_part_2_of_2", []string{"optimize-metadata_v3"}}}
+	bothPartsDone = map[string]string{
+		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", uuidPart1: "settings-installation", recoverPart1: "recovery-running|recovery-done-1",
+		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", uuidPart2: "settings-installation", recoverPart2: "recovery-none|recovery-done-2",
+	}
+)
+
+// startRoutes are the routes of the checks and the start of a restore of backup 12 (as
+// Elasticsearch answers when nothing else runs), with more.
+func startRoutes(resolve string, more ...map[string]string) map[string]string {
+	start := map[string]string{getBackup12: "get-completed-12", resolveIdx: resolve, getJob: "job-none", getMarks: "job-none", getDrill: "job-none",
+		getCurrent: "current-none", createJobs: "jobs-index-created", putJob: "job-created|job-updated"}
+	return routesOf(append([]map[string]string{start}, more...)...)
+}
+
+// routesOf is the routes of all of sets (a later set's route wins).
+func routesOf(sets ...map[string]string) map[string]string {
+	routes := map[string]string{}
+	for _, m := range sets {
+		maps.Copy(routes, m)
+	}
+	return routes
+}
+
 // TestRestoreJob starts a restore of backup 12 into an empty cluster and follows the job: 202
-// PENDING, the lock taken with an atomic create, both parts restored in order by their exact
-// snapshot names, and the stored job COMPLETED with full progress.
+// PENDING, then, as GET .../restore reports it, COMPLETED with every shard and byte of both
+// parts; nothing deleted, no write block set, and both parts restored, in order, by their
+// exact snapshot names and indices, without the write block a snapshot may hold. (The lock is
+// an atomic create: the fake answers the first job write with job-created only if it has
+// op_type=create.)
 func TestRestoreJob(t *testing.T) {
-	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-empty", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none",
-		createJobs: "jobs-index-created", putJob: "job-created|job-updated",
-		uuidPart1: "settings-installation", uuidPart2: "settings-installation",
-		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", recoverPart1: "recovery-running|recovery-done-1",
-		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-none|recovery-done-2",
-	})
+	fake := newFakeES(t, startRoutes("resolve-empty", bothPartsDone))
+	fake.keepDocument(jobPath, "job-found-completed")
 	srv := newTestServer(t, testConfig(fake.srv.URL))
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
 	res := serve(t, srv, "POST", "/actuator/backups/12/restore", "", admin)
@@ -112,44 +157,64 @@ func TestRestoreJob(t *testing.T) {
 	assertGolden(t, "restore-started", res)
 	srv.restores.shutdown(context.Background()) // wait for the job
 
-	want := []string{getJob, getBackup12, resolveIdx, getDrill, getMarks, getCurrent, createJobs, putJob, getDrill, getMarks,
-		putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, recoverPart1, putJob,
-		putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}
-	if diff := cmp.Diff(want, fake.sent()); diff != "" {
-		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
-	}
-	jobs := fake.bodiesOf(putJob)
-	var last jobDoc
-	if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
-		t.Fatal(err)
-	}
-	if last.State != restoreCompleted || last.Step != stepDone || last.Owner != srv.owner || last.FailureReason != nil {
-		t.Errorf("got stored job %+v; want COMPLETED at step done, owned by this sidecar", last)
-	}
-	for _, p := range last.Snapshots {
-		if p.State != restoreCompleted || p.ShardsDone != p.ShardsTotal || p.BytesRecovered != p.BytesTotal {
-			t.Errorf("got progress %+v; want every shard and byte restored", p)
-		}
+	checkCompleted(t, restoreStatus(t, srv, "12"), nil)
+	if diff := cmp.Diff(restoreOutcome{Restored: restoreParts}, restoreOutcomeOf(t, fake)); diff != "" {
+		t.Errorf("what the restore did (-want +got):\n%s", diff)
 	}
 	for _, b := range fake.bodiesOf(restorePart1) {
-		if !strings.Contains(b, `"indices":["optimize-import-index_v3"]`) || !strings.Contains(b, `"ignore_index_settings":["index.blocks.write"]`) {
-			t.Errorf("got restore body %s; want exactly the checked index, without a write block", b)
+		if !strings.Contains(b, `"ignore_index_settings":["index.blocks.write"]`) {
+			t.Errorf("got restore body %s; want it to drop a write block the snapshot holds", b)
 		}
 	}
 }
 
+// TestRestoreReplace restores backup 12 over the installation's existing indices, all the way:
+// COMPLETED; a safety backup of exactly the installation's indices (import indices in part 1,
+// the others in part 2); exactly those indices deleted, and the backup's two parts restored.
+// It checks the order that keeps data safe: the write block is on before the safety backup
+// starts, the backup is read again after the safety backup and before the first delete, and
+// an index is deleted before it is restored.
+func TestRestoreReplace(t *testing.T) {
+	fake := newFakeES(t, startRoutes("resolve-installations|resolve-empty", bothPartsDone, map[string]string{
+		readAllUUIDs: "settings-installation", blockAll: "write-block-set", readMetadata: "metadata",
+		"PUT " + safetyPart1: "create-accepted", "GET " + safetyPart1: "safety-part-1-done",
+		"PUT " + safetyPart2: "create-accepted", "GET " + safetyPart2: "safety-part-2-done",
+		deleteAll: "delete-indices-batch",
+	}))
+	fake.keepDocument(jobPath, "job-found-completed")
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
+	if res := serve(t, srv, "POST", "/actuator/backups/12/restore", `{"replaceExisting": true}`, admin); res.Code != 202 {
+		t.Fatalf("got %d %s; want 202", res.Code, res.Body)
+	}
+	srv.restores.shutdown(context.Background())
+
+	checkCompleted(t, restoreStatus(t, srv, "12"), ptr(safetyID))
+	want := restoreOutcome{
+		WriteBlocked: optimizeIndices,
+		SafetyParts:  []snapshotOf{{snapshotName(safetyID, "3.9.0", 1), optimizeIndices[:3]}, {snapshotName(safetyID, "3.9.0", 2), optimizeIndices[3:]}},
+		Deleted:      optimizeIndices,
+		Restored:     restoreParts,
+	}
+	if diff := cmp.Diff(want, restoreOutcomeOf(t, fake)); diff != "" {
+		t.Errorf("what the restore did (-want +got):\n%s", diff)
+	}
+	log := fake.received()
+	checkWriteBlockBeforeSafetyBackup(t, log)
+	checkConfirmedBeforeDelete(t, log, getBackup12)
+	checkDeletedBeforeRestored(t, log)
+}
+
 // TestRestoreSafetyBackupFails replaces existing indices, but the safety backup cannot be
-// taken: the job fails, the write block it set is lifted again, and no index is deleted or
-// restored.
+// taken: the job, as GET .../restore reports it, FAILED saying nothing was deleted; the write
+// block was set on exactly this installation's indices before the safety backup was tried, and
+// lifted again; no index was deleted or restored.
 func TestRestoreSafetyBackupFails(t *testing.T) {
-	names := "/optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10"
-	readSettings := "GET " + names + "/_settings/index.uuid,index.blocks.write"
-	settings := "PUT /optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings"
-	fake := newFakeES(t, map[string]string{
-		getBackup12: "get-completed-12", resolveIdx: "resolve-installations", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", getCurrent: "current-none",
-		createJobs: "jobs-index-created", putJob: "job-created|job-updated", settings: "write-block-set|write-block-lifted", readMetadata: "metadata", readSettings: "settings-installation",
-		"PUT /_snapshot/test-repo/camunda_optimize_safety-20270101t000000000z_3.9.0_part_1_of_2": "create-missing-repo",
-	})
+	fake := newFakeES(t, startRoutes("resolve-installations", map[string]string{
+		readAllUUIDs: "settings-installation", blockAll: "write-block-set|write-block-lifted", readMetadata: "metadata",
+		"PUT " + safetyPart1: "create-missing-repo",
+	}))
+	fake.keepDocument(jobPath, "job-found-completed")
 	srv := newTestServer(t, testConfig(fake.srv.URL))
 	admin := map[string]string{"Authorization": "Bearer test-admin-token"}
 	res := serve(t, srv, "POST", "/actuator/backups/12/restore", `{"replaceExisting": true}`, admin)
@@ -157,27 +222,22 @@ func TestRestoreSafetyBackupFails(t *testing.T) {
 		t.Fatalf("got %d %s; want 202", res.Code, res.Body)
 	}
 	srv.restores.shutdown(context.Background())
-	blocks := fake.bodiesOf(settings)
-	if diff := cmp.Diff([]string{`{"index.blocks.write":true}`, `{"index.blocks.write":null}`}, blocks); diff != "" {
-		t.Errorf("write block bodies (-want +got):\n%s", diff)
+
+	job := restoreStatus(t, srv, "12")
+	if job.State != restoreFailed || job.Step != stepSafety || job.FailureReason == nil || !strings.Contains(*job.FailureReason, "nothing was deleted") {
+		t.Errorf("got job %s at step %s (%v); want FAILED at %s, saying nothing was deleted", job.State, job.Step, derefString(job.FailureReason), stepSafety)
 	}
-	for _, r := range fake.mutations() {
-		if strings.HasPrefix(r, "DELETE") || strings.HasPrefix(r, "POST /_snapshot") {
-			t.Errorf("got %s after a failed safety backup; want nothing deleted or restored", r)
-		}
+	want := restoreOutcome{WriteBlocked: optimizeIndices, Unblocked: optimizeIndices} // the safety backup was refused
+	if diff := cmp.Diff(want, restoreOutcomeOf(t, fake)); diff != "" {
+		t.Errorf("what the restore did (-want +got):\n%s", diff)
 	}
-	jobs := fake.bodiesOf(putJob)
-	var last jobDoc
-	if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
+	checkWriteBlockBeforeSafetyBackup(t, fake.received())
+	var stored jobDoc
+	if err := json.Unmarshal(fake.document(jobPath), &stored); err != nil {
 		t.Fatal(err)
 	}
-	if last.State != restoreFailed || last.WriteBlocked || last.FailureReason == nil || !strings.Contains(*last.FailureReason, "nothing was deleted") {
-		t.Errorf("got stored job %+v; want FAILED, write block lifted, saying nothing was deleted", last)
-	}
-	if !slices.Contains(last.Plan.Replace, "optimize-metadata_v3") || slices.ContainsFunc(last.Plan.Replace, func(ix string) bool {
-		return strings.HasPrefix(ix, "optimize-east-") || strings.HasPrefix(ix, "optimize-logs")
-	}) {
-		t.Errorf("got indices to replace %v; want this installation's only", last.Plan.Replace)
+	if stored.WriteBlocked {
+		t.Errorf("got stored job with writeBlocked; want it cleared once the block is lifted")
 	}
 }
 
@@ -241,10 +301,12 @@ func TestRestoreProgress(t *testing.T) {
 	}
 }
 
-// TestRestoreResume takes over a job whose sidecar stopped after it deleted the indices it
-// replaces, and finishes it: the delete is repeated only for indices that are still the
-// checked ones (same UUID), an index already restored from the part's snapshot is not
-// restored again, and the stored job ends COMPLETED.
+// TestRestoreResume takes over a job whose sidecar stopped past the point of no return, and
+// finishes it: at delete-indices, exactly the planned indices (still the checked ones, by
+// UUID) are deleted again, each before it is restored; at restore-part-1, an
+// index already restored from the part's snapshot (by the stopped sidecar, or by its restore
+// request applied late) is not restored again and nothing is deleted. Each time the job, as
+// GET .../restore reports it, ends COMPLETED, owned by this sidecar.
 func TestRestoreResume(t *testing.T) {
 	replace := []string{"optimize-import-index_v3", "optimize-metadata_v3"}
 	var facts map[string]struct {
@@ -257,36 +319,32 @@ func TestRestoreResume(t *testing.T) {
 	for _, ix := range replace {
 		uuids[ix] = facts[ix].Settings["index.uuid"]
 	}
+	finish := map[string]string{putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
+		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2"}
 	for _, tc := range []struct {
 		name string
 		step string
 		es   map[string]string
-		want []string
+		want restoreOutcome
 	}{
 		{"at delete-indices", stepDelete, map[string]string{
 			"GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write": "settings-installation",
 			"DELETE /optimize-import-index_v3,optimize-metadata_v3":                                      "delete-indices-batch",
 			existPart1: "indices-exist-none", restorePart1: "restore-accepted-unblocked", recoverPart1: "recovery-done-1",
-			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
-			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
-		}, []string{putJob, "GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write", "DELETE /optimize-import-index_v3,optimize-metadata_v3",
-			putJob, existPart1, restorePart1, uuidPart1, putJob, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
+		}, restoreOutcome{Deleted: replace, Restored: restoreParts}},
 		{"at restore-part-1, the stopped sidecar's restore request applied late", restorePartStep(1), map[string]string{
 			existPart1: "indices-exist-none|indices-exist", restorePart1: "restore-index-exists", recoverPart1: "recovery-done-1",
-			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
-			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
-		}, []string{putJob, existPart1, restorePart1, existPart1, recoverPart1, uuidPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
+		}, restoreOutcome{Restored: restoreParts[1:]}},
 		{"at restore-part-1, part 1 already restored", restorePartStep(1), map[string]string{
 			existPart1: "indices-exist", recoverPart1: "recovery-done-1",
-			existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2",
-			putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
-		}, []string{putJob, existPart1, recoverPart1, uuidPart1, recoverPart1, putJob, putJob, existPart2, restorePart2, uuidPart2, putJob, recoverPart2, putJob, resolveIdx, putJob}},
+		}, restoreOutcome{Restored: restoreParts[1:]}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fake := newFakeES(t, tc.es)
+			fake := newFakeES(t, routesOf(finish, tc.es))
+			fake.keepDocument(jobPath, "job-found-completed")
 			srv := newTestServer(t, testConfig(fake.srv.URL))
 			doc := jobDoc{
-				restoreJob: restoreJob{BackupID: "12", State: restoreRunning, Step: tc.step, SafetyBackupID: ptr("safety-20270101t000000000z"),
+				restoreJob: restoreJob{BackupID: "12", State: restoreRunning, Step: tc.step, SafetyBackupID: ptr(safetyID),
 					Snapshots: []restoreProgress{{SnapshotName: "camunda_optimize_12_3.9.0_part_1_of_2", State: restorePending, ShardsTotal: 1},
 						{SnapshotName: "camunda_optimize_12_3.9.0_part_2_of_2", State: restorePending, ShardsTotal: 1}}},
 				Repository: "test-repo",
@@ -298,17 +356,194 @@ func TestRestoreResume(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv.restores.shutdown(context.Background())
-			if diff := cmp.Diff(tc.want, fake.sent()); diff != "" {
-				t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
+
+			checkCompleted(t, restoreStatus(t, srv, "12"), ptr(safetyID))
+			if diff := cmp.Diff(tc.want, restoreOutcomeOf(t, fake)); diff != "" {
+				t.Errorf("what the restore did (-want +got):\n%s", diff)
 			}
-			jobs := fake.bodiesOf(putJob)
-			var last jobDoc
-			if err := json.Unmarshal([]byte(jobs[len(jobs)-1]), &last); err != nil {
+			checkDeletedBeforeRestored(t, fake.received())
+			var stored jobDoc
+			if err := json.Unmarshal(fake.document(jobPath), &stored); err != nil {
 				t.Fatal(err)
 			}
-			if last.State != restoreCompleted || last.Owner != srv.owner {
-				t.Errorf("got stored job %s at %s owned by %s; want COMPLETED, owned by this sidecar", last.State, last.Step, last.Owner)
+			if stored.Owner != srv.owner {
+				t.Errorf("got job owned by %q; want this sidecar (%s)", stored.Owner, srv.owner)
 			}
 		})
+	}
+}
+
+// restoreStatus is the restore job of backup id as GET .../restore reports it.
+func restoreStatus(t *testing.T, srv *server, id string) restoreJob {
+	t.Helper()
+	res := serve(t, srv, "GET", "/actuator/backups/"+id+"/restore", "", nil)
+	if res.Code != http.StatusOK {
+		t.Fatalf("GET .../%s/restore: got %d %s; want 200", id, res.Code, res.Body)
+	}
+	var job restoreJob
+	if err := json.Unmarshal(res.Body.Bytes(), &job); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
+
+// checkCompleted fails unless job is the COMPLETED restore of backup 12 (with this safety
+// backup), ended at testNow, with every shard and byte of both parts restored.
+func checkCompleted(t *testing.T, job restoreJob, safety *string) {
+	t.Helper()
+	if job.BackupID != "12" || job.State != restoreCompleted || job.Step != stepDone || job.FailureReason != nil || job.EndTime == nil || !job.EndTime.Equal(testNow) {
+		t.Errorf("got job of backup %s %s at step %s (failure %v, ended %v); want backup 12 COMPLETED at step done, ended at %v", job.BackupID, job.State, job.Step, derefString(job.FailureReason), job.EndTime, testNow)
+	}
+	if !cmp.Equal(safety, job.SafetyBackupID) {
+		t.Errorf("got safety backup %v; want %v", derefString(job.SafetyBackupID), derefString(safety))
+	}
+	var names []string
+	for _, p := range job.Snapshots {
+		names = append(names, p.SnapshotName)
+		if p.State != restoreCompleted || p.ShardsTotal == 0 || p.ShardsDone != p.ShardsTotal || p.BytesRecovered != p.BytesTotal {
+			t.Errorf("got progress %+v; want COMPLETED, every shard and byte restored", p)
+		}
+	}
+	if want := []string{restoreParts[0].Snapshot, restoreParts[1].Snapshot}; !slices.Equal(names, want) {
+		t.Errorf("got progress of snapshots %v; want %v", names, want)
+	}
+}
+
+// snapshotOf is a snapshot and indices in it.
+type snapshotOf struct {
+	Snapshot string
+	Indices  []string
+}
+
+// restoreOutcome is what a restore changed in Elasticsearch, as the fake saw it: the requests
+// Elasticsearch accepted (2xx), whatever number of job writes and reads came between them.
+type restoreOutcome struct {
+	// WriteBlocked and Unblocked are the indices a write block was set on, and lifted from.
+	WriteBlocked, Unblocked []string
+	// SafetyParts are the snapshots of the safety backup started, with their indices.
+	SafetyParts []snapshotOf
+	// Deleted are the indices deleted.
+	Deleted []string
+	// Restored are the snapshots restored, with the indices restored from each, in order.
+	Restored []snapshotOf
+}
+
+// restoreOutcomeOf is what the requests the fake accepted changed.
+func restoreOutcomeOf(t *testing.T, fake *fakeES) restoreOutcome {
+	t.Helper()
+	var out restoreOutcome
+	for _, r := range fake.received() {
+		if r.status/100 != 2 {
+			continue
+		}
+		method, path, _ := strings.Cut(r.key, " ")
+		switch {
+		case method == "PUT" && strings.HasSuffix(path, "/_settings"):
+			names := indicesIn(strings.TrimSuffix(path, "/_settings"))
+			if strings.Contains(r.body, `"index.blocks.write":true`) {
+				out.WriteBlocked = append(out.WriteBlocked, names...)
+			} else {
+				out.Unblocked = append(out.Unblocked, names...)
+			}
+		case method == "PUT" && strings.HasPrefix(path, "/_snapshot/test-repo/camunda_optimize_"+safetyID):
+			out.SafetyParts = append(out.SafetyParts, snapshotOf{strings.TrimPrefix(path, "/_snapshot/test-repo/"), bodyIndices(t, r.body)})
+		case method == "DELETE" && !strings.HasPrefix(path, "/_snapshot/"):
+			out.Deleted = append(out.Deleted, indicesIn(path)...)
+		case method == "POST" && strings.HasSuffix(path, "/_restore"):
+			snapshot := strings.TrimSuffix(strings.TrimPrefix(path, "/_snapshot/test-repo/"), "/_restore")
+			out.Restored = append(out.Restored, snapshotOf{snapshot, bodyIndices(t, r.body)})
+		}
+	}
+	return out
+}
+
+// indicesIn are the indices a path of the form /a,b,c names.
+func indicesIn(path string) []string { return strings.Split(strings.TrimPrefix(path, "/"), ",") }
+
+// bodyIndices are the indices a snapshot or restore request body names.
+func bodyIndices(t *testing.T, body string) []string {
+	t.Helper()
+	var b struct {
+		Indices []string `json:"indices"`
+	}
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatalf("request body %s: %v", body, err)
+	}
+	return b.Indices
+}
+
+// isSafetyRequest tells whether r is about the safety backup's snapshots.
+func isSafetyRequest(r esRequest) bool {
+	return strings.Contains(r.key, " /_snapshot/test-repo/camunda_optimize_"+safetyID)
+}
+
+// checkWriteBlockBeforeSafetyBackup fails unless every index a safety backup was asked to hold
+// had its write block set before it was asked: a write after the snapshot read the index would
+// be lost with the delete.
+func checkWriteBlockBeforeSafetyBackup(t *testing.T, log []esRequest) {
+	t.Helper()
+	blocked, asked := map[string]bool{}, false
+	for _, r := range log {
+		method, path, _ := strings.Cut(r.key, " ")
+		switch {
+		case method == "PUT" && strings.HasSuffix(path, "/_settings") && strings.Contains(r.body, `"index.blocks.write":true`) && r.status/100 == 2:
+			for _, ix := range indicesIn(strings.TrimSuffix(path, "/_settings")) {
+				blocked[ix] = true
+			}
+		case method == "PUT" && isSafetyRequest(r):
+			asked = true
+			for _, ix := range bodyIndices(t, r.body) {
+				if !blocked[ix] {
+					t.Errorf("the safety backup was asked to hold %s before its write block was set; want the block first", ix)
+				}
+			}
+		}
+	}
+	if !asked {
+		t.Error("no safety backup was asked for; want one")
+	}
+}
+
+// checkConfirmedBeforeDelete fails unless the backup was read again (readBackup) after the
+// safety backup's last request and before the first index was deleted: the one fact every
+// delete rests on is that the backup is still there to restore.
+func checkConfirmedBeforeDelete(t *testing.T, log []esRequest, readBackup string) {
+	t.Helper()
+	lastSafety, confirmed := -1, -1
+	for i, r := range log {
+		switch {
+		case isSafetyRequest(r):
+			lastSafety = i
+		case r.key == readBackup && lastSafety >= 0:
+			confirmed = i
+		case strings.HasPrefix(r.key, "DELETE /") && !strings.HasPrefix(r.key, "DELETE /_snapshot/"):
+			if lastSafety < 0 || confirmed < lastSafety {
+				t.Errorf("request %d deletes indices (%s) with no read of the backup (%s) between the safety backup and it; want the backup confirmed first", i, r.key, readBackup)
+			}
+			return
+		}
+	}
+	t.Error("no index was deleted; want the replaced ones deleted")
+}
+
+// checkDeletedBeforeRestored fails if an index was deleted after a restore of it was asked
+// for: that would delete what was just restored.
+func checkDeletedBeforeRestored(t *testing.T, log []esRequest) {
+	t.Helper()
+	restored := map[string]bool{}
+	for _, r := range log {
+		method, path, _ := strings.Cut(r.key, " ")
+		switch {
+		case method == "POST" && strings.HasSuffix(path, "/_restore"):
+			for _, ix := range bodyIndices(t, r.body) {
+				restored[ix] = true
+			}
+		case method == "DELETE" && !strings.HasPrefix(path, "/_snapshot/"):
+			for _, ix := range indicesIn(path) {
+				if restored[ix] {
+					t.Errorf("index %s was deleted after its restore was asked for; want it deleted first", ix)
+				}
+			}
+		}
 	}
 }
