@@ -126,7 +126,7 @@ func walkSituations() []walkSituation {
 			es: map[string]string{listAll: "list-missing-repo", "GET /_snapshot/test-repo": "get-repository-missing"}},
 		// The jobs index answers something that is not a document (a bug's 500).
 		{name: "jobs-unreadable", id: "1", snapshots: "get-completed", states: "state-completed",
-			es: map[string]string{getJob: "get-repository", getMarks: "get-repository", getDrill: "get-repository", getDrillResult("1"): "get-repository"}},
+			es: map[string]string{getJob: misrouted("get-repository"), getMarks: misrouted("get-repository"), getDrill: misrouted("get-repository"), getDrillResult("1"): misrouted("get-repository")}},
 		{name: "restore-running", id: "12", snapshots: "get-completed-12", states: "ids-state-12",
 			es: map[string]string{getJob: "job-found-running", createJobs: "jobs-index-created", putMarks: "marks-created"}},
 		{name: "restore-refused", id: "12", snapshots: "get-completed-12", states: "ids-state-12", restoreBody: ptr(`{"replaceExisting": false}`),
