@@ -135,7 +135,7 @@ func newESClient(cfg config, creds credentials, retry bool) (*elasticsearch.Clie
 		send = &inlineTransport{fallback: transport, dialer: dialer, maxIdle: transport.MaxIdleConnsPerHost, idleTimeout: transport.IdleConnTimeout}
 	}
 	esCfg := elasticsearch.Config{
-		Addresses:    cfg.esAddresses(),
+		Addresses:    cfg.ESURLs,
 		Username:     creds.username,
 		Password:     creds.password,
 		Transport:    opaqueID{send},

@@ -170,7 +170,7 @@ func testConfig(esURL string) config {
 // retries (no test here is about retries) and logs into the test log.
 func newTestServer(t testing.TB, cfg config) *server {
 	t.Helper()
-	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.esAddresses(), DisableRetry: true})
+	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: cfg.ESURLs, DisableRetry: true})
 	if err != nil {
 		t.Fatal(err)
 	}
