@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -24,7 +25,8 @@ type config struct {
 	// (health, info and liveness work without it), but every backup call answers 400 until set.
 	Repository string `env:"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"`
 
-	// ESHost and ESPort address one Elasticsearch node; ESURLs overrides both.
+	// ESHost and ESPort address one Elasticsearch node (a name, an IPv4 address, or an IPv6
+	// address with or without brackets); ESURLs overrides both.
 	ESHost string `env:"OPTIMIZE_ELASTICSEARCH_HOST" envDefault:"localhost"`
 	ESPort int    `env:"OPTIMIZE_ELASTICSEARCH_HTTP_PORT" envDefault:"9200"`
 	// ESURLs is a comma-separated list of node URLs such as http://es-0:9200,http://es-1:9200.
@@ -281,11 +283,18 @@ func (c *config) parseESURLs(p *problems) {
 	if len(c.ESURLs) > 0 {
 		return
 	}
-	scheme := "http"
+	scheme, host := "http", c.ESHost
 	if c.ESSSLEnabled {
 		scheme = "https"
 	}
-	c.ESURLs = []string{scheme + "://" + c.ESHost + ":" + strconv.Itoa(c.ESPort)}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1] // an IPv6 address written as in a URL; JoinHostPort adds the brackets
+	}
+	hostPort := net.JoinHostPort(host, strconv.Itoa(c.ESPort))
+	if u, err := url.Parse(scheme + "://" + hostPort); err != nil || u.Host != hostPort {
+		p.add("OPTIMIZE_ELASTICSEARCH_HOST", "%q is not a host name or IP address; set Elasticsearch's host such as elasticsearch (default localhost)", c.ESHost)
+	}
+	c.ESURLs = []string{scheme + "://" + hostPort}
 }
 
 // httpURL parses s; ok tells whether it is an http(s) URL with a host.

@@ -95,6 +95,35 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConfigElasticsearchHost checks the URL built from host, port and SSL switch: an IPv6
+// address gets its brackets (given bare or already bracketed), and a host that cannot go into
+// a URL is refused at start rather than by the client later.
+func TestConfigElasticsearchHost(t *testing.T) {
+	for _, tc := range []struct {
+		host, port, ssl, want string
+	}{
+		{"::1", "", "", "http://[::1]:9200"},
+		{"[::1]", "", "", "http://[::1]:9200"},
+		{"fd00::9", "9201", "true", "https://[fd00::9]:9201"},
+		{"10.0.0.7", "", "", "http://10.0.0.7:9200"},
+		{"elasticsearch", "", "", "http://elasticsearch:9200"},
+		{"es-0:9200", "", "", ""},
+		{"es/0", "", "", ""},
+		{"[::1", "", "", ""},
+	} {
+		cfg, err := loadConfig(mapEnv(map[string]string{"OPTIMIZE_ELASTICSEARCH_HOST": tc.host,
+			"OPTIMIZE_ELASTICSEARCH_HTTP_PORT": tc.port, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_ENABLED": tc.ssl}))
+		switch {
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), "OPTIMIZE_ELASTICSEARCH_HOST: ")):
+			t.Errorf("host %q: got %v; want a problem naming OPTIMIZE_ELASTICSEARCH_HOST", tc.host, err)
+		case tc.want != "" && err != nil:
+			t.Errorf("host %q: got %v; want %s", tc.host, err, tc.want)
+		case tc.want != "" && (len(cfg.ESURLs) != 1 || cfg.ESURLs[0] != tc.want):
+			t.Errorf("host %q: got URLs %q; want %s", tc.host, cfg.ESURLs, tc.want)
+		}
+	}
+}
+
 // TestConfigSecrets checks the rules that keep secrets in: an admin token is trimmed and must
 // have 16 characters or more (from the variable and from the file), and a password in an
 // Elasticsearch URL shows redacted in what the sidecar prints.
