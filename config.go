@@ -72,8 +72,8 @@ type config struct {
 	// schemaVersion of the {prefix}-metadata index at each backup.
 	OptimizeVersion string `env:"OPTIMIZE_VERSION"`
 
-	// OptimizeHealthURL is an Optimize URL (e.g. http://localhost:8090/api/readyz); when set,
-	// a restore is refused while anything answers there.
+	// OptimizeHealthURL is an http(s) Optimize URL (e.g. http://localhost:8090/api/readyz);
+	// when set, a restore is refused while anything answers there.
 	OptimizeHealthURL string `env:"OPTIMIZE_HEALTH_URL"`
 
 	// AdminToken guards DELETE and restore; AdminTokenFile names a file holding it (a mounted
@@ -322,6 +322,9 @@ func (c config) validate(p *problems) {
 	}
 	if c.JobsIndex == "" || strings.ContainsAny(c.JobsIndex, `/\*?"<>| ,#`) || strings.ToLower(c.JobsIndex) != c.JobsIndex || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-") {
 		p.add("OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
+	}
+	if _, ok := httpURL(c.OptimizeHealthURL); c.OptimizeHealthURL != "" && !ok {
+		p.add("OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
 	}
 	if c.ESCAFile != "" {
 		if _, err := os.Stat(c.ESCAFile); err != nil {

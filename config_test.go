@@ -67,6 +67,7 @@ func TestConfigErrors(t *testing.T) {
 		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME":    "a/b",
 		"OPTIMIZE_BACKUP_SCHEDULE":                   "daily at 2",
 		"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE":          "Mars/Base",
+		"OPTIMIZE_HEALTH_URL":                        "localhost:8090/api/readyz",
 	}))
 	if err == nil {
 		t.Fatal("got no error; want one per problem")
@@ -82,6 +83,7 @@ func TestConfigErrors(t *testing.T) {
 		`CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME: "a/b" is not a valid repository name`,
 		`OPTIMIZE_BACKUP_SCHEDULE: "daily at 2" is not a cron expression`,
 		`OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: "Mars/Base" is not a time zone`,
+		"OPTIMIZE_HEALTH_URL: the value is not an http(s) URL",
 	}
 	// One line each: an unparsable port has no second line about its zero value.
 	lines := strings.Split(err.Error(), "\n")
