@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -11,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // the binary is static and its image may have no zoneinfo: OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE must work anyway
 
 	"github.com/caarlos0/env/v11"
+	"github.com/robfig/cron/v3"
 )
 
 // config is everything the sidecar reads from its environment. Where Optimize has a variable for
@@ -22,10 +25,13 @@ type config struct {
 	// (health, info and liveness work without it), but every backup call answers 400 until set.
 	Repository string `env:"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"`
 
-	// ESHost and ESPort address one Elasticsearch node; ESURLs overrides both.
+	// ESHost and ESPort address one Elasticsearch node (a name, an IPv4 address, or an IPv6
+	// address with or without brackets); ESURLs overrides both.
 	ESHost string `env:"OPTIMIZE_ELASTICSEARCH_HOST" envDefault:"localhost"`
 	ESPort int    `env:"OPTIMIZE_ELASTICSEARCH_HTTP_PORT" envDefault:"9200"`
 	// ESURLs is a comma-separated list of node URLs such as http://es-0:9200,http://es-1:9200.
+	// loadConfig leaves in it the validated URLs the clients connect to: these, trimmed, or the
+	// one it builds from ESHost, ESPort and ESSSLEnabled.
 	ESURLs []string `env:"OPTIMIZE_ELASTICSEARCH_URLS" envSeparator:","`
 
 	// ESUsername and ESPassword are basic-auth credentials; backups need the create_snapshot
@@ -35,7 +41,8 @@ type config struct {
 
 	// ESAPIKey is an Elasticsearch API key, sent as Authorization: ApiKey instead of basic auth
 	// (the usual credential on Elastic Cloud): the "encoded" value Elasticsearch's create API key
-	// answer holds, or its id:api_key. ESAPIKeyFile names a file holding it (a mounted secret).
+	// answer holds, or its id:api_key. ESAPIKeyFile names a file holding it (a mounted secret);
+	// loadConfig leaves the key, trimmed, in ESAPIKey, whichever was set.
 	ESAPIKey     string `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY"`
 	ESAPIKeyFile string `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE"`
 
@@ -65,11 +72,12 @@ type config struct {
 	// schemaVersion of the {prefix}-metadata index at each backup.
 	OptimizeVersion string `env:"OPTIMIZE_VERSION"`
 
-	// OptimizeHealthURL is an Optimize URL (e.g. http://localhost:8090/api/readyz); when set,
-	// a restore is refused while anything answers there.
+	// OptimizeHealthURL is an http(s) Optimize URL (e.g. http://localhost:8090/api/readyz);
+	// when set, a restore is refused while anything answers there.
 	OptimizeHealthURL string `env:"OPTIMIZE_HEALTH_URL"`
 
-	// AdminToken guards DELETE and restore; AdminTokenFile names a file holding it (a mounted secret).
+	// AdminToken guards DELETE and restore; AdminTokenFile names a file holding it (a mounted
+	// secret). loadConfig leaves the token, trimmed, in AdminToken, whichever was set.
 	AdminToken     string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN"`
 	AdminTokenFile string `env:"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE"`
 
@@ -92,12 +100,14 @@ type config struct {
 	// part's recovery); the default fits 100 GB on slow disks.
 	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
 
-	// Schedule is a cron expression (minute hour day-of-month month day-of-week, or @daily and
-	// the like) at whose slots the sidecar takes a backup by itself; empty: no schedule. A
+	// ScheduleCron is a cron expression (minute hour day-of-month month day-of-week, or @daily
+	// and the like) at whose slots the sidecar takes a backup by itself; empty: no schedule. A
 	// leading sixth field of seconds is accepted for tests and drills.
-	Schedule string `env:"OPTIMIZE_BACKUP_SCHEDULE"`
+	ScheduleCron string `env:"OPTIMIZE_BACKUP_SCHEDULE"`
 	// ScheduleTimezone is the IANA time zone the schedule is read in (02:00 is 02:00 there).
 	ScheduleTimezone string `env:"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE" envDefault:"UTC"`
+	// Schedule is ScheduleCron read in ScheduleTimezone, parsed by loadConfig; nil: no schedule.
+	Schedule *backupSchedule `env:"-"`
 	// RetentionKeep keeps the N newest COMPLETED scheduled backups (0: no count limit).
 	RetentionKeep int `env:"OPTIMIZE_BACKUP_RETENTION_KEEP"`
 	// RetentionMaxAge deletes COMPLETED scheduled backups whose slot is older (0: no age limit);
@@ -115,7 +125,9 @@ const minAdminTokenLength = 16
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
 
 // loadConfig reads the configuration through getenv (os.Getenv in production, a map in tests)
-// and returns every problem at once, one line each, naming the variable and what to set.
+// and returns it parsed (secrets read from their files, the Elasticsearch URLs built, the
+// schedule parsed), or every problem at once, one line each, naming the variable and what to
+// set.
 func loadConfig(getenv func(string) string) (config, error) {
 	params, err := env.GetFieldParams(&config{})
 	if err != nil {
@@ -128,8 +140,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	cfg, err := env.ParseAsWithOptions[config](env.Options{Environment: vars})
-	var problems []error
-	unparsable := map[string]bool{}
+	p := problems{unparsable: map[string]bool{}}
 	if err != nil {
 		var agg env.AggregateError
 		if !errors.As(err, &agg) {
@@ -137,76 +148,82 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		for _, e := range agg.Errors {
 			var pe env.ParseError
-			if errors.As(e, &pe) {
-				key := envKey(pe.Name)
-				unparsable[key] = true
-				problems = append(problems, configProblem{key, fmt.Sprintf("cannot read %q as %s; set a valid value or unset it to use the default", vars[key], pe.Type)})
-			} else {
-				problems = append(problems, e)
+			if !errors.As(e, &pe) {
+				p.errs = append(p.errs, e)
+				continue
 			}
+			key := envKey(pe.Name)
+			p.add(key, "cannot read %q as %s; set a valid value or unset it to use the default", vars[key], pe.Type)
+			p.unparsable[key] = true
 		}
 	}
-	for _, p := range cfg.validate() {
-		if !unparsable[p.Var] { // a variable that could not be parsed already has its line
-			problems = append(problems, p)
-		}
+	const keyHint = `put the API key in it (the "encoded" value of Elasticsearch's create API key answer)`
+	cfg.AdminToken = p.secret("OPTIMIZE_BACKUP_ADMIN_TOKEN", cfg.AdminToken, cfg.AdminTokenFile, "token", "put the admin token in it", adminTokenProblem)
+	cfg.ESAPIKey = p.secret("OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", cfg.ESAPIKey, cfg.ESAPIKeyFile, "key", keyHint, apiKeyProblem)
+	cfg.RestoreESAPIKey = p.secret("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "key", keyHint, apiKeyProblem)
+	cfg.parseESURLs(&p)
+	cfg.validate(&p)
+	cfg.validateCredentials(&p)
+	cfg.validateSchedule(&p)
+	if len(p.errs) > 0 {
+		return config{}, errors.Join(p.errs...)
 	}
-	if len(problems) > 0 {
-		return config{}, errors.Join(problems...)
-	}
-	if cfg.AdminTokenFile != "" {
-		b, err := os.ReadFile(cfg.AdminTokenFile)
-		if err != nil {
-			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: cannot read %s: %v; mount the secret there or unset the variable", cfg.AdminTokenFile, err)
-		}
-		cfg.AdminToken = strings.TrimSpace(string(b))
-		if cfg.AdminToken == "" {
-			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: %s is empty; put the admin token in it", cfg.AdminTokenFile)
-		}
-		if len(cfg.AdminToken) < minAdminTokenLength {
-			return config{}, fmt.Errorf("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: the token in %s has %d characters; use at least %d (e.g. openssl rand -hex 32)", cfg.AdminTokenFile, len(cfg.AdminToken), minAdminTokenLength)
-		}
-	}
-	cfg.AdminToken = strings.TrimSpace(cfg.AdminToken)
-	for _, k := range []struct {
-		key  *string
-		file string
-		name string
-	}{
-		{&cfg.ESAPIKey, cfg.ESAPIKeyFile, "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE"},
-		{&cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY_FILE"},
-	} {
-		if k.file == "" {
-			*k.key = strings.TrimSpace(*k.key)
-			continue
-		}
-		key, err := readAPIKeyFile(k.name, k.file)
-		if err != nil {
-			return config{}, err
-		}
-		*k.key = key
-	}
-	if cfg.OptimizeVersion != "" {
-		cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
-	}
+	cfg.OptimizeVersion = versionPattern.FindString(cfg.OptimizeVersion)
 	return cfg, nil
 }
 
-// readAPIKeyFile reads the API key in the file that the variable name points at (a mounted
-// secret) and checks it as validate checks a key given directly; the error never shows the key.
-func readAPIKeyFile(name, path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: cannot read %s: %v; mount the secret there or unset the variable", name, path, err)
+// problems collects what is wrong with the configuration, one line per problem.
+type problems struct {
+	errs []error
+	// unparsable holds the variables whose value could not be parsed: each has its line, and
+	// what its zero value would break is not reported again.
+	unparsable map[string]bool
+}
+
+// add records a problem of variable: what is wrong and what to set.
+func (p *problems) add(variable, format string, args ...any) {
+	if !p.unparsable[variable] {
+		p.errs = append(p.errs, errors.New(variable+": "+fmt.Sprintf(format, args...)))
 	}
-	key := strings.TrimSpace(string(b))
-	if key == "" {
-		return "", fmt.Errorf("%s: %s is empty; put the API key in it (the \"encoded\" value of Elasticsearch's create API key answer)", name, path)
+}
+
+// secret returns, trimmed, the secret that variable holds or, when its _FILE variable names a
+// file (a mounted secret), the secret in that file. It reports both variables set, a file that
+// cannot be read or is empty (emptyHint says what to put in it) and what problem finds wrong
+// with the secret, naming it "the {noun}" or "the {noun} in {file}"; no line shows the secret.
+func (p *problems) secret(variable, value, file, noun, emptyHint string, problem func(string) string) string {
+	from, subject := variable, "the "+noun
+	switch {
+	case file == "" && value == "":
+		return ""
+	case file != "" && value != "":
+		p.add(variable+"_FILE", "%s is set too; set only one", variable)
+		return ""
+	case file != "":
+		from, subject = variable+"_FILE", subject+" in "+file
+		b, err := os.ReadFile(file)
+		if err != nil {
+			p.add(from, "cannot read %s: %v; mount the secret there or unset the variable", file, err)
+			return ""
+		}
+		if value = strings.TrimSpace(string(b)); value == "" {
+			p.add(from, "%s is empty; %s", file, emptyHint)
+			return ""
+		}
 	}
-	if msg := apiKeyProblem(key); msg != "" {
-		return "", fmt.Errorf("%s: the key in %s %s", name, path, msg)
+	value = strings.TrimSpace(value)
+	if msg := problem(value); msg != "" {
+		p.add(from, "%s %s", subject, msg)
 	}
-	return key, nil
+	return value
+}
+
+// adminTokenProblem says what is wrong with an admin token ("" if nothing).
+func adminTokenProblem(token string) string {
+	if len(token) < minAdminTokenLength {
+		return fmt.Sprintf("has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(token), minAdminTokenLength)
+	}
+	return ""
 }
 
 // apiKeyProblem says what is wrong with an API key ("" if nothing): it goes into an
@@ -250,59 +267,68 @@ func envKey(field string) string {
 	return key
 }
 
-// configProblem is one problem of the configuration: the variable, and what is wrong and what
-// to set.
-type configProblem struct {
-	Var string
-	Msg string
-}
-
-func (p configProblem) Error() string { return p.Var + ": " + p.Msg }
-
-// validate returns one problem per configuration problem that parsing alone does not catch.
-func (c config) validate() []configProblem {
-	var problems []configProblem
-	bad := func(variable, format string, args ...any) {
-		problems = append(problems, configProblem{variable, fmt.Sprintf(format, args...)})
-	}
-	if c.Port < 0 || c.Port > 65535 {
-		bad("MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
-	}
-	if c.ESPort < 1 || c.ESPort > 65535 {
-		bad("OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
-	}
-	for _, u := range c.ESURLs {
-		parsed, err := url.Parse(strings.TrimSpace(u))
-		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			shown := "an entry"
-			if err == nil {
-				shown = fmt.Sprintf("%q", parsed.Redacted())
+// parseESURLs leaves in ESURLs the URLs the clients connect to: those set, trimmed, each an
+// http(s) URL, or the one built from the host, port and SSL switch.
+func (c *config) parseESURLs(p *problems) {
+	for i := range c.ESURLs {
+		c.ESURLs[i] = strings.TrimSpace(c.ESURLs[i])
+		if u, ok := httpURL(c.ESURLs[i]); !ok {
+			shown := "an entry" // unparsable: its text may hold a password
+			if u != nil {
+				shown = strconv.Quote(u.Redacted())
 			}
-			bad("OPTIMIZE_ELASTICSEARCH_URLS", "%s is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", shown)
+			p.add("OPTIMIZE_ELASTICSEARCH_URLS", "%s is not an http(s) URL; set a comma-separated list such as http://elasticsearch:9200", shown)
 		}
 	}
+	if len(c.ESURLs) > 0 {
+		return
+	}
+	scheme, host := "http", c.ESHost
+	if c.ESSSLEnabled {
+		scheme = "https"
+	}
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1] // an IPv6 address written as in a URL; JoinHostPort adds the brackets
+	}
+	hostPort := net.JoinHostPort(host, strconv.Itoa(c.ESPort))
+	if u, err := url.Parse(scheme + "://" + hostPort); err != nil || u.Host != hostPort {
+		p.add("OPTIMIZE_ELASTICSEARCH_HOST", "%q is not a host name or IP address; set Elasticsearch's host such as elasticsearch (default localhost)", c.ESHost)
+	}
+	c.ESURLs = []string{scheme + "://" + hostPort}
+}
+
+// httpURL parses s; ok tells whether it is an http(s) URL with a host.
+func httpURL(s string) (u *url.URL, ok bool) {
+	u, err := url.Parse(s)
+	return u, err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// validate reports the problems of single values that parsing alone does not catch.
+func (c config) validate(p *problems) {
+	if c.Port < 0 || c.Port > 65535 {
+		p.add("MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
+	}
+	if c.ESPort < 1 || c.ESPort > 65535 {
+		p.add("OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
+	}
 	if c.Repository != "" && strings.ContainsAny(c.Repository, `/\*?"<>| ,#`) {
-		bad("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
+		p.add("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
 	}
 	if c.IndexPrefix == "" || strings.ContainsAny(c.IndexPrefix, `/\*?"<>| ,#`) || strings.ToLower(c.IndexPrefix) != c.IndexPrefix {
-		bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
+		p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
 	}
 	if c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion) {
-		bad("OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
-	}
-	if t := strings.TrimSpace(c.AdminToken); c.AdminToken != "" && len(t) < minAdminTokenLength {
-		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN", "the token has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(t), minAdminTokenLength)
+		p.add("OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
 	}
 	if c.JobsIndex == "" || strings.ContainsAny(c.JobsIndex, `/\*?"<>| ,#`) || strings.ToLower(c.JobsIndex) != c.JobsIndex || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-") {
-		bad("OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
+		p.add("OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
 	}
-	if c.AdminToken != "" && c.AdminTokenFile != "" {
-		bad("OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE", "OPTIMIZE_BACKUP_ADMIN_TOKEN is set too; set only one")
+	if _, ok := httpURL(c.OptimizeHealthURL); c.OptimizeHealthURL != "" && !ok {
+		p.add("OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
 	}
-	c.validateCredentials(bad)
 	if c.ESCAFile != "" {
 		if _, err := os.Stat(c.ESCAFile); err != nil {
-			bad("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
+			p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
 		}
 	}
 	for name, d := range map[string]time.Duration{
@@ -312,83 +338,125 @@ func (c config) validate() []configProblem {
 		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
 	} {
 		if d <= 0 {
-			bad(name, "%v must be positive; set a duration such as 30s", d)
+			p.add(name, "%v must be positive; set a duration such as 30s", d)
 		}
 	}
-	problems = append(problems, c.validateSchedule()...)
 	if c.Part2Grace < 0 {
-		bad("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
+		p.add("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
 	}
-	return problems
 }
 
-// validateCredentials reports, through bad, Elasticsearch credentials that contradict each
-// other: an API key and basic auth (a user name or password, or one in an Elasticsearch URL)
-// are mutually exclusive, and a key is given in the variable or in the file, not both. Which
-// one the client would pick is not something an operator should have to know.
-func (c config) validateCredentials(bad func(variable, format string, args ...any)) {
+// validateCredentials reports Elasticsearch credentials that contradict each other: an API
+// key and basic auth (a user name or password, or one in an Elasticsearch URL) are mutually
+// exclusive. Which one the client would pick is not something an operator should have to know.
+func (c config) validateCredentials(p *problems) {
 	urlUser := false
 	for _, u := range c.ESURLs {
-		if parsed, err := url.Parse(strings.TrimSpace(u)); err == nil && parsed.User != nil {
+		if parsed, err := url.Parse(u); err == nil && parsed.User != nil {
 			urlUser = true
 		}
 	}
 	for _, set := range []struct {
-		key, keyFile, user, password string
-		keyVar, userVars             string
-		urlUser                      bool
+		keyVar, keyFile, userVars string
+		key, basicAuth            bool
 	}{
-		{c.ESAPIKey, c.ESAPIKeyFile, c.ESUsername, c.ESPassword, "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY",
-			"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD", urlUser},
-		{c.RestoreESAPIKey, c.RestoreESAPIKeyFile, c.RestoreESUsername, c.RestoreESPassword, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY",
-			"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD", urlUser}, // URL credentials win over any key
+		{"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", c.ESAPIKeyFile, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD",
+			c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != ""},
+		{"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
+			c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != ""},
 	} {
 		keyVar := set.keyVar
-		if set.key != "" && set.keyFile != "" {
-			bad(keyVar+"_FILE", "%s is set too; set only one", keyVar)
-		} else if set.keyFile != "" {
+		if set.keyFile != "" {
 			keyVar += "_FILE"
-		}
-		if set.key == "" && set.keyFile == "" {
+		} else if !set.key {
 			continue
 		}
-		if set.user != "" || set.password != "" {
-			bad(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", set.userVars, keyVar, set.userVars)
+		if set.basicAuth {
+			p.add(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", set.userVars, keyVar, set.userVars)
 		}
-		if set.urlUser {
-			bad(keyVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an API key and basic auth are mutually exclusive: remove user:password@ from the URLs or unset %s", keyVar)
-		}
-		if msg := apiKeyProblem(strings.TrimSpace(set.key)); set.key != "" && msg != "" {
-			bad(keyVar, "the key %s", msg)
+		if urlUser { // URL credentials would win over any key, the restore's too
+			p.add(keyVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an API key and basic auth are mutually exclusive: remove user:password@ from the URLs or unset %s", keyVar)
 		}
 	}
 }
 
-// esAddresses is the list of Elasticsearch URLs the client connects to.
-func (c config) esAddresses() []string {
-	if len(c.ESURLs) > 0 {
-		out := make([]string, 0, len(c.ESURLs))
-		for _, u := range c.ESURLs {
-			out = append(out, strings.TrimSpace(u))
-		}
-		return out
+// cronParser reads standard 5-field expressions and descriptors (@daily), and a leading
+// seconds field when there are six.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// parseSchedule parses a cron expression read in the named time zone, reporting a bad zone and
+// a bad expression together.
+func parseSchedule(expr, timezone string) (*backupSchedule, error) {
+	loc, zoneErr := time.LoadLocation(timezone)
+	if zoneErr != nil {
+		zoneErr = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: %q is not a time zone (%v); set an IANA name such as UTC or Europe/Berlin", timezone, zoneErr)
+		loc = time.UTC // the expression is checked all the same
 	}
-	scheme := "http"
-	if c.ESSSLEnabled {
-		scheme = "https"
+	spec, err := parseCron(expr, loc)
+	if zoneErr != nil || err != nil {
+		return nil, errors.Join(zoneErr, err)
 	}
-	return []string{scheme + "://" + c.ESHost + ":" + strconv.Itoa(c.ESPort)}
+	return &backupSchedule{expr: expr, spec: spec, loc: loc}, nil
 }
 
-// esAddressesRedacted is esAddresses with passwords in URLs replaced by xxxxx: for answers and
-// logs, which unauthenticated callers and log readers see.
+// parseCron parses OPTIMIZE_BACKUP_SCHEDULE. "@every 1h" is refused: its slots count from when
+// each process started, so replicas would not agree on them.
+func parseCron(expr string, loc *time.Location) (*cron.SpecSchedule, error) {
+	if strings.HasPrefix(strings.TrimSpace(expr), "CRON_TZ=") || strings.HasPrefix(strings.TrimSpace(expr), "TZ=") {
+		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q names a time zone; set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE and leave it out of the expression", expr)
+	}
+	parsed, err := cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q is not a cron expression (%v); set five fields such as \"0 2 * * *\" (02:00 every day)", expr, err)
+	}
+	spec, ok := parsed.(*cron.SpecSchedule)
+	if !ok {
+		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q counts from when the sidecar started, so replicas would disagree on its slots; set five cron fields such as \"0 */6 * * *\"", expr)
+	}
+	if spec.Next(time.Now().In(loc)).IsZero() {
+		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q has no slot in the next five years; set five cron fields such as \"0 2 * * *\"", expr)
+	}
+	return spec, nil
+}
+
+// validateSchedule parses the schedule into Schedule and checks the retention settings.
+func (c *config) validateSchedule(p *problems) {
+	if c.ScheduleCron != "" {
+		var err error
+		if c.Schedule, err = parseSchedule(c.ScheduleCron, c.ScheduleTimezone); err != nil {
+			p.errs = append(p.errs, err)
+		}
+		if c.Repository == "" {
+			p.add("OPTIMIZE_BACKUP_SCHEDULE", "scheduled backups need a repository; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME too")
+		}
+	}
+	if c.RetentionKeep < 0 {
+		p.add("OPTIMIZE_BACKUP_RETENTION_KEEP", "%d is negative; set how many COMPLETED scheduled backups to keep, such as 7", c.RetentionKeep)
+	}
+	if c.RetentionMaxAge < 0 {
+		p.add("OPTIMIZE_BACKUP_RETENTION_MAX_AGE", "%v is negative; set an age such as 720h", c.RetentionMaxAge)
+	}
+	if c.ScheduleCron == "" {
+		for variable, set := range map[string]bool{
+			"OPTIMIZE_BACKUP_RETENTION_KEEP":    c.RetentionKeep != 0,
+			"OPTIMIZE_BACKUP_RETENTION_MAX_AGE": c.RetentionMaxAge != 0,
+			"OPTIMIZE_BACKUP_VERIFY_SCHEDULED":  c.VerifyScheduled,
+		} {
+			if set {
+				p.add(variable, "applies to scheduled backups only; set OPTIMIZE_BACKUP_SCHEDULE too, or unset it")
+			}
+		}
+	}
+}
+
+// esAddressesRedacted is ESURLs with passwords replaced by xxxxx: for answers and logs, which
+// unauthenticated callers and log readers see.
 func (c config) esAddressesRedacted() []string {
-	out := c.esAddresses()
-	for i, a := range out {
+	out := make([]string, len(c.ESURLs))
+	for i, a := range c.ESURLs {
+		out[i] = "(unparsable URL)"
 		if u, err := url.Parse(a); err == nil {
 			out[i] = u.Redacted()
-		} else {
-			out[i] = "(unparsable URL)"
 		}
 	}
 	return out

@@ -19,7 +19,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"http://localhost:9200"}, cfg.esAddresses()); diff != "" {
+	if diff := cmp.Diff([]string{"http://localhost:9200"}, cfg.ESURLs); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	if cfg.Port != 8092 || cfg.IndexPrefix != "optimize" || cfg.Part2Grace != 2*time.Minute {
@@ -42,7 +42,7 @@ func TestConfigValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"http://es-0:9200", "https://es-1:9200"}, cfg.esAddresses()); diff != "" {
+	if diff := cmp.Diff([]string{"http://es-0:9200", "https://es-1:9200"}, cfg.ESURLs); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	if cfg.OptimizeVersion != "3.9.0" || cfg.AdminToken != "s3cret-s3cret-s3cret" || cfg.Repository != "backups" || cfg.IndexPrefix != "zeebe-optimize" {
@@ -50,36 +50,79 @@ func TestConfigValues(t *testing.T) {
 	}
 }
 
-// TestConfigErrors checks that every problem is reported at once, one line each, naming the
-// variable.
+// TestConfigErrors checks that every problem is reported at once, one line each naming its
+// variable: values that do not parse, values that parse but are wrong, secret files that
+// cannot be read or are empty, and a schedule whose expression and time zone are both wrong.
 func TestConfigErrors(t *testing.T) {
+	emptyKey := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(emptyKey, []byte("\n"), 0o600)
 	_, err := loadConfig(mapEnv(map[string]string{
-		"MANAGEMENT_SERVER_PORT":                  "80000",
-		"OPTIMIZE_ELASTICSEARCH_HTTP_PORT":        "nine",
-		"OPTIMIZE_ELASTICSEARCH_URLS":             "es-0:9200",
-		"OPTIMIZE_VERSION":                        "latest",
-		"OPTIMIZE_BACKUP_POLL_INTERVAL":           "0s",
-		"OPTIMIZE_BACKUP_ADMIN_TOKEN":             "a",
-		"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE":        "/nonexistent",
-		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "a/b",
+		"MANAGEMENT_SERVER_PORT":                     "80000",
+		"OPTIMIZE_ELASTICSEARCH_HTTP_PORT":           "nine",
+		"OPTIMIZE_ELASTICSEARCH_URLS":                "es-0:9200",
+		"OPTIMIZE_VERSION":                           "latest",
+		"OPTIMIZE_BACKUP_POLL_INTERVAL":              "0s",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE":           "/nonexistent",
+		"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE": emptyKey,
+		"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME":    "a/b",
+		"OPTIMIZE_BACKUP_SCHEDULE":                   "daily at 2",
+		"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE":          "Mars/Base",
+		"OPTIMIZE_HEALTH_URL":                        "localhost:8090/api/readyz",
 	}))
 	if err == nil {
 		t.Fatal("got no error; want one per problem")
 	}
+	want := []string{
+		"MANAGEMENT_SERVER_PORT: 80000 is not a TCP port",
+		`OPTIMIZE_ELASTICSEARCH_HTTP_PORT: cannot read "nine"`,
+		`OPTIMIZE_ELASTICSEARCH_URLS: "es-0:9200" is not an http(s) URL`,
+		`OPTIMIZE_VERSION: "latest" is not a version`,
+		"OPTIMIZE_BACKUP_POLL_INTERVAL: 0s must be positive",
+		"OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE: cannot read /nonexistent",
+		"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY_FILE: " + emptyKey + " is empty",
+		`CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME: "a/b" is not a valid repository name`,
+		`OPTIMIZE_BACKUP_SCHEDULE: "daily at 2" is not a cron expression`,
+		`OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: "Mars/Base" is not a time zone`,
+		"OPTIMIZE_HEALTH_URL: the value is not an http(s) URL",
+	}
+	// One line each: an unparsable port has no second line about its zero value.
 	lines := strings.Split(err.Error(), "\n")
-	for _, name := range []string{"MANAGEMENT_SERVER_PORT", "OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "OPTIMIZE_ELASTICSEARCH_URLS",
-		"OPTIMIZE_VERSION", "OPTIMIZE_BACKUP_POLL_INTERVAL", "OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"} {
-		found := false
-		for _, l := range lines {
-			found = found || strings.Contains(l, name)
-		}
-		if !found {
-			t.Errorf("got %q; want a line naming %s", err, name)
+	if len(lines) != len(want) {
+		t.Errorf("got %d lines:\n%s\nwant %d", len(lines), err, len(want))
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("got:\n%s\nwant a line with %q", err, w)
 		}
 	}
-	// An unparsable value has one line, not a second one from validation of its zero value.
-	if n := strings.Count(err.Error(), "OPTIMIZE_ELASTICSEARCH_HTTP_PORT:"); n != 1 {
-		t.Errorf("got %d lines for OPTIMIZE_ELASTICSEARCH_HTTP_PORT in %q; want 1", n, err)
+}
+
+// TestConfigElasticsearchHost checks the URL built from host, port and SSL switch: an IPv6
+// address gets its brackets (given bare or already bracketed), and a host that cannot go into
+// a URL is refused at start rather than by the client later.
+func TestConfigElasticsearchHost(t *testing.T) {
+	for _, tc := range []struct {
+		host, port, ssl, want string
+	}{
+		{"::1", "", "", "http://[::1]:9200"},
+		{"[::1]", "", "", "http://[::1]:9200"},
+		{"fd00::9", "9201", "true", "https://[fd00::9]:9201"},
+		{"10.0.0.7", "", "", "http://10.0.0.7:9200"},
+		{"elasticsearch", "", "", "http://elasticsearch:9200"},
+		{"es-0:9200", "", "", ""},
+		{"es/0", "", "", ""},
+		{"[::1", "", "", ""},
+	} {
+		cfg, err := loadConfig(mapEnv(map[string]string{"OPTIMIZE_ELASTICSEARCH_HOST": tc.host,
+			"OPTIMIZE_ELASTICSEARCH_HTTP_PORT": tc.port, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_ENABLED": tc.ssl}))
+		switch {
+		case tc.want == "" && (err == nil || !strings.Contains(err.Error(), "OPTIMIZE_ELASTICSEARCH_HOST: ")):
+			t.Errorf("host %q: got %v; want a problem naming OPTIMIZE_ELASTICSEARCH_HOST", tc.host, err)
+		case tc.want != "" && err != nil:
+			t.Errorf("host %q: got %v; want %s", tc.host, err, tc.want)
+		case tc.want != "" && (len(cfg.ESURLs) != 1 || cfg.ESURLs[0] != tc.want):
+			t.Errorf("host %q: got URLs %q; want %s", tc.host, cfg.ESURLs, tc.want)
+		}
 	}
 }
 

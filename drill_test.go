@@ -12,7 +12,8 @@ func TestDrillAndScheduleAPI(t *testing.T) {
 	getDrillResult1 := "GET /camunda-optimize-backup-jobs/_doc/" + (&server{cfg: config{IndexPrefix: "optimize"}}).drillResultDocID("1")
 	drillFresh := time.Date(2026, 11, 26, 3, 0, 10, 0, time.UTC) // 10 s after the recorded drill's heartbeat
 	scheduled := func(c *config) {
-		c.Schedule, c.ScheduleTimezone, c.RetentionKeep = "0 1 * * *", "UTC", 1
+		c.Schedule, _ = parseSchedule("0 1 * * *", "UTC")
+		c.RetentionKeep = 1
 		c.RetentionMaxAge = 30 * 24 * time.Hour
 	}
 	cases := []apiCase{

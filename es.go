@@ -141,7 +141,7 @@ func newESTransport(cfg config) (*http.Transport, error) {
 // tells whether the client may resend a request that got no usable answer.
 func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
 	esCfg := elasticsearch.Config{
-		Addresses:    cfg.esAddresses(),
+		Addresses:    cfg.ESURLs,
 		Username:     creds.username,
 		Password:     creds.password,
 		Transport:    opaqueID{transport},

@@ -53,13 +53,11 @@ type server struct {
 	metrics    *metrics
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
-	// schedule is OPTIMIZE_BACKUP_SCHEDULE parsed; nil when unset.
-	schedule *backupSchedule
 }
 
 // newServer builds a server around an Elasticsearch client.
 func newServer(cfg config, es esClients, log *slog.Logger) *server {
-	s := &server{
+	return &server{
 		es:       es,
 		cfg:      cfg,
 		log:      log,
@@ -72,10 +70,6 @@ func newServer(cfg config, es esClients, log *slog.Logger) *server {
 
 		listPageSize: defaultListPageSize,
 	}
-	if cfg.Schedule != "" {
-		s.schedule, _ = parseSchedule(cfg.Schedule, cfg.ScheduleTimezone) // validated by loadConfig
-	}
-	return s
 }
 
 // run reads the configuration through getenv, serves until ctx ends or SIGINT/SIGTERM
@@ -112,7 +106,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		go srv.watchDrills(ctx)
 	}
 	scheduleDone := make(chan struct{})
-	if srv.schedule != nil {
+	if cfg.Schedule != nil {
 		go srv.runSchedule(ctx, scheduleDone)
 	} else {
 		close(scheduleDone)

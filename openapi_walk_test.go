@@ -103,7 +103,7 @@ func walkAnswers(id string) map[string]string {
 // own) and the schedule's 500 (the fake answers by path, and the schedule reads the list
 // routes' path with other fields, so the two need one answer the recordings do not have).
 func walkSituations() []walkSituation {
-	scheduled := func(c *config) { c.Schedule, c.ScheduleTimezone = "0 1 * * *", "UTC" }
+	scheduled := func(c *config) { c.Schedule, _ = parseSchedule("0 1 * * *", "UTC") }
 	return []walkSituation{
 		{name: "backup-completed", id: "1", snapshots: "get-completed", states: "state-completed",
 			// A drill of backup 12 runs: a verify is refused (409) before it would start one.

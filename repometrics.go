@@ -34,8 +34,8 @@ func (s *server) installationBackup(snaps []snapshot) bool {
 // whether the repository could be read, this installation's backups by state, when the newest
 // COMPLETED one ended, the last drill, and the next scheduled slot.
 func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
-	if s.schedule != nil {
-		if next := s.schedule.next(s.now()); !next.IsZero() {
+	if s.cfg.Schedule != nil {
+		if next := s.cfg.Schedule.next(s.now()); !next.IsZero() {
 			metric(b, "optimize_backup_schedule_next_slot_timestamp_seconds", "gauge", "When the next scheduled backup is due.", "", next.Unix())
 		}
 	}

@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	_ "time/tzdata" // the binary is static and its image may have no zoneinfo: OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE must work anyway
 
 	"github.com/robfig/cron/v3"
 )
@@ -25,76 +23,11 @@ import (
 // deletes these and nothing else.
 const kindScheduled = "scheduled"
 
-// backupSchedule is a parsed OPTIMIZE_BACKUP_SCHEDULE in its time zone.
+// backupSchedule is a parsed OPTIMIZE_BACKUP_SCHEDULE in its time zone (see parseSchedule).
 type backupSchedule struct {
 	expr string
 	spec *cron.SpecSchedule
 	loc  *time.Location
-}
-
-// cronParser reads standard 5-field expressions and descriptors (@daily), and a leading
-// seconds field when there are six.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// parseSchedule parses a cron expression read in the named time zone. "@every 1h" is refused:
-// its slots count from when each process started, so replicas would not agree on them.
-func parseSchedule(expr, timezone string) (*backupSchedule, error) {
-	loc, err := time.LoadLocation(timezone)
-	if err != nil {
-		return nil, configProblem{"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE", fmt.Sprintf("%q is not a time zone (%v); set an IANA name such as UTC or Europe/Berlin", timezone, err)}
-	}
-	if strings.HasPrefix(strings.TrimSpace(expr), "CRON_TZ=") || strings.HasPrefix(strings.TrimSpace(expr), "TZ=") {
-		return nil, configProblem{"OPTIMIZE_BACKUP_SCHEDULE", fmt.Sprintf("%q names a time zone; set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE and leave it out of the expression", expr)}
-	}
-	parsed, err := cronParser.Parse(expr)
-	if err != nil {
-		return nil, configProblem{"OPTIMIZE_BACKUP_SCHEDULE", fmt.Sprintf("%q is not a cron expression (%v); set five fields such as \"0 2 * * *\" (02:00 every day)", expr, err)}
-	}
-	spec, ok := parsed.(*cron.SpecSchedule)
-	if !ok {
-		return nil, configProblem{"OPTIMIZE_BACKUP_SCHEDULE", fmt.Sprintf("%q counts from when the sidecar started, so replicas would disagree on its slots; set five cron fields such as \"0 */6 * * *\"", expr)}
-	}
-	if spec.Next(time.Now().In(loc)).IsZero() {
-		return nil, configProblem{"OPTIMIZE_BACKUP_SCHEDULE", fmt.Sprintf("%q has no slot in the next five years; set five cron fields such as \"0 2 * * *\"", expr)}
-	}
-	return &backupSchedule{expr: expr, spec: spec, loc: loc}, nil
-}
-
-// validateSchedule returns the problems of the schedule and retention settings.
-func (c config) validateSchedule() []configProblem {
-	var problems []configProblem
-	bad := func(variable, format string, args ...any) {
-		problems = append(problems, configProblem{variable, fmt.Sprintf(format, args...)})
-	}
-	if c.Schedule != "" {
-		if _, err := parseSchedule(c.Schedule, c.ScheduleTimezone); err != nil {
-			var p configProblem
-			if errors.As(err, &p) {
-				problems = append(problems, p)
-			}
-		}
-		if c.Repository == "" {
-			bad("OPTIMIZE_BACKUP_SCHEDULE", "scheduled backups need a repository; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME too")
-		}
-	}
-	if c.RetentionKeep < 0 {
-		bad("OPTIMIZE_BACKUP_RETENTION_KEEP", "%d is negative; set how many COMPLETED scheduled backups to keep, such as 7", c.RetentionKeep)
-	}
-	if c.RetentionMaxAge < 0 {
-		bad("OPTIMIZE_BACKUP_RETENTION_MAX_AGE", "%v is negative; set an age such as 720h", c.RetentionMaxAge)
-	}
-	if c.Schedule == "" {
-		for variable, set := range map[string]bool{
-			"OPTIMIZE_BACKUP_RETENTION_KEEP":    c.RetentionKeep != 0,
-			"OPTIMIZE_BACKUP_RETENTION_MAX_AGE": c.RetentionMaxAge != 0,
-			"OPTIMIZE_BACKUP_VERIFY_SCHEDULED":  c.VerifyScheduled,
-		} {
-			if set {
-				bad(variable, "applies to scheduled backups only; set OPTIMIZE_BACKUP_SCHEDULE too, or unset it")
-			}
-		}
-	}
-	return problems
 }
 
 // next is the first slot after t.
@@ -166,21 +99,21 @@ func slotOf(id, prefix string) (time.Time, bool) {
 // running (or being drilled) is skipped, and logged. done is closed when it returns.
 func (s *server) runSchedule(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	if slot, ok := s.schedule.missed(s.now()); ok {
+	if slot, ok := s.cfg.Schedule.missed(s.now()); ok {
 		s.runSlot(ctx, slot)
 	}
 	for {
-		slot := s.schedule.next(s.now())
+		slot := s.cfg.Schedule.next(s.now())
 		if slot.IsZero() {
-			s.log.Warn("the schedule has no further slot; no more scheduled backups", "schedule", s.schedule.expr)
+			s.log.Warn("the schedule has no further slot; no more scheduled backups", "schedule", s.cfg.Schedule.expr)
 			return
 		}
 		if err := sleepCtx(ctx, slot.Sub(s.now())); err != nil {
 			return
 		}
 		s.runSlot(ctx, slot)
-		if skipped := s.schedule.nextSlots(slot, 1); len(skipped) > 0 && skipped[0].Before(s.now()) {
-			s.log.Warn("scheduled backup took longer than its period; slots that passed meanwhile are skipped", "schedule", s.schedule.expr, "skipped_from", skipped[0].Format(time.RFC3339))
+		if skipped := s.cfg.Schedule.nextSlots(slot, 1); len(skipped) > 0 && skipped[0].Before(s.now()) {
+			s.log.Warn("scheduled backup took longer than its period; slots that passed meanwhile are skipped", "schedule", s.cfg.Schedule.expr, "skipped_from", skipped[0].Format(time.RFC3339))
 		}
 	}
 }
@@ -329,13 +262,13 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.RetentionMaxAge > 0 {
 		view.Retention.MaxAge = s.cfg.RetentionMaxAge.String()
 	}
-	if s.schedule == nil {
+	if s.cfg.Schedule == nil {
 		writeJSON(w, http.StatusOK, view)
 		return
 	}
-	view.Enabled, view.Schedule, view.Timezone = true, s.schedule.expr, s.schedule.loc.String()
+	view.Enabled, view.Schedule, view.Timezone = true, s.cfg.Schedule.expr, s.cfg.Schedule.loc.String()
 	now := s.now()
-	for _, t := range s.schedule.nextSlots(now, 3) {
+	for _, t := range s.cfg.Schedule.nextSlots(now, 3) {
 		view.NextSlots = append(view.NextSlots, t.Format(time.RFC3339))
 	}
 	scheduled, err := s.scheduledBackups(r.Context())
@@ -350,7 +283,7 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if found {
-		view.LastRun = &lastRun{Slot: run.Slot.In(s.schedule.loc).Format(time.RFC3339), BackupID: run.BackupID, Outcome: run.Outcome, Reason: run.Reason}
+		view.LastRun = &lastRun{Slot: run.Slot.In(s.cfg.Schedule.loc).Format(time.RFC3339), BackupID: run.BackupID, Outcome: run.Outcome, Reason: run.Reason}
 		for _, b := range scheduled {
 			if b.BackupID == run.BackupID {
 				view.LastRun.State = b.State // what the backup is now
