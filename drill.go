@@ -566,7 +566,9 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	// The backup's copy first: once the drill's document says it ended, a new drill may start.
 	final := d.current()
 	change(&final)
-	s.keepDrillResult(ctx, final)
+	if d.guard() == nil { // else another sidecar may have ended the drill and kept its result
+		s.keepDrillResult(ctx, final)
+	}
 	if updateErr := d.update(ctx, change); updateErr != nil {
 		s.log.Error("drill: cannot record its result", "err", updateErr)
 		return

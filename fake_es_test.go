@@ -222,8 +222,9 @@ func (f *fakeES) mutations() []string {
 }
 
 // volatileParams are query parameters whose values a test cannot know before it runs (the
-// version a compare-and-set expects): only their presence is compared.
-var volatileParams = []string{"if_seq_no", "if_primary_term"}
+// version a compare-and-set expects) or that the recorder set to its own (master_timeout, the
+// sidecar's Elasticsearch deadline): only their presence is compared.
+var volatileParams = []string{"if_seq_no", "if_primary_term", "master_timeout"}
 
 // mismatch says how a request differs from the one the recording was made with, in method,
 // endpoint and (sorted) query string; "" if it does not. Names in the path are the test's to

@@ -195,7 +195,7 @@ func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, che
 				return err
 			}
 		}
-		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore}
+		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore, MasterTimeout: s.cfg.ESTimeout}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
 		}
@@ -258,7 +258,7 @@ func (s *server) deleteIndices(ctx context.Context, names []string, check func()
 		if err := check(); err != nil {
 			return err
 		}
-		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: &ignore, ExpandWildcards: "none"}
+		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: &ignore, ExpandWildcards: "none", MasterTimeout: s.cfg.ESTimeout}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("delete indices %s: %w", strings.Join(batch, ","), err)
 		}

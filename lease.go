@@ -14,7 +14,9 @@ import (
 // sidecar watches it, and one whose version has not changed for staleAfter on the watcher's own
 // clock has a silent owner: the watcher takes the document over (compare-and-set again, so of
 // two racing watchers one wins) and carries the job on or ends it. The owner stops acting before
-// anyone could take over (guard), so no action of the old owner overlaps one of the new owner's.
+// anyone could take over (guard), so no action of the old owner overlaps one of the new owner's;
+// every request that changes Elasticsearch carries master_timeout = the deadline, so that
+// Elasticsearch, too, has carried it out or given up on it by then.
 //
 // The timeline, with the defaults (a 30 s Elasticsearch deadline, a 5 s heartbeat):
 //
@@ -85,8 +87,7 @@ type leasedJob[D any, P leasedDoc[D]] struct {
 	renewed time.Time
 	// unconfirmed is the Rev of a write whose answer was lost and could not be read back, sent
 	// at unconfirmedSent: finding it stored later means the write went through.
-	unconfirmed     string
-	unconfirmedSent time.Time
+	unconfirmed map[string]time.Time
 	// stop ends the work of run() when the document was taken.
 	stop context.CancelCauseFunc
 }
@@ -148,17 +149,28 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 		switch {
 		case err == nil:
 			j.lock()
-			j.doc, j.ver, j.renewed, j.unconfirmed = next, stored, sent, ""
+			j.doc, j.ver, j.renewed, j.unconfirmed = next, stored, sent, nil
 			j.unlock()
 			return nil
-		case errors.Is(err, errDocChanged) && attempt == 0 && j.adoptUnconfirmed(ctx):
-			continue // the change was our own earlier write: build on it
+		case errors.Is(err, errDocChanged) && attempt == 0:
+			adopted, rerr := j.adoptUnconfirmed(ctx)
+			if rerr != nil {
+				return rerr
+			}
+			if adopted {
+				continue
+			}
+			j.taken()
+			return errLeaseTaken
 		case errors.Is(err, errDocChanged):
 			j.taken()
 			return errLeaseTaken
 		case answerLost(err):
 			j.lock()
-			j.unconfirmed, j.unconfirmedSent = P(&next).lease().Rev, sent
+			if j.unconfirmed == nil {
+				j.unconfirmed = map[string]time.Time{}
+			}
+			j.unconfirmed[P(&next).lease().Rev] = sent
 			j.unlock()
 		}
 		return err
@@ -168,22 +180,26 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 // adoptUnconfirmed reads the stored document after a lost compare-and-set: if it is the write
 // of ours whose answer was lost, it becomes the job's document and version (that write was
 // ours, not a take-over), and update() tries once more.
-func (j *leasedJob[D, P]) adoptUnconfirmed(ctx context.Context) bool {
+func (j *leasedJob[D, P]) adoptUnconfirmed(ctx context.Context) (bool, error) {
 	j.lock()
-	rev, sent := j.unconfirmed, j.unconfirmedSent
+	pending := len(j.unconfirmed)
 	j.unlock()
-	if rev == "" {
-		return false
+	if pending == 0 {
+		return false, nil
 	}
 	var stored D
 	ver, found, err := j.s.loadDoc(context.WithoutCancel(ctx), j.docID, &stored)
-	if err != nil || !found || P(&stored).lease().Rev != rev || P(&stored).lease().Owner != j.s.owner {
-		return false
+	if err != nil {
+		return false, err
 	}
 	j.lock()
-	j.doc, j.ver, j.renewed, j.unconfirmed = stored, ver, sent, ""
-	j.unlock()
-	return true
+	defer j.unlock()
+	sent, ours := j.unconfirmed[P(&stored).lease().Rev]
+	if !found || !ours || P(&stored).lease().Owner != j.s.owner {
+		return false, nil
+	}
+	j.doc, j.ver, j.renewed, j.unconfirmed = stored, ver, sent, nil
+	return true, nil
 }
 
 // taken ends the work of run() (if it runs): the document is someone else's now.
@@ -199,7 +215,7 @@ func (j *leasedJob[D, P]) taken() {
 // lost tells whether the job must stop without writing anything more: its document was taken,
 // or its lease expired (the compare-and-set of its next write decides which).
 func lost(ctx context.Context, err error) bool {
-	return errors.Is(err, errLeaseTaken) || errors.Is(err, errLeaseExpired) || errors.Is(context.Cause(ctx), errLeaseTaken)
+	return errors.Is(err, errLeaseTaken) || errors.Is(context.Cause(ctx), errLeaseTaken)
 }
 
 // run runs work while the lease is renewed every heartbeatEvery. work's context ends, with the
@@ -230,6 +246,9 @@ func (j *leasedJob[D, P]) renew(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if ctx.Err() != nil {
+			return
+		}
 		select {
 		case j.writing <- struct{}{}:
 			<-j.writing
@@ -243,9 +262,15 @@ func (j *leasedJob[D, P]) renew(ctx context.Context) {
 }
 
 // watchLeased runs in every sidecar: every heartbeatEvery it reads one leased document and
-// calls takeOver for an active one whose owner let go of it or whose version has not changed
-// for staleAfter, measured on this process's own clock (clocks of different machines are never
-// compared). active says whether the job still runs; mine whether this process runs it.
+// calls takeOver for an active job that no live sidecar runs, by this process's own clock
+// (clocks of different machines are never compared):
+//   - this process's own job that it no longer runs (its last write failed): at once;
+//   - a job whose owner let go of it (on shutdown): one deadline after the let-go was seen, so
+//     that a request the owner cancelled, which Elasticsearch may still carry out until its
+//     master_timeout, is over before another sidecar acts;
+//   - a job whose version has not changed for staleAfter: its owner went silent.
+//
+// active says whether the job still runs; mine whether this process runs it now.
 func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID string, active func(D) bool, mine func() bool, takeOver func(context.Context, D, jobVersion) error) {
 	var seen jobVersion
 	var since time.Time
@@ -259,13 +284,15 @@ func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID st
 			}
 		case !found || !active(doc) || mine():
 			seen = jobVersion{}
-		case P(&doc).lease().Owner == "" || ver == seen && time.Since(since) > s.staleAfter():
+		case P(&doc).lease().Owner != s.owner && ver != seen:
+			seen, since = ver, time.Now()
+		case P(&doc).lease().Owner == s.owner ||
+			P(&doc).lease().Owner == "" && time.Since(since) >= s.cfg.ESTimeout ||
+			time.Since(since) > s.staleAfter():
 			if err := takeOver(ctx, doc, ver); err != nil && !errors.Is(err, errLeaseTaken) {
 				s.log.Error("cannot take over a job whose sidecar stopped; will retry", "doc", docID, "err", err)
 			}
 			seen = jobVersion{}
-		case ver != seen:
-			seen, since = ver, time.Now()
 		}
 		if sleepCtx(ctx, heartbeatEvery) != nil {
 			return

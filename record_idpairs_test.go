@@ -50,7 +50,7 @@ func TestRecordIDPairs(t *testing.T) {
 	r.save("ids-list", "every camunda_optimize_* snapshot of nightly, nightly_1, 1 and 12", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+snapshotQuery(defaultListPageSize, ""), "")
 
 	// Elasticsearch's refusals, which the ID rules keep the sidecar from provoking.
-	r.save("ids-create-invalid-name", "create a snapshot whose name holds '#'", "PUT", "/_snapshot/"+repo+"/"+seg(snapshotName("a#b", "3.9.0", 1))+"?wait_for_completion=false",
+	r.save("ids-create-invalid-name", "create a snapshot whose name holds '#'", "PUT", "/_snapshot/"+repo+"/"+seg(snapshotName("a#b", "3.9.0", 1))+"?master_timeout=30s&wait_for_completion=false",
 		fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "a#b", 1))
 	long := strings.Repeat("a", maxIDChars)
 	get("ids-get-too-long", "pattern of an ID of 3996 characters: the request line is over 4 KB", long)
@@ -58,7 +58,7 @@ func TestRecordIDPairs(t *testing.T) {
 	deleted := map[string]bool{}
 	for _, id := range []string{"nightly", "1"} {
 		names := []string{snapshotName(id, "3.9.0", 1), snapshotName(id, "3.9.0", 2)}
-		r.save("ids-delete-"+id, "delete exactly "+id+"'s two snapshots", "DELETE", "/_snapshot/"+repo+"/"+strings.Join(names, ","), "")
+		r.save("ids-delete-"+id, "delete exactly "+id+"'s two snapshots", "DELETE", "/_snapshot/"+repo+"/"+strings.Join(names, ",")+"?master_timeout=30s", "")
 		deleted[names[0]], deleted[names[1]] = true, true
 	}
 	for _, name := range made {

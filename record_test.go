@@ -148,17 +148,17 @@ func TestRecord(t *testing.T) {
 	r.save("get-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled)", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+snapshotQuery(0, ""), "")
 	r.save("state-in-progress", "backup 5: part 1 IN_PROGRESS (repository throttled), as GET reads it", "GET", "/_snapshot/"+slow+"/camunda_optimize_5_*"+stateQuery(), "")
 	r.save("current-running", "a snapshot is running", "GET", "/_snapshot/"+slow+"/_current?filter_path=snapshots.snapshot", "")
-	r.save("create-in-use-running", "a second create of a running snapshot's name", "PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "5", 1))
+	r.save("create-in-use-running", "a second create of a running snapshot's name", "PUT", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2?master_timeout=30s&wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "5", 1))
 	r.must("DELETE", "/_snapshot/"+slow+"/camunda_optimize_5_3.9.0_part_1_of_2", "")
 	r.must("DELETE", "/_snapshot/"+slow, "")
 
 	// Creating and deleting.
-	r.save("create-accepted", "start part 1 of backup 6", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.save("create-accepted", "start part 1 of backup 6", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?master_timeout=30s&wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
 	r.waitDone(repo, "camunda_optimize_6_*")
-	r.save("create-in-use-exists", "a second create of an existing snapshot's name", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
-	r.save("create-missing-repo", "the repository is not registered", "PUT", "/_snapshot/no-such-repo/camunda_optimize_6_3.9.0_part_1_of_2?wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
-	r.save("delete-ack", "delete both snapshots of backup 1", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2", "")
-	r.save("delete-missing", "delete a snapshot that is gone", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2", "")
+	r.save("create-in-use-exists", "a second create of an existing snapshot's name", "PUT", "/_snapshot/"+repo+"/camunda_optimize_6_3.9.0_part_1_of_2?master_timeout=30s&wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.save("create-missing-repo", "the repository is not registered", "PUT", "/_snapshot/no-such-repo/camunda_optimize_6_3.9.0_part_1_of_2?master_timeout=30s&wait_for_completion=false", fmt.Sprintf(snapshotBody, "optimize-import-index_v3", "6", 1))
+	r.save("delete-ack", "delete both snapshots of backup 1", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2,camunda_optimize_1_3.9.0_part_2_of_2?master_timeout=30s", "")
+	r.save("delete-missing", "delete a snapshot that is gone", "DELETE", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2?master_timeout=30s", "")
 
 	// What a backup reads before it starts.
 	r.save("resolve", "the indices of prefix optimize (load-data.sh)", "GET", "/_resolve/index/optimize-*?expand_wildcards=all&filter_path=indices.name,aliases.name", "")
@@ -193,7 +193,7 @@ func TestRecord(t *testing.T) {
 	r.save("current-none", "no snapshot running", "GET", "/_snapshot/"+repo+"/_current?filter_path=snapshots.snapshot", "")
 	r.must("DELETE", "/optimize-import-index_v3,optimize-metadata_v3", "")
 	for part, index := range map[string]string{"1": "optimize-import-index_v3", "2": "optimize-metadata_v3"} {
-		r.save("restore-accepted-"+part, "restore part "+part+" of backup 12", "POST", "/_snapshot/"+repo+"/camunda_optimize_12_3.9.0_part_"+part+"_of_2/_restore?wait_for_completion=false",
+		r.save("restore-accepted-"+part, "restore part "+part+" of backup 12", "POST", "/_snapshot/"+repo+"/camunda_optimize_12_3.9.0_part_"+part+"_of_2/_restore?master_timeout=30s&wait_for_completion=false",
 			fmt.Sprintf(`{"include_aliases":true,"include_global_state":false,"indices":%q}`, index))
 		r.must("GET", "/_cluster/health/"+index+"?wait_for_status=green&timeout=30s", "")
 		r.save("recovery-done-"+part, "restore of part "+part+" of backup 12 done", "GET", "/"+index+"/_recovery?filter_path=*.shards.id,*.shards.type,*.shards.stage,*.shards.primary,*.shards.source.snapshot,*.shards.index.size&ignore_unavailable=true", "")
@@ -369,16 +369,16 @@ func TestRecordRestoreJobs(t *testing.T) {
 	r.do("DELETE", "/rec-blocked_v1", "")
 	r.must("PUT", "/rec-blocked_v1", `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
 	r.must("POST", "/rec-blocked_v1/_doc?refresh=true", `{"a":1}`)
-	r.save("write-block-set", "write block on an index", "PUT", "/rec-blocked_v1/_settings?ignore_unavailable=true", `{"index.blocks.write":true}`)
+	r.save("write-block-set", "write block on an index", "PUT", "/rec-blocked_v1/_settings?ignore_unavailable=true&master_timeout=30s", `{"index.blocks.write":true}`)
 	repo := "record-block-repo"
 	r.newRepo(repo)
 	r.must("PUT", "/_snapshot/"+repo+"/blocked?wait_for_completion=true", `{"indices":["rec-blocked_v1"],"include_global_state":false}`)
-	r.save("write-block-lifted", "lift the write block", "PUT", "/rec-blocked_v1/_settings?ignore_unavailable=true", `{"index.blocks.write":null}`)
-	r.save("delete-indices-batch", "delete one batch of indices", "DELETE", "/rec-blocked_v1?expand_wildcards=none&ignore_unavailable=true", "")
-	r.save("restore-accepted-unblocked", "restore an index snapshotted with a write block, dropping the block", "POST", "/_snapshot/"+repo+"/blocked/_restore?wait_for_completion=false",
+	r.save("write-block-lifted", "lift the write block", "PUT", "/rec-blocked_v1/_settings?ignore_unavailable=true&master_timeout=30s", `{"index.blocks.write":null}`)
+	r.save("delete-indices-batch", "delete one batch of indices", "DELETE", "/rec-blocked_v1?expand_wildcards=none&ignore_unavailable=true&master_timeout=30s", "")
+	r.save("restore-accepted-unblocked", "restore an index snapshotted with a write block, dropping the block", "POST", "/_snapshot/"+repo+"/blocked/_restore?master_timeout=30s&wait_for_completion=false",
 		`{"indices":["rec-blocked_v1"],"include_global_state":false,"include_aliases":true,"ignore_index_settings":["index.blocks.write"]}`)
 	r.must("GET", "/_cluster/health/rec-blocked_v1?wait_for_status=green&timeout=30s", "")
-	r.save("restore-index-exists", "restore an index that exists (a restore request applied late, after a restart)", "POST", "/_snapshot/"+repo+"/blocked/_restore?wait_for_completion=false",
+	r.save("restore-index-exists", "restore an index that exists (a restore request applied late, after a restart)", "POST", "/_snapshot/"+repo+"/blocked/_restore?master_timeout=30s&wait_for_completion=false",
 		`{"indices":["rec-blocked_v1"],"include_global_state":false,"include_aliases":true,"ignore_index_settings":["index.blocks.write"]}`)
 	_, settings := r.do("GET", "/rec-blocked_v1/_settings?flat_settings=true", "")
 	if bytes.Contains(settings, []byte("blocks.write")) {

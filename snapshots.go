@@ -351,7 +351,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 		return err
 	}
 	wait := false
-	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
 	err = s.write(ctx, req, nil)
 	var ee *esError
 	switch {
@@ -381,7 +381,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 // characters or more): then in batches.
 func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
 	for _, batch := range batches(names) {
-		req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(batch)}
+		req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(batch), MasterTimeout: s.cfg.ESTimeout}
 		if err := s.write(ctx, req, nil); err != nil {
 			return fmt.Errorf("delete snapshots %s: %w", strings.Join(batch, ","), err)
 		}
@@ -407,7 +407,7 @@ func (s *server) restoreSnapshot(ctx context.Context, name string, indices []str
 		return err
 	}
 	wait := false
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
 	if err := s.restoreWrite(ctx, req, nil); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", name, err)
 	}
@@ -491,7 +491,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 		return restoreShards{}, err
 	}
 	wait := true
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
 	var answer struct {
 		Snapshot struct {
 			Shards restoreShards `json:"shards"`
