@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// Review tests of the leased job (lease.go, restorejob.go, drill.go): each failing one shows a
-// way the lease breaks a promise it makes. They run in fake time on memDocs (lease_test.go).
+// Regression tests from a hostile review of the leased job (lease.go, restorejob.go, drill.go):
+// each comment tells how a first version broke a promise (line numbers are of that version);
+// the test proves it holds now. They run in fake time on memDocs (lease_test.go).
 
 // faultScript answers the requests of memDocs in order from a script of faults, then answers
 // normally. Each fault: apply the request or not, then lose the answer or not.
