@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -393,29 +394,22 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 	return nil
 }
 
-// waitSnapshot waits until the snapshot has ended, within the restore wait deadline, and
-// returns it if it is SUCCESS.
-func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snapshot, error) {
-	started := time.Now()
-	deadline := started.Add(r.s.cfg.RestoreWaitTimeout)
-	for {
-		snap, found, err := r.s.snapshotByName(ctx, name)
+// waitSnapshot waits until the snapshot has ended and returns it if it is SUCCESS.
+func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snap snapshot, err error) {
+	err = r.s.waitUntil(ctx, r.log, "snapshot "+name, func() (bool, string, error) {
+		var found bool
+		snap, found, err = r.s.snapshotByName(ctx, name)
 		switch {
 		case err != nil:
-			return snapshot{}, err
+			return false, "", err
 		case !found:
-			return snapshot{}, fmt.Errorf("snapshot %s disappeared (deleted?)", name)
-		case snap.State == "SUCCESS":
-			return snap, nil
-		case snap.State != "IN_PROGRESS":
-			return snapshot{}, errors.New(failureOf(snap))
-		case time.Now().After(deadline):
-			return snapshot{}, fmt.Errorf("snapshot %s still IN_PROGRESS after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT)", name, r.s.cfg.RestoreWaitTimeout)
+			return false, "", fmt.Errorf("snapshot %s disappeared (deleted?)", name)
+		case snap.State != "IN_PROGRESS" && snap.State != "SUCCESS":
+			return false, "", errors.New(failureOf(snap))
 		}
-		if err := sleepCtx(ctx, pollWait(time.Since(started), r.s.cfg.PollInterval)); err != nil {
-			return snapshot{}, err
-		}
-	}
+		return snap.State == "SUCCESS", fmt.Sprintf("%d of %d shards", snap.Shards.Successful, snap.Shards.Total), nil
+	})
+	return snap, err
 }
 
 // confirm reads the backup again right before the first delete: it must still be COMPLETED,
@@ -459,74 +453,22 @@ func (r *jobRun) deleteReplaced(ctx context.Context) error {
 }
 
 // restorePart restores the indices of part i that do not exist yet and follows the snapshot's
-// recovery until every shard is done, within the restore wait deadline. An index of the part
-// that exists must have been restored from this snapshot (by this job, before it was resumed):
-// anything else means someone created it, and it is left alone.
+// recovery until every shard is done, within the restore wait deadline.
 func (r *jobRun) restorePart(ctx context.Context, i int) error {
-	s, part := r.s, r.current().Plan.Parts[i]
-	existing, err := s.existingIndices(ctx, part.Indices)
+	part := r.current().Plan.Parts[i]
+	existing, err := r.s.existingIndices(ctx, part.Indices)
 	if err != nil {
 		return err
 	}
-	if len(existing) > 0 {
-		rec, err := s.recovery(ctx, existing)
-		if err != nil {
-			return err
-		}
-		restored := r.current().Restored
-		facts, err := s.indexSettings(ctx, existing)
-		if err != nil {
-			return err
-		}
-		for _, ix := range existing {
-			if uuid := restored[ix]; uuid != "" && facts[ix].UUID == uuid {
-				continue // restored by this job before (its shards may have moved since)
-			}
-			if len(rec[ix].Shards) == 0 {
-				// Just created by a restore whose answer this job may not have seen: its
-				// shards show their recovery source a moment later.
-				return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
-			}
-			if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
-				return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
-			}
-		}
+	if err := r.checkExisting(ctx, part, existing); err != nil {
+		return err
 	}
 	missing := slices.DeleteFunc(slices.Clone(part.Indices), func(ix string) bool { return slices.Contains(existing, ix) })
-	if len(missing) > 0 {
-		if err := r.guard(); err != nil {
-			return err
-		}
-		if err := s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
-			var ee *esError
-			if errors.As(err, &ee) && ee.Type == "snapshot_restore_exception" && strings.Contains(ee.Reason, "already exists") {
-				// An index appeared since it was looked for: most likely this job's own restore
-				// request from before a restart, applied late. The next round checks what it is.
-				return fmt.Errorf("%w: %v", errNotYet, err)
-			}
-			if !answerLost(err) || !r.appeared(ctx, missing) {
-				return err
-			}
-		}
-		// Which indices this job created: a resumed job accepts them by UUID, wherever
-		// their shards moved since.
-		facts, err := s.indexSettings(ctx, missing)
-		if err != nil {
-			return err
-		}
-		if err := r.update(ctx, func(d *jobDoc) {
-			if d.Restored == nil {
-				d.Restored = map[string]string{}
-			}
-			for _, ix := range missing {
-				d.Restored[ix] = facts[ix].UUID
-			}
-		}); err != nil {
-			return err
-		}
+	if err := r.restoreMissing(ctx, part, missing); err != nil {
+		return err
 	}
 	var written time.Time // when the progress was last stored
-	return s.followRecovery(ctx, part, r.current().Restored, func(p restoreProgress) error {
+	return r.s.followRecovery(ctx, r.log, part, r.current().Restored, func(p restoreProgress) error {
 		// Progress is stored when a shard or the state changes, and bytes at most every
 		// progressEvery: the recovery is read far more often while a part is young.
 		was := r.current().Snapshots[i]
@@ -538,30 +480,108 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	})
 }
 
+// checkExisting fails unless every index of the part that exists was restored from its
+// snapshot (by this job, before it was resumed): anything else means someone created it, and
+// it is left alone.
+func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []string) error {
+	if len(existing) == 0 {
+		return nil
+	}
+	rec, err := r.s.recovery(ctx, existing)
+	if err != nil {
+		return err
+	}
+	facts, err := r.s.indexSettings(ctx, existing)
+	if err != nil {
+		return err
+	}
+	restored := r.current().Restored
+	for _, ix := range existing {
+		if uuid := restored[ix]; uuid != "" && facts[ix].UUID == uuid {
+			continue // restored by this job before (its shards may have moved since)
+		}
+		if len(rec[ix].Shards) == 0 {
+			// Just created by a restore whose answer this job may not have seen: its
+			// shards show their recovery source a moment later.
+			return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
+		}
+		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
+			return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
+		}
+	}
+	return nil
+}
+
+// restoreMissing restores these indices of the part and records their UUIDs: a resumed job
+// accepts them by UUID, wherever their shards moved since.
+func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []string) error {
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := r.guard(); err != nil {
+		return err
+	}
+	if err := r.s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
+		var ee *esError
+		if errors.As(err, &ee) && ee.Type == "snapshot_restore_exception" && strings.Contains(ee.Reason, "already exists") {
+			// An index appeared since it was looked for: most likely this job's own restore
+			// request from before a restart, applied late. The next round checks what it is.
+			return fmt.Errorf("%w: %v", errNotYet, err)
+		}
+		if !answerLost(err) || !r.appeared(ctx, missing) {
+			return err
+		}
+	}
+	facts, err := r.s.indexSettings(ctx, missing)
+	if err != nil {
+		return err
+	}
+	return r.update(ctx, func(d *jobDoc) {
+		if d.Restored == nil {
+			d.Restored = map[string]string{}
+		}
+		for _, ix := range missing {
+			d.Restored[ix] = facts[ix].UUID
+		}
+	})
+}
+
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
-// done, within the restore wait deadline, and hands each reading to progress. restored are the
-// indices the reader restored itself, by UUID (see restoreProgressOf).
-func (s *server) followRecovery(ctx context.Context, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
-	started := time.Now()
-	deadline := started.Add(s.cfg.RestoreWaitTimeout)
-	for {
+// done and hands each reading to progress. restored are the indices the reader restored
+// itself, by UUID (see restoreProgressOf).
+func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
+	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, func() (bool, string, error) {
 		rec, err := s.recovery(ctx, part.Indices)
 		if err != nil {
-			return err
+			return false, "", err
 		}
 		p := restoreProgressOf(part, rec, restored)
 		if err := progress(p); err != nil {
+			return false, "", err
+		}
+		return p.State == restoreCompleted, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
+	})
+}
+
+// waitUntil reads the state of work Elasticsearch does (a snapshot, a restore) until poll says
+// it is done, fails, or OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes. It reads sooner while the
+// work is young (pollWait) and logs what it waits for and how far the work is at least once a
+// minute, so that no wait is silent.
+func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, poll func() (done bool, progress string, err error)) error {
+	started := time.Now()
+	logged := started
+	for {
+		done, progress, err := poll()
+		if err != nil || done {
 			return err
 		}
-		if p.State == restoreCompleted {
-			return nil
+		if time.Since(logged) >= time.Minute {
+			log.Info("waiting", "for", what, "progress", progress, "since", started.UTC().Format(time.RFC3339))
+			logged = time.Now()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("restore of snapshot %s not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %d of %d shards; see GET _cluster/allocation/explain",
-				part.Snapshot, s.cfg.RestoreWaitTimeout, p.ShardsDone, p.ShardsTotal)
+		if time.Since(started) > s.cfg.RestoreWaitTimeout {
+			return fmt.Errorf("%s is not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %s", what, s.cfg.RestoreWaitTimeout, progress)
 		}
-		// Read sooner while the restore is young: a fixed interval would add up to one
-		// interval to every part's restore.
 		if err := sleepCtx(ctx, pollWait(time.Since(started), s.cfg.PollInterval)); err != nil {
 			return err
 		}
