@@ -99,6 +99,13 @@ type config struct {
 	// RestoreWaitTimeout bounds each wait of a restore (the safety backup's snapshots, each
 	// part's recovery); the default fits 100 GB on slow disks.
 	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
+	// RestoreStallTimeout ends a restore's (or a drill's) wait for the recovery of its indices
+	// when the recovery has made no progress for that long, instead of waiting on to
+	// RestoreWaitTimeout.
+	RestoreStallTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT" envDefault:"10m"`
+	// RestoreRepairs is how often a restore deletes and restores again an index it created
+	// that Elasticsearch cannot recover (e.g. after a node crashed mid-restore); 0: never.
+	RestoreRepairs int `env:"OPTIMIZE_BACKUP_RESTORE_REPAIRS" envDefault:"3"`
 
 	// ScheduleCron is a cron expression (minute hour day-of-month month day-of-week, or @daily
 	// and the like) at whose slots the sidecar takes a backup by itself; empty: no schedule. A
@@ -336,10 +343,14 @@ func (c config) validate(p *problems) {
 		"OPTIMIZE_BACKUP_POLL_INTERVAL":         c.PollInterval,
 		"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout,
 		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
+		"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT": c.RestoreStallTimeout,
 	} {
 		if d <= 0 {
 			p.add(name, "%v must be positive; set a duration such as 30s", d)
 		}
+	}
+	if c.RestoreRepairs < 0 {
+		p.add("OPTIMIZE_BACKUP_RESTORE_REPAIRS", "%d must not be negative; set how often a restore may restore an index again, such as 3, or 0 for never", c.RestoreRepairs)
 	}
 	if c.Part2Grace < 0 {
 		p.add("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)

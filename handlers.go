@@ -87,6 +87,7 @@ func (s *server) register(mux registrar) {
 		handle("DELETE "+base+"/{id}", s.admin(s.handleDeleteBackup))
 		handle("POST "+base+"/{id}/restore", s.admin(s.handleRestore(f)))
 		handle("GET "+base+"/{id}/restore", s.handleRestoreStatus)
+		handle("DELETE "+base+"/{id}/restore", s.admin(http.HandlerFunc(s.handleEndRestore)))
 		handle("POST "+base+"/{id}/verify", s.admin(s.handleVerify))
 		handle("GET "+base+"/{id}/verify", s.handleVerifyStatus)
 	}

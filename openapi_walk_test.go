@@ -128,7 +128,7 @@ func walkSituations() []walkSituation {
 		{name: "jobs-unreadable", id: "1", snapshots: "get-completed", states: "state-completed",
 			es: map[string]string{getJob: misrouted("get-repository"), getMarks: misrouted("get-repository"), getDrill: misrouted("get-repository"), getDrillResult("1"): misrouted("get-repository")}},
 		{name: "restore-running", id: "12", snapshots: "get-completed-12", states: "ids-state-12",
-			es: map[string]string{getJob: "job-found-running", createJobs: "jobs-index-created", putMarks: "marks-created"}},
+			es: map[string]string{getJob: "job-found-running", createJobs: "jobs-index-created", putMarks: "marks-created", putJob: "job-updated"}},
 		{name: "restore-refused", id: "12", snapshots: "get-completed-12", states: "ids-state-12", restoreBody: ptr(`{"replaceExisting": false}`),
 			es: map[string]string{getDrill: "drill-found-running", resolveIdx: "resolve-installations", createJobs: "jobs-index-created", putMarks: "marks-created"}},
 	}

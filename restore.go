@@ -50,6 +50,12 @@ type restoreJob struct {
 	StartTime      *time.Time        `json:"startTime"`
 	EndTime        *time.Time        `json:"endTime"`
 	FailureReason  *string           `json:"failureReason"`
+	// WaitingFor is what the running job waits for (a snapshot, a recovery), since WaitingSince.
+	WaitingFor   *string    `json:"waitingFor,omitempty"`
+	WaitingSince *time.Time `json:"waitingSince,omitempty"`
+	// Repairs counts, by index, how often the job deleted and restored again an index that
+	// Elasticsearch could not recover.
+	Repairs map[string]int `json:"repairs,omitempty"`
 }
 
 // restoreProgress is the progress of restoring one snapshot, from _recovery.

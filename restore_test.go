@@ -28,6 +28,8 @@ const (
 	existPart2   = "GET /_resolve/index/optimize-metadata_v3"
 	uuidPart1    = "GET /optimize-import-index_v3/_settings/index.uuid,index.blocks.write"
 	uuidPart2    = "GET /optimize-metadata_v3/_settings/index.uuid,index.blocks.write"
+	shardsPart1  = "GET /_cluster/state/metadata,routing_table,customs/optimize-import-index_v3"
+	shardsPart2  = "GET /_cluster/state/metadata,routing_table,customs/optimize-metadata_v3"
 	createJobs   = "PUT /camunda-optimize-backup-jobs"
 	putJob       = "PUT /camunda-optimize-backup-jobs/_doc/restore-optimize"
 )
@@ -118,6 +120,7 @@ var (
 	restoreParts  = []snapshotOf{{"camunda_optimize_12_3.9.0_part_1_of_2", []string{"optimize-import-index_v3"}}, {"camunda_optimize_12_3.9.0_part_2_of_2", []string{"optimize-metadata_v3"}}}
 	bothPartsDone = map[string]string{
 		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", uuidPart1: "settings-installation", recoverPart1: "recovery-running|recovery-done-1",
+		shardsPart1: "shards-restoring-1", shardsPart2: "shards-restoring-2",
 		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", uuidPart2: "settings-installation", recoverPart2: "recovery-none|recovery-done-2",
 	}
 )
@@ -203,6 +206,64 @@ func TestRestoreReplace(t *testing.T) {
 	checkWriteBlockBeforeSafetyBackup(t, log)
 	checkConfirmedBeforeDelete(t, log, getBackup12)
 	checkDeletedBeforeRestored(t, log)
+}
+
+// repairRoutes restore backup 12 into an empty cluster, but part 2's index comes back from
+// its restore unable to recover (shards-failed: a primary unassigned after a failed recovery,
+// as a node that crashed mid-restore leaves it), until it is restored again.
+func repairRoutes() map[string]string {
+	return startRoutes("resolve-empty", bothPartsDone, map[string]string{
+		uuidPart2: "settings-failed", recoverPart2: "recovery-none|recovery-done-2", shardsPart2: "shards-failed|shards-restoring-2",
+		"DELETE /optimize-metadata_v3": "delete-indices-batch",
+	})
+}
+
+// TestRestoreRepairsAFailedIndex: an index the restore created that Elasticsearch cannot
+// recover is deleted (it is still the index the job created: same UUID) and restored again
+// from the same snapshot; the job ends COMPLETED and reports the repair.
+func TestRestoreRepairsAFailedIndex(t *testing.T) {
+	fake := newFakeES(t, repairRoutes())
+	fake.keepDocument(jobPath, "job-found-completed")
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	if res := serve(t, srv, "POST", "/actuator/backups/12/restore", "", map[string]string{"Authorization": "Bearer test-admin-token"}); res.Code != 202 {
+		t.Fatalf("got %d %s; want 202", res.Code, res.Body)
+	}
+	srv.restores.shutdown(context.Background())
+
+	job := restoreStatus(t, srv, "12")
+	checkCompleted(t, job, nil)
+	if want := map[string]int{"optimize-metadata_v3": 1}; !maps.Equal(job.Repairs, want) {
+		t.Errorf("got repairs %v; want %v", job.Repairs, want)
+	}
+	want := restoreOutcome{Deleted: []string{"optimize-metadata_v3"}, Restored: append(slices.Clone(restoreParts), restoreParts[1])}
+	if diff := cmp.Diff(want, restoreOutcomeOf(t, fake)); diff != "" {
+		t.Errorf("what the restore did (-want +got):\n%s", diff)
+	}
+}
+
+// TestRestoreRepairsOff: with OPTIMIZE_BACKUP_RESTORE_REPAIRS=0 the same restore ends FAILED at
+// once, naming the index, Elasticsearch's reason and what to do; nothing is deleted.
+func TestRestoreRepairsOff(t *testing.T) {
+	fake := newFakeES(t, repairRoutes())
+	fake.keepDocument(jobPath, "job-found-completed")
+	cfg := testConfig(fake.srv.URL)
+	cfg.RestoreRepairs = 0
+	srv := newTestServer(t, cfg)
+	if res := serve(t, srv, "POST", "/actuator/backups/12/restore", "", map[string]string{"Authorization": "Bearer test-admin-token"}); res.Code != 202 {
+		t.Fatalf("got %d %s; want 202", res.Code, res.Body)
+	}
+	srv.restores.shutdown(context.Background())
+
+	job := restoreStatus(t, srv, "12")
+	reason := derefString(job.FailureReason)
+	for _, want := range []string{"optimize-metadata_v3", "ALLOCATION_FAILED", "CorruptIndexException", "OPTIMIZE_BACKUP_RESTORE_REPAIRS", `POST .../12/restore {"replaceExisting": true}`} {
+		if job.State != restoreFailed || !strings.Contains(reason, want) {
+			t.Errorf("got %s with reason %q; want FAILED, the reason naming %q", job.State, reason, want)
+		}
+	}
+	if got := restoreOutcomeOf(t, fake); len(got.Deleted) > 0 {
+		t.Errorf("got indices deleted %v; want none", got.Deleted)
+	}
 }
 
 // TestRestoreSafetyBackupFails replaces existing indices, but the safety backup cannot be

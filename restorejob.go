@@ -1,12 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -67,7 +68,14 @@ func (s *server) newJobRun(doc jobDoc, ver jobVersion) *jobRun {
 
 // step moves the job to a step; the step acts only after this returned nil.
 func (r *jobRun) step(ctx context.Context, name string) error {
-	return r.update(ctx, func(d *jobDoc) { d.State, d.Step = restoreRunning, name })
+	return r.update(ctx, func(d *jobDoc) {
+		d.State, d.Step, d.WaitingFor, d.WaitingSince, d.ProgressAt = restoreRunning, name, nil, nil, r.s.now().UnixMilli()
+	})
+}
+
+// waiting records what the job waits for, and since when, for GET .../restore.
+func (r *jobRun) waiting(ctx context.Context, what string) error {
+	return r.update(ctx, func(d *jobDoc) { d.WaitingFor, d.WaitingSince = &what, ptr(r.s.now().UTC()) })
 }
 
 // busyRestore is the 409 of a restore that cannot start now.
@@ -174,6 +182,78 @@ func (s *server) watchRestoreJobs(ctx context.Context) {
 	watchLeased[jobDoc](ctx, s, s.jobDocID(), jobDoc.active, func() bool { return s.restores.has(restoreKey) }, s.takeOverRestore)
 }
 
+// handleEndRestore ends the running restore job of a backup (admin only): the operator's way
+// out of a job that cannot finish. ?force=true ends one that still makes progress.
+func (s *server) handleEndRestore(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	force, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("force"), "false"))
+	if err != nil {
+		s.writeError(w, r, badRequest("?force=%q is not true or false.", r.URL.Query().Get("force")))
+		return
+	}
+	if err := s.checkStatusRequest(id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	// Ending must not depend on the caller staying: the write block is lifted either way.
+	job, err := s.endRestore(context.WithoutCancel(r.Context()), id, force)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, job)
+}
+
+// progressingWithin is how recent a job's last progress (a step begun, a shard or bytes
+// recovered) must be for DELETE .../restore to refuse ending it without ?force=true. It is
+// compared on this sidecar's clock with the owner's: a skew of seconds does not matter here.
+const progressingWithin = 2 * time.Minute
+
+// endRestore ends the active restore job of the backup at an operator's request: FAILED, "ended
+// by an operator", its write block lifted, nothing more deleted or restored. The owner, on
+// whichever replica, finds the job taken at its next write and stops. A job that made progress
+// within progressingWithin is refused (409) unless force.
+func (s *server) endRestore(ctx context.Context, id string, force bool) (restoreJob, error) {
+	doc, ver, found, err := s.loadJob(ctx)
+	switch {
+	case err != nil:
+		return restoreJob{}, err
+	case !found || doc.BackupID != id:
+		return restoreJob{}, notFound("No restore of backup [%s] is running or recorded in Elasticsearch; there is nothing to end.", id)
+	case !doc.active():
+		return restoreJob{}, conflict("The restore of backup [%s] has already ended (%s); there is nothing to end.", id, doc.State)
+	}
+	if ago := s.now().Sub(time.UnixMilli(doc.ProgressAt)); !force && ago < progressingWithin {
+		return restoreJob{}, conflict("The restore of backup [%s] is making progress (step %s, last progress %v ago); wait for it, or end it anyway with DELETE .../%s/restore?force=true.", id, doc.Step, ago.Round(time.Second), id)
+	}
+	run := s.newJobRun(doc, ver)
+	reason := run.failureReason(doc, fmt.Errorf("ended by an operator (DELETE .../restore) at step %s; nothing more is deleted or restored", doc.Step))
+	if err := run.takeOver(ctx, func(d *jobDoc) {
+		d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, ptr(s.now().UTC())
+	}); errors.Is(err, errLeaseTaken) {
+		return restoreJob{}, conflict("The restore of backup [%s] changed while it was being ended; send the DELETE again.", id)
+	} else if err != nil {
+		return restoreJob{}, err
+	}
+	s.log.Warn("restore ended by an operator", "backup_id", id, "step", doc.Step, "previous_owner", doc.Owner)
+	if doc.WriteBlocked {
+		if err := s.setWriteBlock(ctx, liftable(doc.Plan), false, run.guard); err != nil {
+			return run.current().restoreJob, fmt.Errorf("the restore of backup [%s] was ended, but lifting its write block failed: %w; lift it with PUT <index>/_settings {\"index.blocks.write\": null}", id, err)
+		}
+		if err := run.update(ctx, func(d *jobDoc) { d.WriteBlocked = false }); err != nil {
+			return run.current().restoreJob, err
+		}
+		// A block the owner was setting at this very moment may land after this lift: lift
+		// again once every request of the owner has ended (its master_timeout).
+		time.AfterFunc(s.cfg.ESTimeout+time.Second, func() {
+			if err := s.setWriteBlock(context.Background(), liftable(doc.Plan), false, func() error { return nil }); err != nil {
+				s.log.Error("cannot lift the write block of an ended restore again; lift it with PUT <index>/_settings {\"index.blocks.write\": null}", "backup_id", id, "err", err)
+			}
+		})
+	}
+	return run.current().restoreJob, nil
+}
+
 // run carries out the job (resumed: taken over from another sidecar) while its lease is
 // renewed, lifts its write block if it failed before its point of no return, and records how
 // it ended.
@@ -257,8 +337,11 @@ func liftable(plan restorePlan) []string {
 
 // failureReason says what failed and, past the point of no return, where the data is.
 func (r *jobRun) failureReason(doc jobDoc, err error) string {
-	if !pastPointOfNoReturn(doc.Step) || doc.SafetyBackupID == nil {
+	if !pastPointOfNoReturn(doc.Step) {
 		return err.Error()
+	}
+	if doc.SafetyBackupID == nil {
+		return fmt.Sprintf("%v. No index of the installation existed before this restore: once the cause is fixed, restore the backup again with POST .../%s/restore {\"replaceExisting\": true}.", err, doc.BackupID)
 	}
 	return fmt.Sprintf("%v. The replaced indices are in safety backup [%s] (snapshots camunda_optimize_%s_*): restore it with POST .../%s/restore {\"replaceExisting\": true}, or, if it has one part only, with Elasticsearch's restore API.",
 		err, *doc.SafetyBackupID, *doc.SafetyBackupID, *doc.SafetyBackupID)
@@ -292,7 +375,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := r.retrying(ctx, "restore "+plan.Parts[i].Snapshot, func() error { return r.restorePart(ctx, i) }); err != nil {
+		if err := r.restorePartRepairing(ctx, i); err != nil {
 			return err
 		}
 	}
@@ -396,7 +479,10 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 
 // waitSnapshot waits until the snapshot has ended and returns it if it is SUCCESS.
 func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snap snapshot, err error) {
-	err = r.s.waitUntil(ctx, r.log, "snapshot "+name, func() (bool, string, error) {
+	if err := r.waiting(ctx, "snapshot "+name+" to complete"); err != nil {
+		return snapshot{}, err
+	}
+	err = r.s.waitUntil(ctx, r.log, "snapshot "+name, 0, func() (bool, string, error) {
 		var found bool
 		snap, found, err = r.s.snapshotByName(ctx, name)
 		switch {
@@ -467,6 +553,9 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	if err := r.restoreMissing(ctx, part, missing); err != nil {
 		return err
 	}
+	if err := r.waiting(ctx, "the recovery of the indices restored from snapshot "+part.Snapshot); err != nil {
+		return err
+	}
 	var written time.Time // when the progress was last stored
 	return r.s.followRecovery(ctx, r.log, part, r.current().Restored, func(p restoreProgress) error {
 		// Progress is stored when a shard or the state changes, and bytes at most every
@@ -476,8 +565,55 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 			return nil
 		}
 		written = time.Now()
-		return r.update(ctx, func(d *jobDoc) { d.Snapshots[i] = p })
+		return r.update(ctx, func(d *jobDoc) { d.Snapshots[i], d.ProgressAt = p, r.s.now().UnixMilli() })
 	})
+}
+
+// restorePartRepairing restores part i. An index of it that Elasticsearch cannot recover (a
+// node that crashed mid-restore left its shard's files cut off) is one this job created from
+// the snapshot: it is deleted and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times.
+func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
+	snapshot := r.current().Plan.Parts[i].Snapshot
+	for {
+		err := r.retrying(ctx, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
+		var failed *shardFailure
+		if !errors.As(err, &failed) {
+			return err
+		}
+		if done := r.current().Repairs[failed.Index]; done >= r.s.cfg.RestoreRepairs {
+			return fmt.Errorf("the restore of snapshot %s failed: %w; deleted and restored again %d times (OPTIMIZE_BACKUP_RESTORE_REPAIRS), it still fails: check the nodes' disks and Elasticsearch's log (GET _cluster/allocation/explain)", snapshot, err, done)
+		}
+		r.log.Warn("an index this restore created cannot recover; deleting it and restoring it again", "index", failed.Index, "reason", failed.Reason)
+		if err := r.retrying(ctx, "repair "+failed.Index, func() error { return r.repair(ctx, failed) }); err != nil {
+			return err
+		}
+	}
+}
+
+// repair deletes an index this job restored that cannot recover, if it is still that index
+// (same UUID), and forgets it: the next restorePart restores it again. The attempt is counted
+// before the delete, so that a crash in between still counts it.
+func (r *jobRun) repair(ctx context.Context, f *shardFailure) error {
+	if err := r.update(ctx, func(d *jobDoc) {
+		if d.Repairs == nil {
+			d.Repairs = map[string]int{}
+		}
+		d.Repairs[f.Index]++
+	}); err != nil {
+		return err
+	}
+	if f.UUID != "" {
+		facts, err := r.s.indexSettings(ctx, []string{f.Index})
+		if err != nil {
+			return err
+		}
+		if facts[f.Index].UUID == f.UUID {
+			if err := r.s.deleteIndices(ctx, []string{f.Index}, r.guard); err != nil {
+				return err
+			}
+		}
+	}
+	return r.update(ctx, func(d *jobDoc) { delete(d.Restored, f.Index) })
 }
 
 // checkExisting fails unless every index of the part that exists was restored from its
@@ -546,48 +682,6 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 	})
 }
 
-// followRecovery reads the recovery of a part's indices until every shard of its snapshot is
-// done and hands each reading to progress. restored are the indices the reader restored
-// itself, by UUID (see restoreProgressOf).
-func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
-	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, func() (bool, string, error) {
-		rec, err := s.recovery(ctx, part.Indices)
-		if err != nil {
-			return false, "", err
-		}
-		p := restoreProgressOf(part, rec, restored)
-		if err := progress(p); err != nil {
-			return false, "", err
-		}
-		return p.State == restoreCompleted, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
-	})
-}
-
-// waitUntil reads the state of work Elasticsearch does (a snapshot, a restore) until poll says
-// it is done, fails, or OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes. It reads sooner while the
-// work is young (pollWait) and logs what it waits for and how far the work is at least once a
-// minute, so that no wait is silent.
-func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, poll func() (done bool, progress string, err error)) error {
-	started := time.Now()
-	logged := started
-	for {
-		done, progress, err := poll()
-		if err != nil || done {
-			return err
-		}
-		if time.Since(logged) >= time.Minute {
-			log.Info("waiting", "for", what, "progress", progress, "since", started.UTC().Format(time.RFC3339))
-			logged = time.Now()
-		}
-		if time.Since(started) > s.cfg.RestoreWaitTimeout {
-			return fmt.Errorf("%s is not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %s", what, s.cfg.RestoreWaitTimeout, progress)
-		}
-		if err := sleepCtx(ctx, pollWait(time.Since(started), s.cfg.PollInterval)); err != nil {
-			return err
-		}
-	}
-}
-
 // appeared waits up to one Elasticsearch deadline for indices whose restore request lost its
 // answer: the master may still apply it.
 func (r *jobRun) appeared(ctx context.Context, indices []string) bool {
@@ -620,62 +714,5 @@ func (r *jobRun) checkNothingElse(ctx context.Context) error {
 	return nil
 }
 
-// restoreProgressOf is how far the restore of one snapshot is, from the recovery of its
-// indices: primaries recovered from exactly this snapshot whose recovery is DONE, out of the
-// snapshot's shards, and their bytes. A primary of an index this job restored (restored) that
-// has since moved or restarted shows a peer or local recovery: DONE counts too. It is a pure
-// function of its inputs.
-func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
-	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
-	for _, ix := range part.Indices {
-		done := map[int]bool{} // a relocating primary shows twice (source and target): count its shard once
-		for _, sh := range rec[ix].Shards {
-			fromPart := sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot
-			// An empty store is a new index, not one restored: it never counts.
-			moved := (sh.Type == "PEER" || sh.Type == "EXISTING_STORE") && restored[ix] != ""
-			if !sh.Primary || !fromPart && !moved {
-				continue
-			}
-			if fromPart {
-				p.BytesTotal += sh.Index.Size.Total
-				p.BytesRecovered += sh.Index.Size.Recovered
-			}
-			if sh.Stage == "DONE" && !done[sh.ID] {
-				done[sh.ID] = true
-				p.ShardsDone++
-			}
-		}
-	}
-	if p.ShardsTotal > 0 && p.ShardsDone >= p.ShardsTotal {
-		p.State = restoreCompleted
-	}
-	return p
-}
-
 // progressEvery is how often a restore's byte count is stored in its job while it changes.
 const progressEvery = time.Second
-
-// minPoll is the shortest wait between two reads of the state of running work.
-const minPoll = 20 * time.Millisecond
-
-// pollWait is how long to wait before reading again the state of work (a snapshot, a
-// restore) that began elapsed ago: a fiftieth of elapsed, at least minPoll and at most limit.
-// Work is noticed done at most about 2 % of its duration (and never more than limit) after it
-// ended, so short work is not made to look long by a fixed interval, while long work is read
-// no more often than every limit. (A twentieth left a 10 s restore part up to 0.5 s unnoticed:
-// 5 % of a restore's wall time, issue 13's whole allowance.)
-func pollWait(elapsed, limit time.Duration) time.Duration {
-	return min(max(elapsed/50, minPoll), limit)
-}
-
-// sleepCtx waits for d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// healthQuery is the query the sidecar sends to read the shards of indices from the cluster
+// state (see indicesHealth).
+func healthQuery() string {
+	q := url.Values{"allow_no_indices": {"true"}, "expand_wildcards": {"open,closed,hidden"}, "ignore_unavailable": {"true"},
+		"filter_path": {strings.Join(healthFields, ",")}}
+	return q.Encode()
+}
+
+// TestRecordShardHealth records what the cluster state says of a restored index's shards,
+// from the real node (make record): while a restore (throttled to a crawl) recovers it, and
+// after its restore failed (the snapshot's files damaged, as a failing disk would): a primary
+// unassigned after a failed recovery, no restore in progress. Both indices are restored whole
+// again at the end.
+func TestRecordShardHealth(t *testing.T) {
+	r := recordingES(t)
+	const part1, part2 = "optimize-import-index_v3", "optimize-metadata_v3"
+	repos := map[string]string{}
+	for _, name := range []string{"record-health-good", "record-health-slow", "record-health-damaged"} {
+		repos[name] = filepath.Join(r.runDir, "repo", name)
+		settings := `"location":"` + repos[name] + `"`
+		if name == "record-health-slow" {
+			settings += `,"max_restore_bytes_per_sec":"1kb"`
+		}
+		r.must("PUT", "/_snapshot/"+name, `{"type":"fs","settings":{`+settings+`}}`)
+		r.must("PUT", "/_snapshot/"+name+"/health?wait_for_completion=true", `{"indices":"`+part1+`,`+part2+`","include_global_state":false}`)
+	}
+	defer func() {
+		r.must("DELETE", "/"+part1+","+part2, "")
+		r.must("POST", "/_snapshot/record-health-good/health/_restore?wait_for_completion=true", `{"indices":"`+part1+`,`+part2+`","include_global_state":false,"include_aliases":true}`)
+		for name := range repos {
+			r.must("DELETE", "/_snapshot/"+name+"/health", "")
+			r.must("DELETE", "/_snapshot/"+name, "")
+		}
+	}()
+
+	r.must("DELETE", "/"+part1+","+part2, "")
+	r.must("POST", "/_snapshot/record-health-slow/health/_restore", `{"indices":"`+part1+`,`+part2+`","include_global_state":false}`)
+	time.Sleep(2 * time.Second)
+	for n, index := range []string{part1, part2} {
+		r.save(fmt.Sprintf("shards-restoring-%d", n+1), "part "+fmt.Sprint(n+1)+"'s index while a restore (throttled to 1 KB/s) recovers it", "GET", "/_cluster/state/metadata,routing_table,customs/"+index+"?"+healthQuery(), "")
+	}
+
+	damaged := 0
+	filepath.Walk(filepath.Join(repos["record-health-damaged"], "indices"), func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && strings.HasPrefix(fi.Name(), "__") {
+			if b, err := os.ReadFile(path); err == nil && len(b) > 64 {
+				for i := len(b) / 2; i < len(b)/2+32 && i < len(b); i++ {
+					b[i] ^= 0xFF
+				}
+				if os.WriteFile(path, b, fi.Mode()) == nil {
+					damaged++
+				}
+			}
+		}
+		return nil
+	})
+	if damaged == 0 {
+		t.Fatal("found no data file to damage in the repository")
+	}
+	r.must("DELETE", "/"+part2, "")
+	r.must("POST", "/_snapshot/record-health-damaged/health/_restore?wait_for_completion=true", `{"indices":"`+part2+`","include_global_state":false}`)
+	for i := 0; ; i++ {
+		_, b := r.do("GET", "/_cluster/state/routing_table/"+part2+"?filter_path=**.unassigned_info.reason", "")
+		if bytes.Contains(b, []byte("ALLOCATION_FAILED")) {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("the restore of a damaged snapshot left no failed allocation: %s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.save("settings-failed", "part 2's index after its restore from damaged files failed: its UUID", "GET", "/"+part2+"/_settings/index.uuid,index.blocks.write?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
+	r.save("shards-failed", "part 2's index after its restore from damaged files failed: primary unassigned, ALLOCATION_FAILED, no restore in progress", "GET", "/_cluster/state/metadata,routing_table,customs/"+part2+"?"+healthQuery(), "")
+}

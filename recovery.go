@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// How the sidecar follows work that Elasticsearch does for it (a snapshot, the recovery of
+// restored indices), for the restore job and the drill alike: read sooner while the work is
+// young, never wait in silence, and tell a recovery that will never finish from a slow one.
+
+// followRecovery reads the recovery of a part's indices until every shard of its snapshot is
+// done and hands each reading to progress. restored are the indices the reader restored
+// itself, by UUID (see restoreProgressOf; nil: all of them). An index Elasticsearch will not
+// recover ends the wait with a *shardFailure, and so does a recovery without progress for
+// OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
+func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
+	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, s.cfg.RestoreStallTimeout, func() (bool, string, error) {
+		rec, err := s.recovery(ctx, part.Indices)
+		if err != nil {
+			return false, "", err
+		}
+		p := restoreProgressOf(part, rec, restored)
+		if err := progress(p); err != nil {
+			return false, "", err
+		}
+		if p.State == restoreCompleted {
+			return true, "", nil
+		}
+		health, err := s.indicesHealth(ctx, part.Indices)
+		if err != nil {
+			return false, "", err
+		}
+		if failed := failedIndex(part.Indices, health, restored); failed != nil {
+			return false, "", failed
+		}
+		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
+	})
+}
+
+// waitUntil reads the state of work Elasticsearch does (a snapshot, a restore) until poll says
+// it is done or fails, OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or, with a stall timeout,
+// the progress poll reports has not changed for that long. It reads sooner while the work is
+// young (pollWait) and logs what it waits for and how far the work is at least once a minute,
+// so that no wait is silent.
+func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, stall time.Duration, poll func() (done bool, progress string, err error)) error {
+	started := time.Now()
+	logged, moved, last := started, started, ""
+	for {
+		done, progress, err := poll()
+		if err != nil || done {
+			return err
+		}
+		now := time.Now()
+		if progress != last {
+			last, moved = progress, now
+		}
+		if now.Sub(logged) >= time.Minute {
+			log.Info("waiting", "for", what, "progress", progress, "since", started.UTC().Format(time.RFC3339))
+			logged = now
+		}
+		switch {
+		case now.Sub(started) > s.cfg.RestoreWaitTimeout:
+			return fmt.Errorf("%s is not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %s", what, s.cfg.RestoreWaitTimeout, progress)
+		case stall > 0 && now.Sub(moved) > stall:
+			return fmt.Errorf("%s made no progress for %v (OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT): %s; see GET _cluster/allocation/explain", what, stall, progress)
+		}
+		if err := sleepCtx(ctx, pollWait(now.Sub(started), s.cfg.PollInterval)); err != nil {
+			return err
+		}
+	}
+}
+
+// restoreProgressOf is how far the restore of one snapshot is, from the recovery of its
+// indices: primaries recovered from exactly this snapshot whose recovery is DONE, out of the
+// snapshot's shards, and their bytes. A primary of an index this job restored (restored) that
+// has since moved or restarted shows a peer or local recovery: DONE counts too. It is a pure
+// function of its inputs.
+func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
+	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
+	for _, ix := range part.Indices {
+		done := map[int]bool{} // a relocating primary shows twice (source and target): count its shard once
+		for _, sh := range rec[ix].Shards {
+			fromPart := sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot
+			// An empty store is a new index, not one restored: it never counts.
+			moved := (sh.Type == "PEER" || sh.Type == "EXISTING_STORE") && restored[ix] != ""
+			if !sh.Primary || !fromPart && !moved {
+				continue
+			}
+			if fromPart {
+				p.BytesTotal += sh.Index.Size.Total
+				p.BytesRecovered += sh.Index.Size.Recovered
+			}
+			if sh.Stage == "DONE" && !done[sh.ID] {
+				done[sh.ID] = true
+				p.ShardsDone++
+			}
+		}
+	}
+	if p.ShardsTotal > 0 && p.ShardsDone >= p.ShardsTotal {
+		p.State = restoreCompleted
+	}
+	return p
+}
+
+// shardFailure is an index whose restore Elasticsearch will not finish by itself: a primary
+// whose allocation or recovery failed (a node that crashed mid-restore leaves the shard's
+// files cut off, and recovering them from the local store fails), or a primary unassigned, or
+// the index gone, while no restore in progress holds it.
+type shardFailure struct {
+	Index, UUID string
+	// Reason is Elasticsearch's reason, or what the sidecar saw.
+	Reason string
+}
+
+func (e *shardFailure) Error() string {
+	return fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", e.Index, e.Reason)
+}
+
+// failedIndex returns the first of these indices that Elasticsearch will not restore by
+// itself (see shardFailure), or nil. owned are the indices the caller restored, by UUID; nil
+// means all of them. It is a pure function.
+func failedIndex(indices []string, health map[string]indexHealth, owned map[string]string) *shardFailure {
+	for _, ix := range indices {
+		h, exists := health[ix]
+		if owned != nil && (owned[ix] == "" || exists && h.UUID != owned[ix]) {
+			continue // not an index the caller created: never its to repair
+		}
+		if !exists {
+			return &shardFailure{Index: ix, Reason: "the index is gone: something deleted it"}
+		}
+		for _, u := range h.Unassigned {
+			if u.Reason == "ALLOCATION_FAILED" || !h.Restoring {
+				return &shardFailure{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s: %s", u.Reason, esReasonOf(u.Details))}
+			}
+		}
+	}
+	return nil
+}
+
+// esReasonOf shortens Elasticsearch's unassigned_info.details (a message and a stack trace)
+// to its first line and its root cause.
+func esReasonOf(details string) string {
+	lines := strings.Split(details, "\n")
+	reason := strings.TrimSpace(lines[0])
+	for _, l := range lines[1:] {
+		if cause, ok := strings.CutPrefix(strings.TrimSpace(l), "Caused by: "); ok {
+			reason = strings.TrimSpace(lines[0]) + " ... caused by " + cause
+		}
+	}
+	if len(reason) > 600 {
+		reason = reason[:600] + "..."
+	}
+	if reason == "" {
+		return "no details"
+	}
+	return reason
+}
+
+// minPoll is the shortest wait between two reads of the state of running work.
+const minPoll = 20 * time.Millisecond
+
+// pollWait is how long to wait before reading again the state of work (a snapshot, a
+// restore) that began elapsed ago: a fiftieth of elapsed, at least minPoll and at most limit.
+// Work is noticed done at most about 2 % of its duration (and never more than limit) after it
+// ended, so short work is not made to look long by a fixed interval, while long work is read
+// no more often than every limit. (A twentieth left a 10 s restore part up to 0.5 s unnoticed:
+// 5 % of a restore's wall time, issue 13's whole allowance.)
+func pollWait(elapsed, limit time.Duration) time.Duration {
+	return min(max(elapsed/50, minPoll), limit)
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// indexHealth is what the cluster state says of one index: its UUID, whether a restore in
+// progress holds it, and its primaries that are not started.
+type indexHealth struct {
+	UUID      string
+	Restoring bool
+	// Unassigned are the reasons of its unassigned primaries (Elasticsearch's unassigned_info).
+	Unassigned []unassignedInfo
+	// Initializing counts its primaries that are being recovered.
+	Initializing int
+}
+
+// unassignedInfo is why Elasticsearch has not assigned a shard.
+type unassignedInfo struct {
+	Reason  string `json:"reason"`
+	Details string `json:"details"`
+}
+
+// healthFields are the fields indicesHealth reads of the cluster state.
+var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
+	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
+	"routing_table.indices.*.shards.*.unassigned_info.details", "restore.snapshots.indices"}
+
+// indicesHealth reads, in one cluster-state request a batch, the UUID and primaries of these
+// indices and which of them a restore in progress holds; an index that does not exist is left
+// out.
+func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]indexHealth, error) {
+	out := map[string]indexHealth{}
+	ignore := true
+	for _, batch := range batches(names) {
+		var answer struct {
+			Metadata struct {
+				Indices map[string]struct {
+					Settings struct {
+						Index struct {
+							UUID string `json:"uuid"`
+						} `json:"index"`
+					} `json:"settings"`
+				} `json:"indices"`
+			} `json:"metadata"`
+			RoutingTable struct {
+				Indices map[string]struct {
+					Shards map[string][]struct {
+						State          string          `json:"state"`
+						Primary        bool            `json:"primary"`
+						UnassignedInfo *unassignedInfo `json:"unassigned_info"`
+					} `json:"shards"`
+				} `json:"indices"`
+			} `json:"routing_table"`
+			Restore struct {
+				Snapshots []struct {
+					Indices []string `json:"indices"`
+				} `json:"snapshots"`
+			} `json:"restore"`
+		}
+		req := esapi.ClusterStateRequest{Metric: []string{"metadata", "routing_table", "customs"}, Index: segs(batch),
+			IgnoreUnavailable: &ignore, AllowNoIndices: &ignore, ExpandWildcards: "open,closed,hidden",
+			FilterPath: healthFields}
+		if err := s.read(ctx, req, &answer); err != nil {
+			return nil, fmt.Errorf("read the shards of %s from the cluster state: %w", strings.Join(batch, ","), err)
+		}
+		restoring := map[string]bool{}
+		for _, r := range answer.Restore.Snapshots {
+			for _, ix := range r.Indices {
+				restoring[ix] = true
+			}
+		}
+		for name, meta := range answer.Metadata.Indices {
+			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
+			for _, copies := range answer.RoutingTable.Indices[name].Shards {
+				for _, c := range copies {
+					switch {
+					case !c.Primary:
+					case c.State == "UNASSIGNED" && c.UnassignedInfo != nil:
+						h.Unassigned = append(h.Unassigned, *c.UnassignedInfo)
+					case c.State == "UNASSIGNED":
+						h.Unassigned = append(h.Unassigned, unassignedInfo{Reason: "UNKNOWN"})
+					case c.State == "INITIALIZING":
+						h.Initializing++
+					}
+				}
+			}
+			out[name] = h
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestFailedIndex: which restored indices Elasticsearch will not recover by itself. An index
+// being restored, or recovering from its store, is slow, not failed; a primary unassigned after
+// a failed allocation, or with no restore to fill it, is failed; an index the caller did not
+// create (another UUID) is never the caller's to repair.
+func TestFailedIndex(t *testing.T) {
+	failed := []unassignedInfo{{Reason: "ALLOCATION_FAILED", Details: "failed shard on node [n]: failed recovery\n\tat x\nCaused by: java.nio.file.NoSuchFileException: translog.ckp\n\tat y"}}
+	for _, tc := range []struct {
+		name   string
+		health map[string]indexHealth
+		owned  map[string]string
+		want   string // the failed index, "" for none
+	}{
+		{"restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: []unassignedInfo{{Reason: "NEW_INDEX_RESTORED"}}}}, map[string]string{"a": "u"}, ""},
+		{"initializing from its store", map[string]indexHealth{"a": {UUID: "u", Initializing: 1}}, map[string]string{"a": "u"}, ""},
+		{"allocation failed", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
+		{"allocation failed while restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
+		{"unassigned, no restore", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED"}}}}, map[string]string{"a": "u"}, "a"},
+		{"gone", map[string]indexHealth{}, map[string]string{"a": "u"}, "a"},
+		{"another index of the name", map[string]indexHealth{"a": {UUID: "other", Unassigned: failed}}, map[string]string{"a": "u"}, ""},
+		{"not restored by the caller", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, map[string]string{}, ""},
+		{"all the caller's (a drill)", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := failedIndex([]string{"a"}, tc.health, tc.owned)
+			if (got == nil) != (tc.want == "") || got != nil && got.Index != tc.want {
+				t.Errorf("got %v; want failed %q", got, tc.want)
+			}
+		})
+	}
+	f := failedIndex([]string{"a"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil)
+	if !strings.Contains(f.Reason, "ALLOCATION_FAILED") || !strings.Contains(f.Reason, "NoSuchFileException: translog.ckp") || strings.Contains(f.Reason, "\tat") {
+		t.Errorf("got reason %q; want Elasticsearch's reason and root cause, without the stack trace", f.Reason)
+	}
+}
+
+// TestWaitUntilStall: a wait whose progress does not change ends after the stall timeout,
+// saying so, long before the wait deadline; progress that changes keeps it going.
+func TestWaitUntilStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &server{cfg: config{RestoreWaitTimeout: 6 * time.Hour, PollInterval: time.Second}}
+		log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+		began := time.Now()
+		err := s.waitUntil(context.Background(), log, "the test's work", 10*time.Minute, func() (bool, string, error) {
+			return false, "stuck at 1 of 3 shards", nil
+		})
+		if took := time.Since(began); err == nil || !strings.Contains(err.Error(), "OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT") || took > 11*time.Minute {
+			t.Errorf("a stalled wait: got %v after %v; want the stall named after about 10m", err, took)
+		}
+		n := 0
+		err = s.waitUntil(context.Background(), log, "the test's work", 10*time.Minute, func() (bool, string, error) {
+			n++
+			return n == 2000, strings.Repeat(".", n), nil // progress every read, done after ~33 minutes
+		})
+		if err != nil {
+			t.Errorf("a wait that progresses: got %v; want it to end done", err)
+		}
+		err = s.waitUntil(context.Background(), log, "the test's work", 0, func() (bool, string, error) { return false, "", errors.New("boom") })
+		if err == nil || err.Error() != "boom" {
+			t.Errorf("a failing poll: got %v; want its error", err)
+		}
+	})
+}
