@@ -248,6 +248,8 @@ func TestAPI(t *testing.T) {
 		// Operations routes.
 		{name: "health", method: "GET", path: "/actuator/health", status: 200,
 			es: map[string]string{"GET /_cluster/health": "cluster-health", "GET /_snapshot/test-repo": "get-repository"}},
+		{name: "health-cluster-red", method: "GET", path: "/actuator/health", status: 503,
+			es: map[string]string{"GET /_cluster/health": "cluster-health-red", "GET /_snapshot/test-repo": "get-repository"}},
 		{name: "health-repository-missing", method: "GET", path: "/actuator/health", status: 503,
 			es: map[string]string{"GET /_cluster/health": "cluster-health", "GET /_snapshot/test-repo": "get-repository-missing"}},
 		{name: "liveness", method: "GET", path: "/actuator/health/liveness", status: 200},

@@ -29,9 +29,14 @@ type component struct {
 // either is down, with the reason in the component's details.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	components := map[string]component{}
-	if status, err := s.clusterStatus(r.Context()); err != nil {
+	// A red cluster is DOWN, as Spring Boot's own Elasticsearch health indicator says: some
+	// index has a primary shard that no node holds (Optimize cannot start on it).
+	switch status, err := s.clusterStatus(r.Context()); {
+	case err != nil:
 		components["elasticsearch"] = component{"DOWN", map[string]string{"error": err.Error()}}
-	} else {
+	case status == "red":
+		components["elasticsearch"] = component{"DOWN", map[string]string{"clusterStatus": status, "error": "the cluster is red: a primary shard is unassigned (GET _cluster/allocation/explain says why)"}}
+	default:
 		components["elasticsearch"] = component{"UP", map[string]string{"clusterStatus": status}}
 	}
 	switch {

@@ -22,8 +22,8 @@ func healthQuery() string {
 // TestRecordShardHealth records what the cluster state says of a restored index's shards,
 // from the real node (make record): while a restore (throttled to a crawl) recovers it, and
 // after its restore failed (the snapshot's files damaged, as a failing disk would): a primary
-// unassigned after a failed recovery, no restore in progress. Both indices are restored whole
-// again at the end.
+// unassigned after a failed recovery, no restore in progress; and a red cluster's health. Both
+// indices are restored whole again at the end.
 func TestRecordShardHealth(t *testing.T) {
 	r := recordingES(t)
 	const part1, part2 = "optimize-import-index_v3", "optimize-metadata_v3"
@@ -82,6 +82,9 @@ func TestRecordShardHealth(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	r.must("PUT", "/rec-red?wait_for_active_shards=0", `{"settings":{"number_of_shards":1,"number_of_replicas":0,"index.routing.allocation.require._name":"no-such-node"}}`)
+	r.save("cluster-health-red", "an index whose primary no node may hold: the cluster is red", "GET", "/_cluster/health?filter_path=status", "")
+	r.must("DELETE", "/rec-red", "")
 	r.save("settings-failed", "part 2's index after its restore from damaged files failed: its UUID", "GET", "/"+part2+"/_settings/index.uuid,index.blocks.write?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
 	r.save("shards-failed", "part 2's index after its restore from damaged files failed: primary unassigned, ALLOCATION_FAILED, no restore in progress", "GET", "/_cluster/state/metadata,routing_table,customs/"+part2+"?"+healthQuery(), "")
 }
