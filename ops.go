@@ -31,7 +31,8 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	components := map[string]component{}
 	// A red cluster is DOWN, as Spring Boot's own Elasticsearch health indicator says: some
 	// index has a primary shard that no node holds (Optimize cannot start on it).
-	switch status, err := s.clusterStatus(r.Context()); {
+	status, err := s.clusterStatus(r.Context())
+	switch {
 	case err != nil:
 		components["elasticsearch"] = component{"DOWN", map[string]string{"error": err.Error()}}
 	case status == "red":
@@ -42,7 +43,7 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case s.cfg.Repository == "":
 		components["repository"] = component{"DOWN", map[string]string{"error": "set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"}}
-	case components["elasticsearch"].Status == "DOWN":
+	case err != nil:
 		components["repository"] = component{"UNKNOWN", nil}
 	default:
 		if err := s.checkRepository(r.Context()); err != nil {
