@@ -653,7 +653,10 @@ func (s *server) drillRestore(ctx context.Context, snapshot string, indices []st
 		temporary = append(temporary, s.drillIndexPrefix()+ix)
 	}
 	part := planPart{Snapshot: snapshot, Indices: temporary, Shards: shardsTotal}
-	if err := s.followRecovery(ctx, s.log.With("snapshot", snapshot), part, nil, func(restoreProgress) error { return nil }); err != nil {
+	log := s.log.With("snapshot", snapshot)
+	if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
+		return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
+	}); err != nil {
 		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", snapshot, err)
 	}
 	return restoreShards{Total: shardsTotal, Successful: shardsTotal}, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -386,14 +387,20 @@ func (r *jobRun) steps(ctx context.Context) error {
 // point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
 // that holds the indices for a moment) must not leave the installation half restored.
 func (r *jobRun) retrying(ctx context.Context, what string, act func() error) error {
-	deadline := time.Now().Add(r.s.cfg.RestoreWaitTimeout)
-	wait := r.s.cfg.PollInterval
+	return r.s.retrying(ctx, r.log, what, act)
+}
+
+// retrying runs act until it succeeds, fails for good (not transient), or
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, waiting longer after each passing fault.
+func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, act func() error) error {
+	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
+	wait := s.cfg.PollInterval
 	for {
 		err := act()
 		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
-		r.log.Warn("restore step failed for now; will retry", "what", what, "err", err, "in", wait.String())
+		log.Warn("failed for now; will retry", "what", what, "err", err, "in", wait.String())
 		if err := sleepCtx(ctx, wait); err != nil {
 			return err
 		}
