@@ -29,6 +29,9 @@ type jobDoc struct {
 	Plan       restorePlan `json:"plan"`
 	// Restored are the indices this job restored, with their UUIDs.
 	Restored map[string]string `json:"restored,omitempty"`
+	// Restoring are the indices of the job's last restore request, until their UUIDs are in
+	// Restored.
+	Restoring []string `json:"restoring,omitempty"`
 	// ProgressAt is when the job last made progress (a step begun, a shard or bytes restored),
 	// in Unix milliseconds by its owner's clock: DELETE .../restore ends a job without it.
 	ProgressAt int64 `json:"progressMillis"`
@@ -42,6 +45,7 @@ func (d *jobDoc) clone() jobDoc {
 	c := *d
 	c.Snapshots = slices.Clone(d.Snapshots)
 	c.Restored = maps.Clone(d.Restored)
+	c.Restoring = slices.Clone(d.Restoring)
 	c.Repairs = maps.Clone(d.Repairs)
 	return c
 }

@@ -5,9 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -208,27 +205,7 @@ func TestIntegrationRestore(t *testing.T) {
 // TestIntegrationRestoreThreeNodes starts a 3-node cluster of its own (testenv/es-start.sh
 // ES_NODES=3), checks all three joined one cluster, loads data and runs the same proof.
 func TestIntegrationRestoreThreeNodes(t *testing.T) {
-	single := needES(t) // only where the test environment runs
-	port := "9280"
-	runDir := filepath.Join(filepath.Dir(single.runDir), port)
-	envs := append(os.Environ(), "ES_NODES=3", "ES_HTTP_PORT="+port, "ES_RUN_DIR="+runDir)
-	stop := exec.Command("testenv/es-stop.sh")
-	stop.Env = envs
-	stop.Run()
-	t.Cleanup(func() {
-		stop := exec.Command("testenv/es-stop.sh")
-		stop.Env = envs
-		if out, err := stop.CombinedOutput(); err != nil {
-			t.Errorf("es-stop: %v %s", err, out)
-		}
-	})
-	start := exec.Command("testenv/es-start.sh")
-	start.Env = envs
-	out, err := start.Output()
-	if err != nil {
-		t.Fatalf("starting 3 nodes: %v %s", err, out)
-	}
-	es := realES{t: t, url: strings.TrimSpace(string(out)), runDir: runDir}
+	es := startOwnES(t, "9280", 3, 3000)
 	var health struct {
 		NumberOfNodes int    `json:"number_of_nodes"`
 		ClusterName   string `json:"cluster_name"`
@@ -237,10 +214,5 @@ func TestIntegrationRestoreThreeNodes(t *testing.T) {
 	if health.NumberOfNodes != 3 {
 		t.Fatalf("got %d nodes in cluster %s; want 3", health.NumberOfNodes, health.ClusterName)
 	}
-	load := exec.Command("testenv/load-data.sh", es.url)
-	load.Env = append(envs, "DOCS=3000")
-	if out, err := load.CombinedOutput(); err != nil {
-		t.Fatalf("load-data: %v %s", err, out)
-	}
-	checkRestore(t, es)
+	checkRestore(t, es.realES)
 }

@@ -242,7 +242,8 @@ func TestRestoreRepairsAFailedIndex(t *testing.T) {
 }
 
 // TestRestoreRepairsOff: with OPTIMIZE_BACKUP_RESTORE_REPAIRS=0 the same restore ends FAILED at
-// once, naming the index, Elasticsearch's reason and what to do; nothing is deleted.
+// once, naming the index, Elasticsearch's reason and what to do; only the failed index, the
+// job's own, is deleted, and nothing is restored again.
 func TestRestoreRepairsOff(t *testing.T) {
 	fake := newFakeES(t, repairRoutes())
 	fake.keepDocument(jobPath, "job-found-completed")
@@ -261,8 +262,9 @@ func TestRestoreRepairsOff(t *testing.T) {
 			t.Errorf("got %s with reason %q; want FAILED, the reason naming %q", job.State, reason, want)
 		}
 	}
-	if got := restoreOutcomeOf(t, fake); len(got.Deleted) > 0 {
-		t.Errorf("got indices deleted %v; want none", got.Deleted)
+	want := restoreOutcome{Deleted: []string{"optimize-metadata_v3"}, Restored: restoreParts}
+	if diff := cmp.Diff(want, restoreOutcomeOf(t, fake)); diff != "" {
+		t.Errorf("what the restore did (-want +got):\n%s", diff)
 	}
 }
 

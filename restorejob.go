@@ -579,6 +579,8 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 // restorePartRepairing restores part i. An index of it that Elasticsearch cannot recover (a
 // node that crashed mid-restore left its shard's files cut off) is one this job created from
 // the snapshot: it is deleted and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times.
+// Then the job fails, the failed index deleted all the same (it holds nothing of value, and a
+// red index would fail the safety backup of the next restore).
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
@@ -587,28 +589,28 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 		if !errors.As(err, &failed) {
 			return err
 		}
-		if done := r.current().Repairs[failed.Index]; done >= r.s.cfg.RestoreRepairs {
-			return fmt.Errorf("the restore of snapshot %s failed: %w; deleted and restored again %d times (OPTIMIZE_BACKUP_RESTORE_REPAIRS), it still fails: check the nodes' disks and Elasticsearch's log (GET _cluster/allocation/explain)", snapshot, err, done)
+		done := r.current().Repairs[failed.Index]
+		r.log.Warn("an index this restore created cannot recover; deleting it", "index", failed.Index, "reason", failed.Reason, "repairs_done", done)
+		if err := r.retrying(ctx, "delete "+failed.Index, func() error { return r.discard(ctx, failed) }); err != nil {
+			return err
 		}
-		r.log.Warn("an index this restore created cannot recover; deleting it and restoring it again", "index", failed.Index, "reason", failed.Reason)
-		if err := r.retrying(ctx, "repair "+failed.Index, func() error { return r.repair(ctx, failed) }); err != nil {
+		if done >= r.s.cfg.RestoreRepairs {
+			return fmt.Errorf("the restore of snapshot %s failed: %w; the index was deleted (restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, done, r.s.cfg.RestoreRepairs)
+		}
+		if err := r.update(ctx, func(d *jobDoc) {
+			if d.Repairs == nil {
+				d.Repairs = map[string]int{}
+			}
+			d.Repairs[failed.Index]++
+		}); err != nil {
 			return err
 		}
 	}
 }
 
-// repair deletes an index this job restored that cannot recover, if it is still that index
-// (same UUID), and forgets it: the next restorePart restores it again. The attempt is counted
-// before the delete, so that a crash in between still counts it.
-func (r *jobRun) repair(ctx context.Context, f *shardFailure) error {
-	if err := r.update(ctx, func(d *jobDoc) {
-		if d.Repairs == nil {
-			d.Repairs = map[string]int{}
-		}
-		d.Repairs[f.Index]++
-	}); err != nil {
-		return err
-	}
+// discard deletes an index this job restored that cannot recover, if it is still that index
+// (same UUID), and forgets it: the next restorePart restores it again.
+func (r *jobRun) discard(ctx context.Context, f *shardFailure) error {
 	if f.UUID != "" {
 		facts, err := r.s.indexSettings(ctx, []string{f.Index})
 		if err != nil {
@@ -644,9 +646,9 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 			continue // restored by this job before (its shards may have moved since)
 		}
 		if len(rec[ix].Shards) == 0 {
-			// Just created by a restore whose answer this job may not have seen: its
-			// shards show their recovery source a moment later.
-			return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
+			// Created by a restore whose answer this job did not see: its shards show their
+			// recovery source a moment later, unless the restore failed (a crash).
+			return r.justRestored(ctx, ix)
 		}
 		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
 			return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
@@ -660,6 +662,11 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []string) error {
 	if len(missing) == 0 {
 		return nil
+	}
+	// Recorded before the request: an index of these names that shows up without its UUID
+	// recorded was created by this request (see justRestored).
+	if err := r.update(ctx, func(d *jobDoc) { d.Restoring = missing }); err != nil {
+		return err
 	}
 	if err := r.guard(); err != nil {
 		return err
@@ -686,7 +693,25 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 		for _, ix := range missing {
 			d.Restored[ix] = facts[ix].UUID
 		}
+		d.Restoring = nil
 	})
+}
+
+// justRestored judges an index of the part that exists, without a recovery to show, and whose
+// UUID the job has not recorded: created by the job's last restore request, whose answer (or
+// the record of it) was lost. If Elasticsearch cannot recover it (the node crashed under the
+// restore), it is the job's to repair; else its recovery shows a moment later.
+func (r *jobRun) justRestored(ctx context.Context, ix string) error {
+	if slices.Contains(r.current().Restoring, ix) {
+		health, err := r.s.indicesHealth(ctx, []string{ix})
+		if err != nil {
+			return err
+		}
+		if failed := failedIndex([]string{ix}, health, nil); failed != nil {
+			return failed
+		}
+	}
+	return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
 }
 
 // appeared waits up to one Elasticsearch deadline for indices whose restore request lost its

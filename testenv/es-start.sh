@@ -12,6 +12,8 @@
 #                  (default testenv/run/<http port>); es-stop.sh removes it
 #   ES_REPOSITORY  name of the fs snapshot repository to register (default test-repo)
 #   ES_HEAP        JVM heap per node (default 1g for one node, 512m each for three)
+#   ES_WAIT_FOR    the cluster status to wait for: yellow (default), or red for a node started
+#                  again after a crash, whose indices may never recover (es-crash.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -97,7 +99,7 @@ done
 
 # Wait for every node to have joined one cluster and for it to be at least yellow.
 for _ in $(seq 1 120); do
-  if health=$(curl -fsS "$url/_cluster/health?wait_for_status=yellow&wait_for_nodes=$nodes&timeout=1s" 2>/dev/null) &&
+  if health=$(curl -fsS "$url/_cluster/health?wait_for_status=${ES_WAIT_FOR:-yellow}&wait_for_nodes=$nodes&timeout=1s" 2>/dev/null) &&
     grep -q "\"number_of_nodes\":$nodes," <<<"$health" && ! grep -q '"timed_out":true' <<<"$health"; then
     break
   fi
