@@ -35,27 +35,21 @@ type accessEntry struct {
 // accessKey is the request context key of the request's *accessEntry.
 type accessKey struct{}
 
-// accessEntryOf is the request's access entry, or nil outside the access log (handlers called
-// directly).
+// accessEntryOf is the request's access entry; outside the access log (handlers called
+// directly) an empty one that nobody reads.
 func accessEntryOf(r *http.Request) *accessEntry {
-	e, _ := r.Context().Value(accessKey{}).(*accessEntry)
-	return e
-}
-
-// requestIDOf is the request's ID, or "" outside the access log.
-func requestIDOf(r *http.Request) string {
-	if e := accessEntryOf(r); e != nil {
-		return e.id
+	if e, ok := r.Context().Value(accessKey{}).(*accessEntry); ok {
+		return e
 	}
-	return ""
+	return &accessEntry{}
 }
 
-// accessLog wraps the whole router: it settles the request ID, sends it back, and writes one
-// line when the answer is complete: method, route pattern (what the mux matched: no backup ID,
-// so lines group by route), path, status, bytes of the body and how long it took in
-// milliseconds (as Elasticsearch's own "took"). It must be the outermost wrapper: it hands
-// the mux a copy of the request (with the entry in its context), and only that copy learns
-// the matched pattern.
+// accessLog wraps the whole router: it settles the request ID, sends it back, counts the answer
+// for /actuator/prometheus and writes one line when the answer is complete: method, route
+// pattern (what the mux matched: no backup ID, so lines group by route), path, status, bytes of
+// the body and how long it took in milliseconds (as Elasticsearch's own "took"). It must be the
+// outermost wrapper: it hands the mux a copy of the request (with the entry in its context),
+// and only that copy learns the matched pattern.
 func (s *server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -65,15 +59,16 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, entry))
 		rec := &accessRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http answers 200
+		}
+		// Counted before the answer is flushed: a scrape right after it sees it.
+		s.metrics.count(r.Method, r.Pattern, status)
 		// An answer of known length (writeJSON's) is sent before its line is written: the
 		// caller need not wait for the log's write, and it goes out in one write, not two.
 		if rec.status != 0 && w.Header().Get("Content-Length") != "" {
 			_ = http.NewResponseController(rec).Flush()
-		}
-
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK // nothing written: net/http answers 200
 		}
 		took := time.Since(start)
 		attrs := []slog.Attr{

@@ -115,7 +115,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		level = s.log.Error
 	}
-	level("request failed", "request_id", requestIDOf(r), "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
+	level("request failed", "request_id", accessEntryOf(r).id, "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
 	writeJSON(w, status, body)
 }
 

@@ -161,9 +161,9 @@ type opaqueID struct{ next http.RoundTripper }
 
 // RoundTrip adds the header, on a copy as RoundTrippers must not change the request.
 func (o opaqueID) RoundTrip(r *http.Request) (*http.Response, error) {
-	if e, _ := r.Context().Value(accessKey{}).(*accessEntry); e != nil && r.Header.Get("X-Opaque-Id") == "" {
+	if id := accessEntryOf(r).id; id != "" && r.Header.Get("X-Opaque-Id") == "" {
 		r = r.Clone(r.Context())
-		r.Header.Set("X-Opaque-Id", e.id)
+		r.Header.Set("X-Opaque-Id", id)
 	}
 	return o.next.RoundTrip(r)
 }

@@ -59,14 +59,14 @@ func familyOf(r *http.Request) family {
 	return current
 }
 
-// routes is the sidecar's HTTP handler: every route of register, behind the access log, the
-// request counter and the JSON answers for unknown paths and methods.
+// routes is the sidecar's HTTP handler: every route of register, behind the access log (which
+// also counts requests) and the JSON answers for unknown paths and methods.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.register(mux)
 	// accessLog is outermost: it hands the rest a request copy that carries the request ID,
 	// and the mux records the matched pattern on that copy.
-	return s.accessLog(s.countRequests(s.jsonNoRoute(mux)))
+	return s.accessLog(s.jsonNoRoute(mux))
 }
 
 // registrar is what register puts routes on: the server's mux, or the OpenAPI test's recorder
