@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,17 +19,6 @@ var backupStates = []string{stateCompleted, stateInProgress, stateFailed, stateI
 // what tells whose a snapshot is (isOwnSnapshot: the metadata's prefix, or, for Optimize's own
 // snapshots without metadata, their indices).
 var metricsFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.indexPrefix", "snapshots.indices")
-
-// installationBackup tells whether every snapshot of a backup is this installation's, as DELETE
-// tells it (isOwnSnapshot).
-func (s *server) installationBackup(snaps []snapshot) bool {
-	for _, sn := range snaps {
-		if !s.isOwnSnapshot(sn) {
-			return false
-		}
-	}
-	return true
-}
 
 // repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format:
 // whether the repository could be read, this installation's backups by state, when the newest
@@ -56,8 +46,8 @@ func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 	var lastSuccess int64
 	now := s.now()
 	for id, snaps := range byID {
-		if !s.installationBackup(snaps) {
-			continue
+		if slices.ContainsFunc(snaps, func(sn snapshot) bool { return !s.isOwnSnapshot(sn) }) {
+			continue // not every snapshot is this installation's, as DELETE tells it
 		}
 		info := backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace)
 		counts[info.State]++

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
@@ -46,7 +46,7 @@ func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error
 		}
 		out = append(out, scheduledBackup{backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace), slot})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].slot.After(out[j].slot) })
+	slices.SortFunc(out, func(a, b scheduledBackup) int { return b.slot.Compare(a.slot) })
 	return out, nil
 }
 
@@ -111,15 +111,13 @@ func (s *server) applyRetention(ctx context.Context) {
 	// The plan keeps the newest COMPLETED scheduled backup; it must still be there at each delete
 	// (a DELETE of it meanwhile would otherwise leave none).
 	keeper := ""
-	for _, b := range scheduled {
-		if b.State == stateCompleted {
-			keeper = b.BackupID
-			break
-		}
+	if i := slices.IndexFunc(scheduled, func(b scheduledBackup) bool { return b.State == stateCompleted }); i >= 0 {
+		keeper = scheduled[i].BackupID
 	}
 	check := func(snaps []snapshot) error {
-		if err := s.requireScheduled(snaps); err != nil {
-			return err
+		// Confirmed on the snapshots as read right before the delete.
+		if !s.scheduledOf(snaps) {
+			return errors.New("not a scheduled backup of this installation (any more); retention deletes scheduled backups only")
 		}
 		if info, _, err := s.backupAndSnapshots(ctx, keeper); err != nil || info.State != stateCompleted {
 			return fmt.Errorf("the newest COMPLETED scheduled backup [%s] the plan keeps is gone or no longer COMPLETED (%v); retention stops until the next slot", keeper, err)
@@ -172,13 +170,4 @@ func (s *server) newestVerified(ctx context.Context, scheduled []scheduledBackup
 		}
 	}
 	return ""
-}
-
-// requireScheduled refuses a delete of a backup that is not, or no longer, a scheduled backup
-// of this installation (its snapshots as read right before the delete).
-func (s *server) requireScheduled(snaps []snapshot) error {
-	if !s.scheduledOf(snaps) {
-		return fmt.Errorf("not a scheduled backup of this installation (any more); retention deletes scheduled backups only")
-	}
-	return nil
 }

@@ -142,11 +142,13 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		log.Info("scheduled backup: the sidecar is stopping; the slot was not taken", "outcome", "not taken", "err", err)
 		return
 	case errors.Is(err, errIDTaken):
-		ours, readErr := s.slotTakenByUs(ctx, id)
+		// Ours if it is this installation's scheduled backup (another replica's, or this one's
+		// before a restart); else a collision.
+		snaps, readErr := s.backupSnapshots(ctx, id)
 		switch {
 		case readErr != nil:
 			log.Warn("scheduled backup: the slot's backup ID is taken, and who holds it cannot be read", "outcome", "taken", "err", readErr)
-		case ours:
+		case s.scheduledOf(snaps):
 			log.Info("scheduled backup: the slot's backup exists already (another replica took it, or this one before a restart)", "outcome", "taken")
 		default:
 			log.Error("scheduled backup: the slot's backup ID is taken by a backup that is not this installation's scheduled backup; this slot has no backup", "outcome", "collision", "err", err)
@@ -180,13 +182,6 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		s.verifyScheduled(ctx, id, log)
 	}
 	s.applyRetention(ctx)
-}
-
-// slotTakenByUs tells whether the backup holding a slot's ID is this installation's scheduled
-// backup (another replica's, or this one's before a restart), not a collision.
-func (s *server) slotTakenByUs(ctx context.Context, id string) (bool, error) {
-	snaps, err := s.backupSnapshots(ctx, id)
-	return err == nil && s.scheduledOf(snaps), err
 }
 
 // scheduleRun is the last slot a replica of this installation ran, stored in the jobs index
