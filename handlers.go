@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,11 +103,10 @@ func (s *server) register(mux registrar) {
 
 // jsonNoRoute answers requests that match no route with the JSON error shape: 404 for an
 // unknown path, 405 with the mux's Allow header for a known path and another method. There is
-// no catch-all "/" route on purpose: it would match every path with every method, and the mux
-// computes 405 and Allow only when no pattern matches. mux.Handler tells, without serving,
-// whether a route matched (its pattern is then non-empty; redirects to a cleaned path have
-// one too); if none did, the mux's own plain-text answer is played into a recorder to learn
-// its status and Allow header, and the JSON body is written instead.
+// no catch-all "/" route on purpose: the mux computes 405 and Allow only when no pattern
+// matches. mux.Handler tells, without serving, whether a route matched (its pattern is then
+// non-empty; redirects to a cleaned path have one too); if none did, the mux's own plain-text
+// answer is played into a recorder for its status and Allow header.
 func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
@@ -114,38 +114,16 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		rec := &headerRecorder{header: http.Header{}}
+		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		if rec.status == http.StatusMethodNotAllowed {
-			allow := rec.header.Get("Allow")
+		if rec.Code == http.StatusMethodNotAllowed {
+			allow := rec.Header().Get("Allow")
 			w.Header().Set("Allow", allow)
 			s.writeError(w, r, methodNotAllowed("%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
 			return
 		}
 		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
 	})
-}
-
-// headerRecorder keeps the status and headers a handler answers with and drops its body.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-// Header is the recorded header map.
-func (h *headerRecorder) Header() http.Header { return h.header }
-
-// WriteHeader keeps the first status written.
-func (h *headerRecorder) WriteHeader(status int) {
-	if h.status == 0 {
-		h.status = status
-	}
-}
-
-// Write drops the body (its status is 200 unless one was written).
-func (h *headerRecorder) Write(b []byte) (int, error) {
-	h.WriteHeader(http.StatusOK)
-	return len(b), nil
 }
 
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
@@ -199,7 +177,8 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 		} else {
 			close(done)
 		}
-		info, snaps, err := s.backupAndStates(r.Context(), id)
+		// Only stateFields: nothing may delete or restore by these snapshots.
+		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
 		<-done
 		if err != nil {
 			s.writeError(w, r, err)
@@ -213,16 +192,10 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 	}
 }
 
-// backupAndSnapshots is backup that also returns the snapshots it was computed from, with
-// every field the destructive paths read (index lists, metadata): one Elasticsearch request.
+// backupAndSnapshots is the backup's state and the snapshots it was computed from, with every
+// field the destructive paths read (index lists, metadata): one Elasticsearch request.
 func (s *server) backupAndSnapshots(ctx context.Context, id string) (backupInfo, []snapshot, error) {
 	return s.readBackup(ctx, id, s.backupSnapshots)
-}
-
-// backupAndStates is backupAndSnapshots for a GET: its snapshots hold only stateFields (no
-// index lists, no metadata), which is all a GET reports; nothing may delete or restore by them.
-func (s *server) backupAndStates(ctx context.Context, id string) (backupInfo, []snapshot, error) {
-	return s.readBackup(ctx, id, s.backupStates)
 }
 
 // readBackup validates the ID, reads the backup's snapshots with read and computes its state.
@@ -379,9 +352,10 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 	return len(part1)+len(part2) > 0
 }
 
-// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) when
-// a restore that is running or starting, or a running drill, needs it, taking the mark back. The mark stays until
-// unfence: a restore of the backup is refused while its delete may still be under way.
+// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409),
+// taking the mark back, when a running or starting restore (the backup it restores, or its
+// safety backup) or a running drill needs it. The mark stays until unfence: a restore of the
+// backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
 	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errDocChanged) {
 		return conflict("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", id)
@@ -390,7 +364,12 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	}
 	job, _, found, err := s.loadJob(ctx)
 	if err == nil && found && job.uses(id) {
-		err = usedByRestore(id, job)
+		role := "restores it"
+		if job.BackupID != id {
+			role = "holds its safety backup"
+		}
+		err = conflict("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
+			id, job.BackupID, role, job.Step, job.BackupID)
 	}
 	if err == nil {
 		err = s.drillUsing(ctx, id)
@@ -400,17 +379,6 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 		return err
 	}
 	return nil
-}
-
-// usedByRestore is the 409 of a DELETE of a backup that the running restore job needs: the
-// backup it restores, or its safety backup.
-func usedByRestore(id string, job jobDoc) error {
-	role := "restores it"
-	if job.BackupID != id {
-		role = "holds its safety backup"
-	}
-	return conflict("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
-		id, job.BackupID, role, job.Step, job.BackupID)
 }
 
 // unfence takes the backup's delete mark back. A failure only delays restores of that ID (for
@@ -471,28 +439,25 @@ func (info backupInfo) wire(legacy bool) wireBackupInfo {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			return err
-		case errors.Is(err, io.EOF):
-			return badRequest("The request body is empty; send a JSON object such as {\"backupId\": 1}.")
-		default:
-			return badRequest("The request body is not valid: %v; send a JSON object such as {\"backupId\": 1}.", err)
+	err := dec.Decode(v)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case errors.Is(err, io.EOF):
+		return badRequest("The request body is empty; send a JSON object such as {\"backupId\": 1}.")
+	case err != nil:
+		return badRequest("The request body is not valid: %v; send a JSON object such as {\"backupId\": 1}.", err)
+	}
+	if !dec.More() {
+		if _, err = dec.Token(); err == io.EOF {
+			return nil
 		}
-	}
-	if dec.More() {
-		return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return err
 		}
-		return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
 	}
-	return nil
+	return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
 }
 
 // writeJSON writes v as a JSON answer with this status, as encoding/json's Encoder with
