@@ -274,15 +274,6 @@ func (e *esAuthError) Error() string {
 		action[1], creds, kind, narrowest, on, grantTo, kind, privileges, on, readme, e.es.Reason)
 }
 
-// esErrorBody is the shape of Elasticsearch's error answers.
-type esErrorBody struct {
-	Error struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	} `json:"error"`
-	Status int `json:"status"`
-}
-
 // errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
 // their recovery yet): try again in a moment.
 var errNotYet = errors.New("not yet")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -89,20 +90,15 @@ func newESClients(cfg config) (esClients, error) {
 		return esClients{}, err
 	}
 	main := cfg.mainCredentials()
-	read, err := newESClient(cfg, transport, main, true)
-	if err != nil {
-		return esClients{}, err
+	restoreCreds, own := cfg.restoreCredentials()
+	read, err1 := newESClient(cfg, transport, main, true)
+	write, err2 := newESClient(cfg, transport, main, false)
+	restore, err3 := write, error(nil)
+	if own {
+		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
 	}
-	write, err := newESClient(cfg, transport, main, false)
-	if err != nil {
+	if err := cmp.Or(err1, err2, err3); err != nil {
 		return esClients{}, err
-	}
-	restore, restoreCreds := write, main
-	if creds, own := cfg.restoreCredentials(); own {
-		if restore, err = newESClient(cfg, transport, creds, false); err != nil {
-			return esClients{}, err
-		}
-		restoreCreds = creds
 	}
 	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
@@ -168,16 +164,11 @@ func (o opaqueID) RoundTrip(r *http.Request) (*http.Response, error) {
 	return o.next.RoundTrip(r)
 }
 
-// esCall runs one Elasticsearch request through client with the per-call deadline, closes its
-// body, turns error answers into *esError and transport failures into errESUnreachable, and
-// decodes a successful JSON answer into target (unless target is nil).
-func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
-	return s.esCallWithin(ctx, s.cfg.ESTimeout, client, req, target)
-}
-
-// esCallWithin is esCall with its own deadline, for the one request that waits on
-// Elasticsearch's work (a drill's restore with wait_for_completion).
-func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
+// esCall runs one Elasticsearch request through client within timeout (the per-call deadline,
+// but for a request that waits on Elasticsearch's work), closes its body, turns error answers
+// into *esError and transport failures into errESUnreachable, and decodes a successful JSON
+// answer into target (unless target is nil).
+func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := req.Do(ctx, client)
@@ -195,12 +186,13 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("%w: more than %d MiB; ask for less (e.g. ?limit=) or raise Elasticsearch's filter", errAnswerTooLarge, maxAnswerBytes>>20)
 	}
 	if res.IsError() {
-		var eb esErrorBody
-		var ee *esError
-		if json.Unmarshal(body, &eb) != nil || eb.Error.Type == "" {
-			ee = &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
-		} else {
-			ee = &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
+		// Elasticsearch's error shape; anything else (a gateway's page) is kept as it came.
+		var eb struct {
+			Error struct{ Type, Reason string } `json:"error"`
+		}
+		ee := &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Type != "" {
+			ee.Type, ee.Reason = eb.Error.Type, eb.Error.Reason
 		}
 		if refusedCredentials(ee) {
 			return &esAuthError{es: ee, creds: s.es.credsOf(client)}
@@ -219,11 +211,10 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 // credsOf names the credentials client authenticates with, for errors that ask to fix them;
 // "" when none are configured.
 func (c esClients) credsOf(client esapi.Transport) string {
-	creds := c.mainCreds
-	if client == c.restore && c.restore != c.write {
-		creds = c.restoreCreds
+	if client == c.restore {
+		return c.restoreCreds // the main ones when the restore has none of its own
 	}
-	return creds
+	return c.mainCreds
 }
 
 // refusedCredentials tells whether Elasticsearch (or a gateway in front of it) refused the
@@ -243,15 +234,15 @@ func refusedCredentials(e *esError) bool {
 
 // read, write and restoreWrite are esCall through the client for that kind of request.
 func (s *server) read(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.read, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.read, req, target)
 }
 
 func (s *server) write(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.write, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.write, req, target)
 }
 
 func (s *server) restoreWrite(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.restore, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.restore, req, target)
 }
 
 // answerLost tells whether a request that changes something may have been carried out although

@@ -497,7 +497,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 			Shards restoreShards `json:"shards"`
 		} `json:"snapshot"`
 	}
-	if err := s.esCallWithin(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
+	if err := s.esCall(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
 		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, err)
 	}
 	return answer.Snapshot.Shards, nil
