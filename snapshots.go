@@ -60,8 +60,7 @@ var listFields = []string{
 }
 
 // stateFields are the fields a GET of one backup reads: what backupState needs and the UUIDs a
-// drill is matched by. Without the index lists and metadata, which only the destructive paths
-// (DELETE, restore, drill) read: decoding them was the largest part of a GET's cost.
+// drill is matched by; not the index lists and metadata, the bulk of a GET's decoding.
 var stateFields = append(listFields[:len(listFields):len(listFields)], "snapshots.uuid")
 
 // getSnapshotsAnswer is the get-snapshots answer. Elasticsearch reports a missing repository
@@ -85,12 +84,9 @@ const partCount = 2
 
 // parseSnapshotName splits a snapshot name into backup ID, version tag, part number and part
 // count; ok is false for a name that does not follow Optimize's scheme,
-// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}. Part numbers are written without leading
-// zeros, so every part has exactly one name. It accepts exactly what the regular expression
-// snapshotNameRule (fuzz_test.go) matches, with the ID as long as it can be: every field after
-// the ID holds no '_', so they are the text between the name's last five underscores and the
-// ID is all before them. Without a regular expression: listing parses every snapshot's name,
-// and the expression's backtracking was a third of a list's CPU.
+// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}, part numbers without leading zeros. It accepts
+// exactly what the regular expression snapshotNameRule (fuzz_test.go) matches, without its
+// backtracking (listing parses every snapshot's name): no field after the ID holds a '_'.
 func parseSnapshotName(name string) (id, version string, part, of int, ok bool) {
 	rest, found := strings.CutPrefix(name, "camunda_optimize_")
 	if !found {
@@ -139,8 +135,7 @@ func partNumber(s string) (int, bool) {
 	return n, err == nil
 }
 
-// allDigits tells whether s is one or more ASCII digits (not strings.Trim with a cutset, which
-// builds the set on every call: names are parsed for every snapshot listed).
+// allDigits tells whether s is one or more ASCII digits.
 func allDigits(s string) bool {
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
@@ -190,13 +185,10 @@ func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, er
 	return s.backupSnapshotsWith(ctx, id, snapshotFields)
 }
 
-// backupStates is backupSnapshots with only stateFields: what a GET of the backup reports, at a
-// fraction of the decoding. Its snapshots have no Indices and no Metadata, so nothing that
-// decides what to delete or restore may use them. (Not index_names=false as well: older
-// Elasticsearch versions refuse the parameter, and filter_path already keeps the names out of the
-// answer.)
-// Concurrent GETs of the same backup share the read (sharedReads): the snapshots returned
-// are shared too, and must not be changed.
+// backupStates is backupSnapshots with only stateFields, for a GET: without Indices and
+// Metadata, nothing may decide by them what to delete or restore. (No index_names=false: older
+// Elasticsearch versions refuse it, and filter_path keeps the names out anyway.) Concurrent GETs
+// of the backup share the read (sharedReads), so the snapshots must not be changed.
 func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error) {
 	return s.stateReads.do(ctx, id, func(ctx context.Context) ([]snapshot, error) {
 		return s.backupSnapshotsWith(ctx, id, stateFields)
@@ -238,8 +230,7 @@ func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][
 			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
 				group := byID[id]
 				if group == nil {
-					// Room for both parts at once: one allocation per backup, not two.
-					group = make([]snapshot, 0, partCount)
+					group = make([]snapshot, 0, partCount) // one allocation per backup, not two
 				}
 				byID[id] = append(group, snap)
 			}
@@ -389,11 +380,15 @@ func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
 	return nil
 }
 
-// restoreRequest is the body of a snapshot restore.
-type snapshotRestoreBody struct {
-	Indices            []string `json:"indices"`
-	IncludeGlobalState bool     `json:"include_global_state"`
-	IncludeAliases     bool     `json:"include_aliases"`
+// restoreBody is the body of a snapshot restore; only a drill's renames its indices and sets
+// their settings (restoreToTemporary).
+type restoreBody struct {
+	Indices            []string       `json:"indices"`
+	IncludeGlobalState bool           `json:"include_global_state"`
+	IncludeAliases     bool           `json:"include_aliases"`
+	RenamePattern      string         `json:"rename_pattern,omitempty"`
+	RenameReplacement  string         `json:"rename_replacement,omitempty"`
+	IndexSettings      map[string]any `json:"index_settings,omitempty"`
 	// IgnoreIndexSettings drops the write block a safety backup's indices were snapshotted
 	// with, so Optimize never starts against read-only indices.
 	IgnoreIndexSettings []string `json:"ignore_index_settings"`
@@ -402,7 +397,7 @@ type snapshotRestoreBody struct {
 // restoreSnapshot asks Elasticsearch, once, to start restoring exactly these indices of one
 // snapshot with their aliases and without global state.
 func (s *server) restoreSnapshot(ctx context.Context, name string, indices []string) error {
-	body, err := json.Marshal(snapshotRestoreBody{Indices: indices, IncludeAliases: true, IgnoreIndexSettings: []string{"index.blocks.write"}})
+	body, err := json.Marshal(restoreBody{Indices: indices, IncludeAliases: true, IgnoreIndexSettings: []string{"index.blocks.write"}})
 	if err != nil {
 		return err
 	}
@@ -465,23 +460,11 @@ type restoreShards struct {
 	Successful int `json:"successful"`
 }
 
-// temporaryRestoreBody is the body of a restore to temporary indices (a drill's): the indices
-// renamed, without aliases (Optimize's aliases must keep pointing at the live indices), without
-// replicas.
-type temporaryRestoreBody struct {
-	Indices             []string       `json:"indices"`
-	IncludeGlobalState  bool           `json:"include_global_state"`
-	IncludeAliases      bool           `json:"include_aliases"`
-	RenamePattern       string         `json:"rename_pattern"`
-	RenameReplacement   string         `json:"rename_replacement"`
-	IndexSettings       map[string]any `json:"index_settings"`
-	IgnoreIndexSettings []string       `json:"ignore_index_settings"`
-}
-
 // restoreToTemporary restores exactly these indices of one snapshot under prefix+name and
-// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
+// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): without
+// aliases (Optimize's must keep pointing at the live indices), without replicas.
 func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indices []string, prefix string) (restoreShards, error) {
-	body, err := json.Marshal(temporaryRestoreBody{
+	body, err := json.Marshal(restoreBody{
 		Indices: indices, RenamePattern: "(.+)", RenameReplacement: prefix + "$1",
 		// Elasticsearch refuses to drop auto_expand_replicas on restore, but lets it be turned off.
 		IndexSettings:       map[string]any{"index.number_of_replicas": 0, "index.auto_expand_replicas": "false"},
