@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -169,22 +170,17 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	return in, part1, part2, nil
 }
 
-// writeBlockSettings is the body that sets an index's write block (true) or resets it (nil).
-type writeBlockSettings struct {
-	Write *bool `json:"index.blocks.write"`
-}
-
 // setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
 // Lifting resets the setting, so the indices end as they were.
 //
 // Before each batch, check (if not nil) may stop it: a restore job acts only while it holds
 // its lease, and one batch can take an Elasticsearch deadline.
 func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, check func() error) error {
-	settings := writeBlockSettings{}
+	var block *bool // null resets the setting
 	if on {
-		settings.Write = &on
+		block = &on
 	}
-	body, err := json.Marshal(settings)
+	body, err := json.Marshal(map[string]*bool{"index.blocks.write": block})
 	if err != nil {
 		return err
 	}
@@ -314,9 +310,7 @@ func (s *server) recovery(ctx context.Context, names []string) (recoveryShards, 
 		if err := s.read(ctx, req, &answer); err != nil {
 			return nil, fmt.Errorf("read the recovery of %s: %w", strings.Join(batch, ","), err)
 		}
-		for k, v := range answer {
-			out[k] = v
-		}
+		maps.Copy(out, answer)
 	}
 	return out, nil
 }
