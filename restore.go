@@ -68,54 +68,51 @@ const restoreKey = "restore"
 // handleRestore checks the preconditions of restoring a backup and, unless it is a dry run,
 // starts the restore job (admin only). The family decides how the dry run shows the ID.
 func (s *server) handleRestore(f family) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { s.restore(w, r, f) }
-}
-
-// restore is handleRestore's work for one request.
-func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
-	id := r.PathValue("id")
-	var req restoreRequest
-	if r.ContentLength != 0 {
-		if err := decodeBody(w, r, &req); err != nil {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		var req restoreRequest
+		if r.ContentLength != 0 {
+			if err := decodeBody(w, r, &req); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		// The checks and the start go on if the caller hangs up: a half-started job is worse.
+		ctx := context.WithoutCancel(r.Context())
+		// The job document is read first and the restore starts only if it is still at this
+		// version: a DELETE (which writes it) after this point makes the start fail, so the
+		// backup read below cannot be one that is being deleted.
+		stored, err := s.loadStoredJob(ctx)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		info, snaps, err := s.backupAndSnapshots(ctx, id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting, stored)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		passed := !slices.ContainsFunc(checks, func(c restoreCheck) bool { return !c.Passed })
+		if req.DryRun {
+			writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(f == legacy).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
+			return
+		}
+		if !passed {
+			s.writeError(w, r, restoreRefused(checks))
+			return
+		}
+		job, err := s.startRestore(ctx, info.BackupID, plan, stored)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, job)
 	}
-	// The checks and the start go on if the caller hangs up: a half-started job is worse.
-	ctx := context.WithoutCancel(r.Context())
-	// The job document is read first and the restore starts only if it is still at this
-	// version: a DELETE (which writes it) after this point makes the start fail, so the backup
-	// read below cannot be one that is being deleted.
-	stored, err := s.loadStoredJob(ctx)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	info, snaps, err := s.backupAndSnapshots(ctx, id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting, stored)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	passed := !slices.ContainsFunc(checks, func(c restoreCheck) bool { return !c.Passed })
-	if req.DryRun {
-		writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(f == legacy).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
-		return
-	}
-	if !passed {
-		s.writeError(w, r, restoreRefused(checks))
-		return
-	}
-	job, err := s.startRestore(ctx, info.BackupID, plan, stored)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, job)
 }
 
 // restoreRefused is the 409 of a restore whose preconditions failed: every failed check's
@@ -239,10 +236,8 @@ const (
 // OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. Any answer means it runs; a
 // timeout, a TLS error or a name that does not resolve cannot confirm anything, and the restore
 // is refused then too.
-func (s *server) optimizeStopped(ctx context.Context) (bool, string) {
-	var stopped bool
-	var detail string
-	for try := 0; try < probeTries; try++ {
+func (s *server) optimizeStopped(ctx context.Context) (stopped bool, detail string) {
+	for try := range probeTries {
 		if try > 0 && sleepCtx(ctx, probeGap) != nil {
 			return false, "The request was cancelled before Optimize could be probed."
 		}
