@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -326,10 +327,8 @@ func (c config) validate(p *problems) {
 	if _, ok := httpURL(c.OptimizeHealthURL); c.OptimizeHealthURL != "" && !ok {
 		p.add("OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
 	}
-	if c.ESCAFile != "" {
-		if _, err := os.Stat(c.ESCAFile); err != nil {
-			p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
-		}
+	if _, err := os.Stat(c.ESCAFile); c.ESCAFile != "" && err != nil {
+		p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
 	}
 	for name, d := range map[string]time.Duration{
 		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
@@ -350,34 +349,27 @@ func (c config) validate(p *problems) {
 // key and basic auth (a user name or password, or one in an Elasticsearch URL) are mutually
 // exclusive. Which one the client would pick is not something an operator should have to know.
 func (c config) validateCredentials(p *problems) {
-	urlUser := false
-	for _, u := range c.ESURLs {
-		if parsed, err := url.Parse(u); err == nil && parsed.User != nil {
-			urlUser = true
-		}
-	}
-	for _, set := range []struct {
-		keyVar, keyFile, userVars string
-		key, basicAuth            bool
-	}{
-		{"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", c.ESAPIKeyFile, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD",
-			c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != ""},
-		{"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
-			c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != ""},
-	} {
-		keyVar := set.keyVar
-		if set.keyFile != "" {
+	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
+		parsed, err := url.Parse(u)
+		return err == nil && parsed.User != nil
+	})
+	exclusive := func(keyVar, keyFile, userVars string, key, basicAuth bool) {
+		if keyFile != "" {
 			keyVar += "_FILE"
-		} else if !set.key {
-			continue
+		} else if !key {
+			return
 		}
-		if set.basicAuth {
-			p.add(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", set.userVars, keyVar, set.userVars)
+		if basicAuth {
+			p.add(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", userVars, keyVar, userVars)
 		}
 		if urlUser { // URL credentials would win over any key, the restore's too
 			p.add(keyVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an API key and basic auth are mutually exclusive: remove user:password@ from the URLs or unset %s", keyVar)
 		}
 	}
+	exclusive("OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", c.ESAPIKeyFile, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD",
+		c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != "")
+	exclusive("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
+		c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != "")
 }
 
 // cronParser reads standard 5-field expressions and descriptors (@daily), and a leading
