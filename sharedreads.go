@@ -32,7 +32,7 @@ type sharedRead[T any] struct {
 	done    chan struct{}
 	val     T
 	err     error
-	waiting int // callers waiting for it (tests look)
+	waiting int // callers waiting for it (tests look, see sharedReads.waiting)
 	// ctx and read are the first waiter's: the read runs detached from any one caller's
 	// cancellation (one caller hanging up must not fail the others), with its values (the
 	// request ID sent to Elasticsearch as X-Opaque-Id).
@@ -106,14 +106,4 @@ func (g *sharedReads[T]) finish(key string, r *sharedRead[T]) {
 	}
 	k.running, k.next = k.next, nil
 	go g.run(key, k.running, false)
-}
-
-// waiting is how many callers wait for key's next read.
-func (g *sharedReads[T]) waiting(key string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if k := g.keys[key]; k != nil && k.next != nil {
-		return k.next.waiting
-	}
-	return 0
 }
