@@ -152,11 +152,9 @@ func (s *server) shutdown(ctx context.Context, httpServer *http.Server, schedule
 	// that must finish within Kubernetes' grace period.
 	restoreStopped := make(chan struct{})
 	go func() {
-		stopNow, cancelNow := context.WithCancel(shutdownCtx)
-		cancelNow()
-		s.restores.shutdown(stopNow)
+		s.restores.shutdown(ctx) // ctx has ended: cancelled at once
 		// A drill also stops at once: it deletes its temporary indices and records FAILED.
-		s.drills.shutdown(stopNow)
+		s.drills.shutdown(ctx)
 		close(restoreStopped)
 	}()
 	err := httpServer.Shutdown(shutdownCtx)
