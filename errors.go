@@ -9,14 +9,11 @@ import (
 	"strings"
 )
 
-// Every error the sidecar knows, and the one place errors become HTTP answers.
-//
-// An error the caller sees is an *httpError made where the sidecar decides to refuse or fail
-// (badRequest, notFound, conflict, ...): it carries its status, Optimize's errorCode and the
-// operator's sentence, saying what happened and what to do. writeError only finds it in the
-// chain; what it writes itself are the answers about what the sidecar did not decide:
-// Elasticsearch's answers (or its silence), a body too large, a bug. Lower layers wrap errors
-// with what they were doing ("create snapshot x: ..."); errors.Is/As see through the wrapping.
+// Every error the sidecar knows, and the one place errors become HTTP answers. An error the
+// caller sees is an *httpError made where the sidecar decides to refuse or fail (badRequest,
+// notFound, conflict, ...), with its status, Optimize's errorCode and the operator's sentence.
+// writeError finds it in the chain; the answers it makes itself are for what the sidecar did
+// not decide: Elasticsearch's answers (or its silence), a body too large, a bug.
 
 // apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
 // errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
@@ -40,8 +37,7 @@ var errorSentences = map[string]string{
 }
 
 // httpError is an error with its HTTP answer: the status, Optimize's errorCode and the
-// sentence the operator reads in detailedMessage (its Error()). Lower layers may wrap it; the
-// answer is still its own sentence, without what they wrapped around it.
+// sentence the operator reads in detailedMessage, without what lower layers wrapped around it.
 type httpError struct {
 	status int
 	code   string
@@ -104,8 +100,7 @@ func serverError(format string, args ...any) *httpError {
 	return newHTTPError(http.StatusInternalServerError, "serverError", format, args...)
 }
 
-// writeError is the one place errors become HTTP answers: it writes Optimize's JSON error
-// shape with the status and code of the error (see describeError) and logs the error once.
+// writeError writes Optimize's JSON error shape for err (see describeError) and logs it once.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := s.describeError(r, err)
 	if status == http.StatusUnauthorized {
@@ -130,8 +125,7 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 }
 
 // answerOf is the answer to an error the sidecar did not make into an httpError: what
-// Elasticsearch answered or did not (the route's family, from routes(), decides the status of
-// an unreachable one), a request body too large, or a bug.
+// Elasticsearch answered or did not, a request body too large, or a bug.
 func (s *server) answerOf(r *http.Request, err error) *httpError {
 	var (
 		refused   *esAuthError
@@ -176,40 +170,38 @@ func unreachable(r *http.Request, format string, args ...any) *httpError {
 	return newHTTPError(http.StatusBadGateway, "elasticsearchConnectionError", format, args...)
 }
 
-// errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
-var errNoRepository = badRequest("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
+var (
+	// errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
+	errNoRepository = badRequest("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
+	// errStopping refuses long work that would start while the sidecar shuts down.
+	errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
+	// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
+	errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
+	// errUnauthorized means the request did not carry the admin token.
+	errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
+	// errIDTaken is in the chain of the 409 of a taken backup ID (see idTaken): the scheduler
+	// tells it from other failures to start.
+	errIDTaken = errors.New("backup ID taken")
+	// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
+	errSnapshotNameTaken = errors.New("snapshot name already in use")
+	// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
+	// timed out): 500 on Optimize 3.9's routes, 502 on the others (see unreachable).
+	errESUnreachable = errors.New("elasticsearch could not be reached")
+	// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
+	errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
+	// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not
+	// show their recovery yet): try again in a moment.
+	errNotYet = errors.New("not yet")
+)
 
-// errStopping refuses long work that would start while the sidecar shuts down.
-var errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
-
-// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
-var errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
-
-// errUnauthorized means the request did not carry the admin token.
-var errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
-
-// errIDTaken is in the chain of the 409 of a backup ID that is taken (see idTaken): the
-// scheduler tells it from other failures to start.
-var errIDTaken = errors.New("backup ID taken")
-
-// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
-var errSnapshotNameTaken = errors.New("snapshot name already in use")
-
-// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
-// timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
-var errESUnreachable = errors.New("elasticsearch could not be reached")
-
-// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
-var errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
-
-// esError is an error answer from Elasticsearch (or from a gateway in front of it), decoded
-// from its error body.
+// esError is an error answer from Elasticsearch (or from a gateway in front of it).
 type esError struct {
 	Status int
 	Type   string
 	Reason string
 }
 
+// Error is the answer's status, type and reason.
 func (e *esError) Error() string {
 	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
 }
@@ -273,7 +265,3 @@ func (e *esAuthError) Error() string {
 	return fmt.Sprintf("Elasticsearch refused the action [%s]: the sidecar's credentials (%s) lack the %s privilege %s%s. Grant %s one of the %s privileges [%s]%s (%s); the sidecar needs no restart. Elasticsearch said: %s",
 		action[1], creds, kind, narrowest, on, grantTo, kind, privileges, on, readme, e.es.Reason)
 }
-
-// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
-// their recovery yet): try again in a moment.
-var errNotYet = errors.New("not yet")
