@@ -20,9 +20,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// This file holds how the sidecar talks to Elasticsearch: the clients, the one call helper and
-// the escaping of names that go into URLs. The requests themselves are in snapshots.go,
-// indices.go and jobstore.go.
+// How the sidecar talks to Elasticsearch: the clients, the one call helper and the escaping of
+// names that go into URLs. The requests are in snapshots.go, indices.go and jobstore.go.
 
 // maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
 // snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
@@ -53,8 +52,7 @@ type credentials struct {
 	vars                       string
 }
 
-// mainCredentials and restoreCredentials are the credentials of the clients; the restore
-// falls back to the main ones when none of its own are configured.
+// mainCredentials are the credentials of the read and write clients.
 func (c config) mainCredentials() credentials {
 	creds := credentials{username: c.ESUsername, password: c.ESPassword, apiKey: c.ESAPIKey}
 	switch {
@@ -68,7 +66,8 @@ func (c config) mainCredentials() credentials {
 	return creds
 }
 
-// restoreCredentials are the restore's own credentials and true, or the main ones and false.
+// restoreCredentials are the restore's own credentials and true, or (none configured) the main
+// ones and false.
 func (c config) restoreCredentials() (credentials, bool) {
 	switch {
 	case c.RestoreESAPIKeyFile != "":
@@ -136,17 +135,14 @@ func newESTransport(cfg config) (*http.Transport, error) {
 // newESClient builds one Elasticsearch client with these credentials over transport; retry
 // tells whether the client may resend a request that got no usable answer.
 func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
-	esCfg := elasticsearch.Config{
+	return elasticsearch.NewClient(elasticsearch.Config{
 		Addresses:    cfg.ESURLs,
 		Username:     creds.username,
 		Password:     creds.password,
+		APIKey:       encodedAPIKey(creds.apiKey), // "" for none
 		Transport:    opaqueID{transport},
 		DisableRetry: !retry,
-	}
-	if creds.apiKey != "" {
-		esCfg.APIKey = encodedAPIKey(creds.apiKey)
-	}
-	return elasticsearch.NewClient(esCfg)
+	})
 }
 
 // opaqueID sends the request ID of the sidecar request an Elasticsearch request serves as
@@ -164,10 +160,9 @@ func (o opaqueID) RoundTrip(r *http.Request) (*http.Response, error) {
 	return o.next.RoundTrip(r)
 }
 
-// esCall runs one Elasticsearch request through client within timeout (the per-call deadline,
-// but for a request that waits on Elasticsearch's work), closes its body, turns error answers
-// into *esError and transport failures into errESUnreachable, and decodes a successful JSON
-// answer into target (unless target is nil).
+// esCall runs one Elasticsearch request through client within timeout, closes its body, turns
+// error answers into *esError and transport failures into errESUnreachable, and decodes a
+// successful JSON answer into target (unless target is nil).
 func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
