@@ -13,21 +13,13 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// Which indices are this installation's, and the requests that act on a list of them.
-//
-// The rule (README, "Which indices a backup holds"): an index belongs to the installation with
-// prefix P when its name is P-{name}_v{N}, optionally with a rollover suffix -NNNNNN (Optimize
-// names every index it creates so), and it does not belong to another installation whose longer
-// prefix Q starts with P- (optimize-east next to optimize). An index that merely starts with P-
-// (optimize-logs-2026.11) is nobody's.
-//
-// Another installation Q shows by any of the four indices every installation has, even a
-// half-restored one: Q-metadata (part 2) or one of Q's import indices (part 1). This is decided
-// by names alone and fails closed: Q's metadata need not be readable, and an installation
-// whose restore has so far brought back only part 1 is still seen. The one exception is a
-// dynamic index of P named like one of those (a process definition key "x-metadata" gives
-// P-process-instance-x-metadata_v8): Q = P-process-instance-x starts with one of Optimize's
-// dynamic index families, and is P's own.
+// Which indices are this installation's, and the requests that act on a list of them. The rule
+// (docs/installation-indices.md): an index belongs to the installation with prefix P when its
+// name is P-{name}_v{N}, optionally with a rollover suffix -NNNNNN, and not to another
+// installation whose longer prefix Q starts with P- (optimize-east next to optimize). Q shows by
+// any of the four indices every installation has, even a half-restored one (Q-metadata or an
+// import index), by names alone, so it fails closed; except where Q starts with one of P's
+// dynamic index families (P-process-instance-x-metadata_v8 is P's own).
 
 // importIndexNames are the Optimize indices that go into part 1 of a backup.
 var importIndexNames = []string{"import-index", "timestamp-based-import-index", "position-based-import-index"}
@@ -54,7 +46,7 @@ type installation struct {
 }
 
 // newInstallation is the installation with this prefix, next to the installations with the
-// prefixes others (any that do not start with prefix + "-" are irrelevant and dropped).
+// prefixes others (those not starting with prefix + "-" are dropped).
 func newInstallation(prefix string, others []string) installation {
 	in := installation{
 		prefix:  prefix,
@@ -105,13 +97,10 @@ func (in installation) split(names []string) (part1, part2, foreign []string) {
 	return part1, part2, foreign
 }
 
-// otherInstallations returns the prefixes Q (longer than prefix, starting with prefix + "-")
-// of the installations that names (indices and aliases) show, by the markers above; names of
-// the prefix's own dynamic indices are no marker.
-//
-// A physical index counts only with Optimize's _v{N} suffix, an alias by its name: an index a
-// foreign application names optimize-process-metadata must not make optimize-process-* look
-// like another installation (and vanish from this one's backups).
+// otherInstallations returns the prefixes Q (starting with prefix + "-") of the installations
+// that names (indices and aliases) show by the markers above. An index counts only with
+// Optimize's _v{N} suffix, an alias by its name: another application's index
+// optimize-process-metadata must not make optimize-process-* vanish from this one's backups.
 func otherInstallations(prefix string, indices, aliases []string) []string {
 	var out []string
 	for _, n := range slices.Concat(indices, aliases) {
@@ -138,9 +127,8 @@ func otherInstallations(prefix string, indices, aliases []string) []string {
 	return out
 }
 
-// installationIndices resolves the indices of the prefix as they exist now and returns this
-// installation (with the other installations nested in its prefix) and its indices split into
-// the two parts: one request.
+// installationIndices resolves the prefix's indices as they exist now (one request) and returns
+// this installation and its indices split into the two parts.
 func (s *server) installationIndices(ctx context.Context) (in installation, part1, part2 []string, err error) {
 	req := esapi.IndicesResolveIndexRequest{
 		Name:            []string{seg(s.cfg.IndexPrefix) + "-*"},
@@ -170,11 +158,9 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	return in, part1, part2, nil
 }
 
-// setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
-// Lifting resets the setting, so the indices end as they were.
-//
-// Before each batch, check (if not nil) may stop it: a restore job acts only while it holds
-// its lease, and one batch can take an Elasticsearch deadline.
+// setWriteBlock puts (on) or lifts (off, resetting the setting) a write block on exactly these
+// indices, in batches. Before each batch, check (if not nil) may stop it: a restore job acts
+// only while it holds its lease, and one batch can take an Elasticsearch deadline.
 func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, check func() error) error {
 	var block *bool // null resets the setting
 	if on {
