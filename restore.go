@@ -115,8 +115,7 @@ func (s *server) handleRestore(f family) http.HandlerFunc {
 	}
 }
 
-// restoreRefused is the 409 of a restore whose preconditions failed: every failed check's
-// message.
+// restoreRefused is the 409 of a restore whose preconditions failed, with their messages.
 func restoreRefused(checks []restoreCheck) error {
 	var failed []string
 	for _, c := range checks {
@@ -128,8 +127,8 @@ func restoreRefused(checks []restoreCheck) error {
 }
 
 // restoreChecks evaluates every precondition without changing anything, and returns the plan
-// the job will carry out if they all pass: the backup's snapshots as read (in part order) and,
-// with replaceExisting, this installation's indices that exist now.
+// the job carries out if they all pass: the snapshots as read and, with replaceExisting, this
+// installation's indices that exist now.
 func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool, stored storedJob) ([]restoreCheck, restorePlan, error) {
 	var checks []restoreCheck
 	check := func(name string, passed bool, message string) {
@@ -233,9 +232,8 @@ const (
 )
 
 // optimizeStopped tells whether Optimize is provably stopped: only a refused connection at
-// OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. Any answer means it runs; a
-// timeout, a TLS error or a name that does not resolve cannot confirm anything, and the restore
-// is refused then too.
+// OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. An answer, a timeout, a TLS error
+// or a name that does not resolve refuses the restore.
 func (s *server) optimizeStopped(ctx context.Context) (stopped bool, detail string) {
 	for try := range probeTries {
 		if try > 0 && sleepCtx(ctx, probeGap) != nil {
@@ -267,10 +265,8 @@ func (s *server) probeOptimize(ctx context.Context) (bool, string) {
 	return false, fmt.Sprintf("Cannot confirm that Optimize is stopped: %s did not refuse the connection but gave no answer (%v); stop Optimize, or fix OPTIMIZE_HEALTH_URL so that it points at Optimize.", s.cfg.OptimizeHealthURL, err)
 }
 
-// foreignIndices are the indices of a backup that are not this installation's (in is the
-// installation as the cluster shows it). The backup's own index list can name another
-// installation too (a backup taken before installations were told apart): its metadata index
-// then shows in the list.
+// foreignIndices are the indices of a backup that are not this installation's, by the
+// installations the cluster shows (in) and those the backup's own index list shows.
 func (s *server) foreignIndices(in installation, backupIndices []string) []string {
 	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices, nil)...))
 	_, _, foreign := snapIn.split(backupIndices)
@@ -308,8 +304,8 @@ func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (str
 	return "", nil
 }
 
-// handleRestoreStatus reports the restore job of a backup, as stored in Elasticsearch: one
-// request. It changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
+// handleRestoreStatus reports the restore job of a backup as stored in Elasticsearch. It
+// changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
 func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := s.checkStatusRequest(id); err != nil {

@@ -26,12 +26,10 @@ type retentionDelete struct {
 	Reason   string `json:"reason"`
 }
 
-// scheduledListFields are what retention needs of each snapshot: the list's fields and the
-// two metadata keys that tell a scheduled backup of this installation.
+// scheduledListFields are the list's fields and the metadata keys scheduledOf reads.
 var scheduledListFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.kind", "snapshots.metadata.indexPrefix")
 
-// scheduledBackups returns this installation's scheduled backups in the repository, newest
-// slot first, paging through Elasticsearch.
+// scheduledBackups returns this installation's scheduled backups, newest slot first.
 func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error) {
 	byID, err := s.backupsByID(ctx, scheduledListFields)
 	if err != nil {
@@ -61,10 +59,9 @@ func (s *server) scheduledOf(snaps []snapshot) bool {
 }
 
 // retentionPlan is what retention deletes of these scheduled backups (newest slot first) at
-// now: a COMPLETED backup beyond the keep newest COMPLETED ones or whose slot is older than
-// maxAge, and a FAILED or INCOMPLETE backup older than the newest COMPLETED one. The newest
-// COMPLETED backup is always kept, a running one is never deleted, and with neither limit set
-// nothing is. It is a pure function of its inputs.
+// now: a COMPLETED backup beyond the keep newest COMPLETED ones or older than maxAge, and a
+// FAILED or INCOMPLETE backup older than the newest COMPLETED one, which is always kept. A
+// running backup is never deleted, and with neither limit set nothing is.
 func retentionPlan(backups []scheduledBackup, keep int, maxAge time.Duration, now time.Time) []retentionDelete {
 	if keep <= 0 && maxAge <= 0 {
 		return nil
@@ -96,9 +93,8 @@ func retentionPlan(backups []scheduledBackup, keep int, maxAge time.Duration, no
 	return out
 }
 
-// applyRetention deletes what retentionPlan says, through the same path as DELETE (delete
-// marks, refusal while a restore or a drill uses the backup), each backup confirmed scheduled
-// again right before its delete. A backup that cannot be deleted is logged and kept.
+// applyRetention deletes what retentionPlan says through DELETE's path (delete marks, refusal
+// while a restore or drill uses the backup). A backup that cannot be deleted is logged and kept.
 func (s *server) applyRetention(ctx context.Context) {
 	if s.cfg.RetentionKeep <= 0 && s.cfg.RetentionMaxAge <= 0 {
 		return

@@ -69,10 +69,9 @@ func (b *backupSchedule) missed(now time.Time) (time.Time, bool) {
 }
 
 // slotID is the backup ID of a slot for the installation with this prefix: the slot's Unix
-// seconds times 1000 plus a number under 1000 derived from the prefix. It is an integer, valid on
-// both route families, sorts by time, is the same on every replica of an installation, and
-// differs between two installations that share a repository and a schedule (snapshot names do
-// not say whose they are, so the same ID would let only one of them back up).
+// seconds times 1000 plus prefixTag. An integer, valid on both route families, sorted by time,
+// the same on every replica, and different for two installations sharing a repository and a
+// schedule (snapshot names do not say whose they are: only one of them could back up).
 func slotID(slot time.Time, prefix string) string {
 	return strconv.FormatInt(slot.Unix()*1000+int64(prefixTag(prefix)), 10)
 }
@@ -84,8 +83,7 @@ func prefixTag(prefix string) uint32 {
 	return h.Sum32() % 1000
 }
 
-// slotOf is the slot of a scheduled backup of this installation, from its ID; ok is false for
-// an ID that is not one of this installation's slot IDs.
+// slotOf is the slot of this installation's slot ID; ok is false for any other ID.
 func slotOf(id, prefix string) (time.Time, bool) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n < 0 || n%1000 != int64(prefixTag(prefix)) || strconv.FormatInt(n, 10) != id {
@@ -119,8 +117,7 @@ func (s *server) runSchedule(ctx context.Context, done chan<- struct{}) {
 }
 
 // runSlot creates the backup of one slot, waits for it to end, drills it if configured, and
-// applies retention. Only the replica whose create Elasticsearch accepted goes past the create;
-// it records the run (scheduleRun) for GET /actuator/schedule.
+// applies retention. Only the replica whose create Elasticsearch accepted goes past the create.
 func (s *server) runSlot(ctx context.Context, slot time.Time) {
 	id := slotID(slot, s.cfg.IndexPrefix)
 	log := s.log.With("backup_id", id, "repository", s.cfg.Repository, "slot", slot.Format(time.RFC3339))
@@ -130,8 +127,7 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		defer cancel()
 		s.recordRun(recordCtx, scheduleRun{Slot: slot.UTC(), BackupID: id, Outcome: outcome, Reason: reason, Sidecar: s.owner})
 	}
-	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2
-	// (handleCreateBackup does the same for a caller who hangs up).
+	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2.
 	names, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
 	switch {
 	case names != nil && err != nil: // part 1 started, part 2 refused: the sidecar is stopping
@@ -233,8 +229,7 @@ type scheduleView struct {
 	Retention retention `json:"retention"`
 }
 
-// lastRun is the last slot a replica of this installation ran (stored in Elasticsearch, so
-// every replica reports it alike), with the state its backup has now ("" when it has none).
+// lastRun is scheduleRun as GET shows it, with the state its backup has now ("" for none).
 type lastRun struct {
 	Slot     string `json:"slot"`
 	BackupID string `json:"backupId"`
@@ -243,7 +238,7 @@ type lastRun struct {
 	State    string `json:"state,omitempty"`
 }
 
-// retention is the retention settings and what retention would delete if it ran now.
+// retention is the retention settings and what retention would delete now.
 type retention struct {
 	Keep        int               `json:"keep,omitempty"`
 	MaxAge      string            `json:"maxAge,omitempty"`
@@ -251,7 +246,7 @@ type retention struct {
 }
 
 // handleSchedule reports the schedule, its next slots, the last scheduled backup and what
-// retention would delete next, all read from the repository: every replica answers the same.
+// retention would delete next, read from Elasticsearch: every replica answers the same.
 func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	view := scheduleView{Retention: retention{Keep: s.cfg.RetentionKeep, WouldDelete: []retentionDelete{}}}
 	if s.cfg.RetentionMaxAge > 0 {
@@ -290,7 +285,7 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyScheduled drills a scheduled backup that completed and waits for this drill's result
-// (the backup's drill result with this drill's start time), so that retention runs after it.
+// (the one with its start time), so that retention runs after it.
 func (s *server) verifyScheduled(ctx context.Context, id string, log *slog.Logger) {
 	// Not cut off by a SIGTERM halfway through taking the drill document (as handleVerify).
 	started, err := s.startDrill(context.WithoutCancel(ctx), id)
