@@ -25,8 +25,7 @@ const maxRequestIDLength = 128
 const maxUserAgentLength = 200
 
 // accessEntry is what the access log learns about a request while it is served: its ID (for
-// writeError's lines) and whether routes() made it an admin route (set by admin, in the
-// request's own goroutine, before the access log reads it).
+// writeError's lines) and whether admin made it an audit line (in the request's goroutine).
 type accessEntry struct {
 	id    string
 	audit bool
@@ -45,11 +44,9 @@ func accessEntryOf(r *http.Request) *accessEntry {
 }
 
 // accessLog wraps the whole router: it settles the request ID, sends it back, counts the answer
-// for /actuator/prometheus and writes one line when the answer is complete: method, route
-// pattern (what the mux matched: no backup ID, so lines group by route), path, status, bytes of
-// the body and how long it took in milliseconds (as Elasticsearch's own "took"). It must be the
-// outermost wrapper: it hands the mux a copy of the request (with the entry in its context),
-// and only that copy learns the matched pattern.
+// for /actuator/prometheus and writes one line per answer. It must be the outermost wrapper:
+// it hands the mux a copy of the request (with the entry in its context), and only that copy
+// learns the matched pattern, which the line shows instead of the path's backup ID.
 func (s *server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -98,9 +95,8 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 }
 
 // requestID returns the caller's request ID if it is usable, else a new one, and whether a
-// caller's ID was replaced. Usable is 1 to maxRequestIDLength printable ASCII characters
-// without spaces: whatever else a caller sends (newlines, quotes into other log formats,
-// megabytes) could forge or flood log lines downstream of this JSON log.
+// caller's ID was replaced. Usable is 1 to maxRequestIDLength printable ASCII characters without
+// spaces: anything else could forge or flood log lines downstream of this JSON log.
 func requestID(given string) (id string, replaced bool) {
 	if given == "" {
 		return rand.Text(), false

@@ -8,8 +8,7 @@ import (
 )
 
 // admin guards a route with the admin token and makes the request's access-log line an audit
-// line: who (remote address and user agent), what (method, route, path) and the status
-// answered, never the token (see accessLog).
+// line (who called, never the token).
 func (s *server) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		accessEntryOf(r).audit = true

@@ -25,8 +25,7 @@ type component struct {
 	Details map[string]string `json:"details,omitempty"`
 }
 
-// handleHealth reports whether Elasticsearch answers and the repository exists; 503 when
-// either is down, with the reason in the component's details.
+// handleHealth reports whether Elasticsearch answers and the repository exists; 503 if not.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	components := map[string]component{}
 	if status, err := s.clusterStatus(r.Context()); err != nil {

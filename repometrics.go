@@ -12,17 +12,10 @@ import (
 // and a restarted one, reports the same, so a staleness alert fires whichever replica is
 // scraped.
 
-// backupStates are the states counted by optimize_backup_backups, in their order of output.
-var backupStates = []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible}
-
-// metricsFields are what the repository metrics read of each snapshot: the list's fields and
-// what tells whose a snapshot is (isOwnSnapshot: the metadata's prefix, or, for Optimize's own
-// snapshots without metadata, their indices).
+// metricsFields are the list's fields and what isOwnSnapshot reads (metadata prefix, indices).
 var metricsFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.indexPrefix", "snapshots.indices")
 
-// repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format:
-// whether the repository could be read, this installation's backups by state, when the newest
-// COMPLETED one ended, the last drill, and the next scheduled slot.
+// repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format.
 func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 	if s.cfg.Schedule != nil {
 		if next := s.cfg.Schedule.next(s.now()); !next.IsZero() {
@@ -58,7 +51,7 @@ func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 		}
 	}
 	fmt.Fprintf(b, "# HELP optimize_backup_backups Backups of this installation in the repository, by state.\n# TYPE optimize_backup_backups gauge\n")
-	for _, state := range backupStates {
+	for _, state := range []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible} {
 		fmt.Fprintf(b, "optimize_backup_backups{state=%q} %d\n", state, counts[state])
 	}
 	if lastSuccess > 0 {
