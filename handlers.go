@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // maxBodyBytes bounds request bodies: a backup request is a few bytes, and nothing larger is
@@ -171,15 +172,13 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		var last *drillResult
-		done := make(chan struct{})
+		var drill sync.WaitGroup
 		if s.drillsSeen.Load() && validateBackupID(id) == nil && s.cfg.Repository != "" {
-			go func() { defer close(done); last = s.lastDrill(r.Context(), id) }()
-		} else {
-			close(done)
+			drill.Go(func() { last = s.lastDrill(r.Context(), id) })
 		}
 		// Only stateFields: nothing may delete or restore by these snapshots.
 		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
-		<-done
+		drill.Wait()
 		if err != nil {
 			s.writeError(w, r, err)
 			return

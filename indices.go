@@ -170,14 +170,14 @@ func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, che
 	if err != nil {
 		return err
 	}
-	ignore := true // an index deleted meanwhile must not keep the others blocked
 	for _, batch := range batches(names) {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
 			}
 		}
-		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore}
+		// IgnoreUnavailable: an index deleted meanwhile must not keep the others blocked.
+		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: new(true)}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
 		}
@@ -195,10 +195,9 @@ type indexFacts struct {
 // that do not exist are left out.
 func (s *server) indexSettings(ctx context.Context, names []string) (map[string]indexFacts, error) {
 	out := map[string]indexFacts{}
-	ignore, flat := true, true
 	for _, batch := range batches(names) {
 		req := esapi.IndicesGetSettingsRequest{Index: segs(batch), Name: []string{"index.uuid", "index.blocks.write"},
-			IgnoreUnavailable: &ignore, FlatSettings: &flat, ExpandWildcards: "all"}
+			IgnoreUnavailable: new(true), FlatSettings: new(true), ExpandWildcards: "all"}
 		var answer map[string]struct {
 			Settings map[string]string `json:"settings"`
 		}
@@ -235,12 +234,11 @@ func (s *server) checkUUIDs(ctx context.Context, plan restorePlan, allowMissing 
 // deleteIndices deletes exactly these concrete indices, in batches; indices already gone are
 // skipped, so a resumed restore can repeat it. check, before each batch, as for setWriteBlock.
 func (s *server) deleteIndices(ctx context.Context, names []string, check func() error) error {
-	ignore := true
 	for _, batch := range batches(names) {
 		if err := check(); err != nil {
 			return err
 		}
-		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: &ignore, ExpandWildcards: "none"}
+		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: new(true), ExpandWildcards: "none"}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("delete indices %s: %w", strings.Join(batch, ","), err)
 		}
@@ -288,9 +286,8 @@ type recoveryShards map[string]struct {
 // (yet) are left out of the answer.
 func (s *server) recovery(ctx context.Context, names []string) (recoveryShards, error) {
 	out := recoveryShards{}
-	ignore := true
 	for _, batch := range batches(names) {
-		req := esapi.IndicesRecoveryRequest{Index: segs(batch), IgnoreUnavailable: &ignore,
+		req := esapi.IndicesRecoveryRequest{Index: segs(batch), IgnoreUnavailable: new(true),
 			FilterPath: []string{"*.shards.id", "*.shards.type", "*.shards.stage", "*.shards.primary", "*.shards.source.snapshot", "*.shards.index.size"}}
 		var answer recoveryShards
 		if err := s.read(ctx, req, &answer); err != nil {
@@ -312,8 +309,7 @@ func (s *server) indicesStartingWith(ctx context.Context, prefix string) ([]stri
 
 // resolve returns the names of the indices these (escaped) names or patterns resolve to.
 func (s *server) resolve(ctx context.Context, names []string) ([]string, error) {
-	ignore := true
-	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: &ignore, FilterPath: []string{"indices.name"}}
+	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: new(true), FilterPath: []string{"indices.name"}}
 	var answer struct {
 		Indices []struct {
 			Name string `json:"name"`
@@ -331,7 +327,6 @@ func (s *server) resolve(ctx context.Context, names []string) ([]string, error) 
 
 // countDocuments searches one index and returns its document count.
 func (s *server) countDocuments(ctx context.Context, index string) (int64, error) {
-	size := 0
 	var answer struct {
 		Hits struct {
 			Total struct {
@@ -342,7 +337,7 @@ func (s *server) countDocuments(ctx context.Context, index string) (int64, error
 			Failed int `json:"failed"`
 		} `json:"_shards"`
 	}
-	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: &size, TrackTotalHits: true}
+	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: new(0), TrackTotalHits: true}
 	if err := s.read(ctx, req, &answer); err != nil {
 		return 0, err
 	}

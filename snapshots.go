@@ -341,8 +341,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	if err != nil {
 		return err
 	}
-	wait := false
-	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: new(false)}
 	err = s.write(ctx, req, nil)
 	var ee *esError
 	switch {
@@ -401,8 +400,7 @@ func (s *server) restoreSnapshot(ctx context.Context, name string, indices []str
 	if err != nil {
 		return err
 	}
-	wait := false
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: new(false)}
 	if err := s.restoreWrite(ctx, req, nil); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", name, err)
 	}
@@ -473,8 +471,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 	if err != nil {
 		return restoreShards{}, err
 	}
-	wait := true
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: new(true)}
 	var answer struct {
 		Snapshot struct {
 			Shards restoreShards `json:"shards"`
