@@ -16,14 +16,12 @@ import (
 	"sync"
 )
 
-// maxBodyBytes bounds request bodies: a backup request is a few bytes, and nothing larger is
-// read into memory.
+// maxBodyBytes bounds request bodies: a backup request is a few bytes.
 const maxBodyBytes = 1 << 20
 
-// family is one of Optimize's two route families. routes() decides it once per route and
-// hands it to the handlers: it sets the ID rule on create, the create answer, how IDs are
-// written (3.10+ writes integer IDs as JSON numbers) and the status for an unreachable
-// Elasticsearch (500 on 3.9, 502 on 3.10+).
+// family is one of Optimize's two route families, decided once per route by routes(): it sets
+// the ID rule on create, the create answer, how IDs are written and the status for an
+// unreachable Elasticsearch.
 type family int
 
 const (
@@ -44,8 +42,8 @@ func (f family) base() string {
 // familyKey is the request context key under which routes() stores a route's family.
 type familyKey struct{}
 
-// inFamily hands f to code the handler constructors do not reach (writeError, admin(), the
-// restore handlers in restore.go) through the request's context, set by routes() alone.
+// inFamily hands f through the request's context to code the handler constructors do not
+// reach (writeError); only routes() sets it.
 func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		next(w, r.WithContext(context.WithValue(r.Context(), familyKey{}, f)))
@@ -66,8 +64,6 @@ func familyOf(r *http.Request) family {
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.register(mux)
-	// accessLog is outermost: it hands the rest a request copy that carries the request ID,
-	// and the mux records the matched pattern on that copy.
 	return s.accessLog(s.jsonNoRoute(mux))
 }
 
@@ -128,8 +124,7 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 }
 
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
-// part 2 follows in the background once part 1 has finished. The family sets the ID rule and
-// the answer: 200 with the snapshot names on 3.9, 202 with Optimize 3.10+'s message on 3.10+.
+// part 2 follows in the background. 3.9 answers 200 with the snapshot names, 3.10+ 202.
 func (s *server) handleCreateBackup(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -219,8 +214,7 @@ func (s *server) readBackup(ctx context.Context, id string, read func(context.Co
 // backups: large enough for few round trips, small enough to keep each answer bounded.
 const defaultListPageSize = 1000
 
-// handleListBackups reports every backup in the repository, newest first, paging through
-// Elasticsearch. ?limit=N keeps the N newest.
+// handleListBackups reports every backup in the repository, newest first; ?limit=N keeps N.
 func (s *server) handleListBackups(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		limit := 0
@@ -246,7 +240,6 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 		for id, snaps := range byID {
 			infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
 		}
-		// Newest first, then by ID descending.
 		slices.SortFunc(infos, func(a, b backupInfo) int {
 			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.BackupID, a.BackupID))
 		})
@@ -276,8 +269,7 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteBackup deletes this installation's snapshots of exactly one backup and returns their
-// names; check, if not nil, may refuse the delete on the snapshots as read (retention uses it
-// to delete scheduled backups only). It is DELETE's path, and retention's.
+// names; check, if not nil, may refuse the delete on the snapshots as read (retention's).
 func (s *server) deleteBackup(ctx context.Context, id string, check func([]snapshot) error) ([]string, error) {
 	_, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
@@ -317,10 +309,8 @@ func (s *server) deleteBackup(ctx context.Context, id string, check func([]snaps
 	return names, nil
 }
 
-// ownSnapshots returns the names of the snapshots that are this installation's (sorted), and
-// refuses (409) when there is none: a snapshot is another installation's when its metadata
-// names another prefix, or (Optimize's own snapshots carry no metadata) when it holds none of
-// this installation's indices.
+// ownSnapshots returns the sorted names of the snapshots that are this installation's (see
+// isOwnSnapshot), and refuses (409) when there is none.
 func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
 	var own, foreign []string
 	for _, sn := range snaps {
@@ -338,7 +328,8 @@ func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
 	return own, nil
 }
 
-// isOwnSnapshot tells whether one snapshot is this installation's.
+// isOwnSnapshot tells whether one snapshot is this installation's: by the prefix in its
+// metadata, or (Optimize's own snapshots carry none) by whether it holds this one's indices.
 func (s *server) isOwnSnapshot(sn snapshot) bool {
 	if p, ok := sn.Metadata["indexPrefix"].(string); ok {
 		return p == s.cfg.IndexPrefix
@@ -388,9 +379,8 @@ func (s *server) unfence(ctx context.Context, id string) {
 	}
 }
 
-// lateParts returns the snapshots of the backup that appeared after it was read: parts of the
-// same backup only (the same backupNonce in their metadata as a deleted part), never a new
-// backup of the same ID.
+// lateParts returns the snapshots of the backup that appeared after it was read with the
+// backupNonce of a deleted part: never a new backup of the same ID.
 func (s *server) lateParts(ctx context.Context, id string, read []snapshot, deleted []string) []string {
 	nonces := map[string]bool{}
 	for _, sn := range read {
@@ -459,10 +449,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
 }
 
-// writeJSON writes v as a JSON answer with this status, as encoding/json's Encoder with
-// SetEscapeHTML(false) writes it: these answers go to scripts and terminals, where \u003c for <
-// only gets in the way. It is encoded whole first, so that it goes out with a Content-Length in
-// one write (not in chunks of net/http's 4 KB buffer), as soon as the access log flushes it.
+// writeJSON writes v as a JSON answer with this status, without HTML escaping (\u003c for <
+// only gets in the way of scripts and terminals), encoded whole first so that it goes out with
+// a Content-Length in one write as soon as the access log flushes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -480,8 +469,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes()) // the client went away: nothing left to tell it
 }
 
-// checkStatusRequest is what the status routes of a backup's work (restore, drill) check
-// before reading the job: a valid ID and a configured repository.
+// checkStatusRequest checks a status route's (restore, drill) ID and the repository setting.
 func (s *server) checkStatusRequest(id string) error {
 	if err := validateBackupID(id); err != nil {
 		return err
