@@ -44,16 +44,14 @@ type snapshotFailure struct {
 	Status  string `json:"status"`
 }
 
-// snapshotFields limits answers to what the sidecar reads: it keeps the answers small when a
-// repository holds thousands of snapshots.
+// snapshotFields limits answers to what the sidecar reads, for repositories of thousands.
 var snapshotFields = []string{
 	"snapshots.snapshot", "snapshots.uuid", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures", "snapshots.shards",
 	"next", "failures",
 }
 
-// listFields are the fields listing needs: without the index lists and metadata, which
-// dominate the size of a page.
+// listFields are the fields listing needs: not the index lists and metadata, most of a page.
 var listFields = []string{
 	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.failures", "next", "failures",
@@ -145,9 +143,8 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
-// getSnapshots returns the snapshots whose names match pattern (an escaped name, or an escaped
-// prefix followed by *), one page of size at most size (0: no limit) after the cursor after,
-// newest first, with the fields named in fields.
+// getSnapshots returns one page (size 0: no limit) of the snapshots whose names match pattern
+// (escaped), after the cursor after, newest first, with these fields.
 func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
 	req := esapi.SnapshotGetRequest{
 		Repository: seg(s.cfg.Repository),
@@ -177,10 +174,9 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 }
 
 // backupSnapshots returns every snapshot of the backup with exactly this ID: one request. The
-// pattern camunda_optimize_{id}_* also matches IDs that start with id_ (nightly_1 for nightly,
-// since '_' is allowed); those are dropped by parsed name. It is the first request of every
-// create, read, delete and restore, and the longest with the ID in it (deleteSnapshots splits
-// long names), so an ID too long for Elasticsearch's request line is refused here, as a 400.
+// pattern camunda_optimize_{id}_* also matches IDs that start with id_; those are dropped by
+// parsed name. It is the first request of every create, read, delete and restore, so an ID too
+// long for Elasticsearch's request line is refused here, as a 400.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
 	return s.backupSnapshotsWith(ctx, id, snapshotFields)
 }
@@ -215,8 +211,8 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 	return own, nil
 }
 
-// backupsByID pages through every snapshot named like an Optimize backup in the repository and
-// groups them by backup ID, with the given fields.
+// backupsByID pages through every snapshot named like an Optimize backup, with these fields,
+// and groups them by backup ID.
 func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
 	byID := map[string][]snapshot{}
 	var after string
@@ -226,7 +222,6 @@ func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][
 			return nil, err
 		}
 		for _, snap := range page.Snapshots {
-			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
 			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
 				group := byID[id]
 				if group == nil {
@@ -365,10 +360,8 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	return nil
 }
 
-// deleteSnapshots deletes exactly these snapshots (never a pattern) and returns once
-// Elasticsearch acknowledged; a running snapshot is aborted. The names go in one request
-// unless together they would not fit Elasticsearch's request line (a backupId of about 1,500
-// characters or more): then in batches.
+// deleteSnapshots deletes exactly these snapshots (never a pattern; a running one is aborted),
+// in batches that fit Elasticsearch's request line (one, unless the backupId is very long).
 func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
 	for _, batch := range batches(names) {
 		req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(batch)}
