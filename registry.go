@@ -15,6 +15,7 @@ type registry struct {
 	closed bool
 }
 
+// newRegistry is an empty registry.
 func newRegistry() *registry { return &registry{work: map[string]context.CancelFunc{}} }
 
 // claim reserves a key; false if it is already reserved or the process is stopping.
@@ -48,14 +49,13 @@ func (g *registry) start(key string, work func(context.Context)) bool {
 		return false
 	}
 	g.work[key] = cancel
-	g.wg.Add(1)
-	g.mu.Unlock()
-	go func() {
-		defer g.wg.Done()
+	// Counted under the lock, so that shutdown never waits without it.
+	g.wg.Go(func() {
 		defer cancel()
 		defer g.release(key)
 		work(ctx)
-	}()
+	})
+	g.mu.Unlock()
 	return true
 }
 

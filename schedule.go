@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -274,10 +275,8 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	}
 	if found {
 		view.LastRun = &lastRun{Slot: run.Slot.In(s.cfg.Schedule.loc).Format(time.RFC3339), BackupID: run.BackupID, Outcome: run.Outcome, Reason: run.Reason}
-		for _, b := range scheduled {
-			if b.BackupID == run.BackupID {
-				view.LastRun.State = b.State // what the backup is now
-			}
+		if i := slices.IndexFunc(scheduled, func(b scheduledBackup) bool { return b.BackupID == run.BackupID }); i >= 0 {
+			view.LastRun.State = scheduled[i].State // what the backup is now
 		}
 	}
 	view.Retention.WouldDelete = append(view.Retention.WouldDelete, retentionPlan(scheduled, s.cfg.RetentionKeep, s.cfg.RetentionMaxAge, now)...)
