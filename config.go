@@ -125,10 +125,9 @@ const minAdminTokenLength = 16
 // versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
 
-// loadConfig reads the configuration through getenv (os.Getenv in production, a map in tests)
-// and returns it parsed (secrets read from their files, the Elasticsearch URLs built, the
-// schedule parsed), or every problem at once, one line each, naming the variable and what to
-// set.
+// loadConfig reads the configuration through getenv and returns it parsed (secrets read from
+// their files, the Elasticsearch URLs built, the schedule parsed), or every problem at once,
+// one line each, naming the variable and what to set.
 func loadConfig(getenv func(string) string) (config, error) {
 	params, err := env.GetFieldParams(&config{})
 	if err != nil {
@@ -189,9 +188,8 @@ func (p *problems) add(variable, format string, args ...any) {
 }
 
 // secret returns, trimmed, the secret that variable holds or, when its _FILE variable names a
-// file (a mounted secret), the secret in that file. It reports both variables set, a file that
-// cannot be read or is empty (emptyHint says what to put in it) and what problem finds wrong
-// with the secret, naming it "the {noun}" or "the {noun} in {file}"; no line shows the secret.
+// file (a mounted secret), the one in that file. It reports both set, a file unreadable or
+// empty (emptyHint says what to put in it) and what problem finds; no line shows the secret.
 func (p *problems) secret(variable, value, file, noun, emptyHint string, problem func(string) string) string {
 	from, subject := variable, "the "+noun
 	switch {
@@ -227,9 +225,8 @@ func adminTokenProblem(token string) string {
 	return ""
 }
 
-// apiKeyProblem says what is wrong with an API key ("" if nothing): it goes into an
-// Authorization header as it is, so it must be one token, either the base64 "encoded" value or
-// id:api_key. The answer never shows the key.
+// apiKeyProblem says what is wrong with an API key ("" if nothing), never showing it: it goes
+// into an Authorization header as it is, so it must be one token ("encoded" or id:api_key).
 func apiKeyProblem(key string) string {
 	if key == "" {
 		return "is blank; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key), or unset the variable"
@@ -248,9 +245,8 @@ func apiKeyProblem(key string) string {
 	return ""
 }
 
-// encodedAPIKey is the key as the Authorization: ApiKey header carries it: base64 of
-// id:api_key. A key given as id:api_key is encoded here (base64 has no colon, so the two forms
-// cannot be confused).
+// encodedAPIKey is the key as the Authorization: ApiKey header carries it, base64 of id:api_key
+// (base64 has no colon, so the two forms cannot be confused).
 func encodedAPIKey(key string) string {
 	if strings.Contains(key, ":") {
 		return base64.StdEncoding.EncodeToString([]byte(key))
