@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -56,10 +57,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, entry))
 		rec := &accessRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK // nothing written: net/http answers 200
-		}
+		status := cmp.Or(rec.status, http.StatusOK) // nothing written: net/http answers 200
 		// Counted before the answer is flushed: a scrape right after it sees it.
 		s.metrics.count(r.Method, r.Pattern, status)
 		// An answer of known length (writeJSON's) is sent before its line is written: the

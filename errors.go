@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -241,10 +242,7 @@ func (e *esAuthError) Error() string {
 		return fmt.Sprintf("Elasticsearch refused the sidecar's credentials (%s) with %d %s: %s. Set valid ones there and restart the sidecar; an API key may have expired or been invalidated (GET _security/api_key shows it).",
 			e.creds, e.es.Status, e.es.Type, e.es.Reason)
 	}
-	creds := e.creds
-	if creds == "" {
-		creds = "none configured"
-	}
+	creds := cmp.Or(e.creds, "none configured")
 	action := refusedActionPattern.FindStringSubmatch(e.es.Reason)
 	grant := grantingPattern.FindStringSubmatch(e.es.Reason)
 	if action == nil || grant == nil {

@@ -121,17 +121,11 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 
 // failureOf describes why a snapshot failed, for failureReason.
 func failureOf(s snapshot) string {
-	reason := s.Reason
-	if reason == "" {
-		var shards []string
-		for _, f := range s.Failures {
-			shards = append(shards, fmt.Sprintf("[%s][%d] %s", f.Index, f.ShardID, f.Reason))
-		}
-		reason = strings.Join(shards, ", ")
+	var shards []string
+	for _, f := range s.Failures {
+		shards = append(shards, fmt.Sprintf("[%s][%d] %s", f.Index, f.ShardID, f.Reason))
 	}
-	if reason == "" {
-		reason = "no reason given by Elasticsearch"
-	}
+	reason := cmp.Or(s.Reason, strings.Join(shards, ", "), "no reason given by Elasticsearch")
 	return fmt.Sprintf("Snapshot [%s] is %s: %s", s.Name, s.State, reason)
 }
 
