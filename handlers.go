@@ -194,10 +194,7 @@ func (s *server) backupAndSnapshots(ctx context.Context, id string) (backupInfo,
 
 // readBackup validates the ID, reads the backup's snapshots with read and computes its state.
 func (s *server) readBackup(ctx context.Context, id string, read func(context.Context, string) ([]snapshot, error)) (backupInfo, []snapshot, error) {
-	if err := validateBackupID(id); err != nil {
-		return backupInfo{}, nil, err
-	}
-	if err := s.requireRepository(); err != nil {
+	if err := s.checkStatusRequest(id); err != nil {
 		return backupInfo{}, nil, err
 	}
 	snaps, err := read(ctx, id)
@@ -469,7 +466,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes()) // the client went away: nothing left to tell it
 }
 
-// checkStatusRequest checks a status route's (restore, drill) ID and the repository setting.
+// checkStatusRequest checks what every route of one backup needs before reading: a valid ID
+// and a configured repository.
 func (s *server) checkStatusRequest(id string) error {
 	if err := validateBackupID(id); err != nil {
 		return err

@@ -46,10 +46,8 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status, code := "UP", http.StatusOK
-	for _, c := range components {
-		if c.Status != "UP" {
-			status, code = "DOWN", http.StatusServiceUnavailable
-		}
+	if components["elasticsearch"].Status != "UP" || components["repository"].Status != "UP" {
+		status, code = "DOWN", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, map[string]any{"status": status, "components": components})
 }
