@@ -21,7 +21,9 @@ import (
 )
 
 // How the sidecar talks to Elasticsearch: the clients, the one call helper and the escaping of
-// names that go into URLs. The requests are in snapshots.go, indices.go and jobstore.go.
+// names that go into URLs. The requests are in snapshots.go, indices.go and jobstore.go; an answer
+// struct may leave out the tag of a key that differs from its field's name only in case, which
+// encoding/json ignores.
 
 // maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
 // snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
@@ -292,9 +294,7 @@ func batches(names []string) [][]string {
 
 // clusterStatus is the cluster's health status (green, yellow, red).
 func (s *server) clusterStatus(ctx context.Context) (string, error) {
-	var cluster struct {
-		Status string `json:"status"`
-	}
+	var cluster struct{ Status string }
 	if err := s.read(ctx, esapi.ClusterHealthRequest{FilterPath: []string{"status"}}, &cluster); err != nil {
 		return "", fmt.Errorf("cluster health: %w", err)
 	}
@@ -313,9 +313,7 @@ func (s *server) checkRepository(ctx context.Context) error {
 // elasticsearchVersion is the version of the node the client talks to.
 func (s *server) elasticsearchVersion(ctx context.Context) (string, error) {
 	var nodes struct {
-		Nodes map[string]struct {
-			Version string `json:"version"`
-		} `json:"nodes"`
+		Nodes map[string]struct{ Version string }
 	}
 	req := esapi.NodesInfoRequest{NodeID: []string{"_local"}, FilterPath: []string{"nodes.*.version"}}
 	if err := s.read(ctx, req, &nodes); err != nil {

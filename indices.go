@@ -135,14 +135,7 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 		ExpandWildcards: "all",
 		FilterPath:      []string{"indices.name", "aliases.name"},
 	}
-	var answer struct {
-		Indices []struct {
-			Name string `json:"name"`
-		} `json:"indices"`
-		Aliases []struct {
-			Name string `json:"name"`
-		} `json:"aliases"`
-	}
+	var answer struct{ Indices, Aliases []struct{ Name string } }
 	if err := s.read(ctx, req, &answer); err != nil {
 		return installation{}, nil, nil, fmt.Errorf("resolve indices %s-*: %w", s.cfg.IndexPrefix, err)
 	}
@@ -310,11 +303,7 @@ func (s *server) indicesStartingWith(ctx context.Context, prefix string) ([]stri
 // resolve returns the names of the indices these (escaped) names or patterns resolve to.
 func (s *server) resolve(ctx context.Context, names []string) ([]string, error) {
 	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: new(true), FilterPath: []string{"indices.name"}}
-	var answer struct {
-		Indices []struct {
-			Name string `json:"name"`
-		} `json:"indices"`
-	}
+	var answer struct{ Indices []struct{ Name string } }
 	if err := s.read(ctx, req, &answer); err != nil {
 		return nil, err
 	}
@@ -328,14 +317,8 @@ func (s *server) resolve(ctx context.Context, names []string) ([]string, error) 
 // countDocuments searches one index and returns its document count.
 func (s *server) countDocuments(ctx context.Context, index string) (int64, error) {
 	var answer struct {
-		Hits struct {
-			Total struct {
-				Value int64 `json:"value"`
-			} `json:"total"`
-		} `json:"hits"`
-		Shards struct {
-			Failed int `json:"failed"`
-		} `json:"_shards"`
+		Hits   struct{ Total struct{ Value int64 } }
+		Shards struct{ Failed int } `json:"_shards"`
 	}
 	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: new(0), TrackTotalHits: true}
 	if err := s.read(ctx, req, &answer); err != nil {

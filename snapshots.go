@@ -257,9 +257,7 @@ func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot
 
 // runningSnapshots returns the names of the snapshots running in the repository.
 func (s *server) runningSnapshots(ctx context.Context) ([]string, error) {
-	var current struct {
-		Snapshots []snapshot `json:"snapshots"`
-	}
+	var current struct{ Snapshots []snapshot }
 	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{"_current"}, FilterPath: []string{"snapshots.snapshot"}}
 	if err := s.read(ctx, req, &current); err != nil {
 		return nil, fmt.Errorf("get running snapshots: %w", err)
@@ -479,9 +477,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 // schemaVersion is the schemaVersion that Optimize wrote into document 1 of a metadata index.
 func (s *server) schemaVersion(ctx context.Context, index string) (string, error) {
 	var doc struct {
-		Source struct {
-			SchemaVersion string `json:"schemaVersion"`
-		} `json:"_source"`
+		Source struct{ SchemaVersion string } `json:"_source"`
 	}
 	err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc)
 	return doc.Source.SchemaVersion, err
