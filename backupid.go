@@ -17,8 +17,7 @@ import (
 //   - Every path ({base}/{id}, on both families) accepts every ID either family can create.
 
 // maxIDChars is Optimize 3.9's limit: {0,3996} characters (code points, as Java's regex counts
-// them). An ID this long does not fit Elasticsearch's 4 KB request line once it is in a URL;
-// Elasticsearch's refusal becomes a 400 (see backupSnapshots).
+// them); a long ID may still not fit Elasticsearch's request line (see backupSnapshots).
 const maxIDChars = 3996
 
 // forbiddenIDChars are the characters Optimize 3.9 refuses in a backup ID (besides A-Z), and

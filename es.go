@@ -26,29 +26,26 @@ import (
 // encoding/json ignores.
 
 // maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
-// snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
-// and reading it whole would break the memory target.
+// snapshots is well under 1 MiB, and reading far more whole would break the memory target.
 const maxAnswerBytes = 16 << 20
 
 // esClients are the sidecar's Elasticsearch clients, by what their requests may do. Only reads
 // are retried: a retried snapshot create, index delete or restore could act twice.
 type esClients struct {
-	// read sends requests that change nothing; the client retries them on 502/503/504 and
-	// network errors.
+	// read sends requests that change nothing, retried on 502/503/504 and network errors.
 	read esapi.Transport
-	// write sends requests that change Elasticsearch (snapshot create and delete, the restore
-	// job document), exactly once.
+	// write sends requests that change Elasticsearch (snapshots, job documents), once.
 	write esapi.Transport
-	// restore sends the restore's changes (write blocks, index delete, snapshot restore), with
-	// the restore credentials when configured, exactly once.
+	// restore sends the restore's changes (write blocks, index delete, snapshot restore), once,
+	// with the restore credentials when configured.
 	restore esapi.Transport
 	// mainCreds and restoreCreds name the variables that set the credentials of read and write,
 	// and of restore: when Elasticsearch refuses them, the error says which ones to fix.
 	mainCreds, restoreCreds string
 }
 
-// credentials are what one client authenticates with: an API key or basic auth (config
-// validation allows only one), and the variables they come from ("" when none are set).
+// credentials are what one client authenticates with (an API key or basic auth, never both),
+// and the variables they come from ("" when none are set).
 type credentials struct {
 	username, password, apiKey string
 	vars                       string

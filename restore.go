@@ -12,9 +12,8 @@ import (
 )
 
 // Restore follows Optimize's documented runbook as one admin call. The handler reads the
-// backup's snapshots once, checks every precondition against them without changing anything,
-// and fixes a plan (exact snapshot and index names); the job (restorejob.go) carries out that
-// plan and nothing else, stored in Elasticsearch so that every replica sees it.
+// backup's snapshots once, checks every precondition without changing anything, and fixes a
+// plan (exact snapshot and index names) that the job (restorejob.go) carries out, and nothing else.
 
 // The states of a restore job.
 const (
@@ -28,8 +27,7 @@ const (
 type restoreRequest struct {
 	// DryRun runs the checks only.
 	DryRun bool `json:"dryRun"`
-	// ReplaceExisting lets existing Optimize indices be replaced, after a safety backup of
-	// them has COMPLETED.
+	// ReplaceExisting lets existing indices be replaced once a safety backup of them COMPLETED.
 	ReplaceExisting bool `json:"replaceExisting"`
 }
 

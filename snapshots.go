@@ -464,9 +464,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 	}
 	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: new(true)}
 	var answer struct {
-		Snapshot struct {
-			Shards restoreShards `json:"shards"`
-		} `json:"snapshot"`
+		Snapshot struct{ Shards restoreShards }
 	}
 	if err := s.esCall(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
 		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, err)
