@@ -145,9 +145,8 @@ func newESClient(cfg config, transport http.RoundTripper, creds credentials, ret
 }
 
 // opaqueID sends the request ID of the sidecar request an Elasticsearch request serves as
-// X-Opaque-Id, which Elasticsearch shows in its tasks, slow logs and deprecation logs: an
-// operator can follow one X-Request-Id from the access log into Elasticsearch. Background
-// work (part 2, a restore job's steps) runs on the registry's own context and carries none.
+// X-Opaque-Id, which Elasticsearch shows in its tasks and slow logs, so an operator can follow
+// one X-Request-Id into Elasticsearch. Background work (the registry's) carries none.
 type opaqueID struct{ next http.RoundTripper }
 
 // RoundTrip adds the header, on a copy as RoundTrippers must not change the request.
@@ -211,10 +210,9 @@ func (c esClients) credsOf(client esapi.Transport) string {
 	return c.mainCreds
 }
 
-// refusedCredentials tells whether Elasticsearch (or a gateway in front of it) refused the
-// credentials or a privilege they lack: any 401, a 403 that is not Elasticsearch's own (a
-// gateway's), and Elasticsearch's security_exception. Other 403s, such as a
-// cluster_block_exception of a write-blocked index, are not about credentials.
+// refusedCredentials tells whether Elasticsearch (or a gateway) refused the credentials or a
+// privilege: any 401, a gateway's 403, and a security_exception. Other 403s (such as the
+// cluster_block_exception of a write-blocked index) are not about credentials.
 func refusedCredentials(e *esError) bool {
 	switch {
 	case e.Type == "security_exception":
@@ -250,9 +248,8 @@ func answerLost(err error) bool {
 	return errors.Is(err, errESUnreachable)
 }
 
-// seg escapes one name for a URL path segment. esapi puts names into paths as they are, and
-// Elasticsearch URL-decodes them: unescaped, the ID a%5fb would reach it as a_b, and %2a as a
-// wildcard. Escaped, every name reaches Elasticsearch exactly as given.
+// seg escapes one name for a URL path segment: esapi puts names into paths as they are, and
+// Elasticsearch URL-decodes them (the ID a%5fb would reach it as a_b, and %2a as a wildcard).
 func seg(name string) string { return url.PathEscape(name) }
 
 // segs escapes each name of a comma-separated path segment.

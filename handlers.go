@@ -98,12 +98,10 @@ func (s *server) register(mux registrar) {
 	mux.HandleFunc("GET /actuator/openapi", s.handleOpenAPI)
 }
 
-// jsonNoRoute answers requests that match no route with the JSON error shape: 404 for an
-// unknown path, 405 with the mux's Allow header for a known path and another method. There is
-// no catch-all "/" route on purpose: the mux computes 405 and Allow only when no pattern
-// matches. mux.Handler tells, without serving, whether a route matched (its pattern is then
-// non-empty; redirects to a cleaned path have one too); if none did, the mux's own plain-text
-// answer is played into a recorder for its status and Allow header.
+// jsonNoRoute answers requests that match no route with the JSON error shape: 404, or 405 with
+// the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow only when no
+// pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path has one),
+// the mux's plain-text answer is played into a recorder for its status and Allow header.
 func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)

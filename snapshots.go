@@ -181,10 +181,9 @@ func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, er
 	return s.backupSnapshotsWith(ctx, id, snapshotFields)
 }
 
-// backupStates is backupSnapshots with only stateFields, for a GET: without Indices and
-// Metadata, nothing may decide by them what to delete or restore. (No index_names=false: older
-// Elasticsearch versions refuse it, and filter_path keeps the names out anyway.) Concurrent GETs
-// of the backup share the read (sharedReads), so the snapshots must not be changed.
+// backupStates is backupSnapshots with only stateFields, for a GET: nothing may decide by them
+// what to delete or restore (no index_names=false: older versions refuse it). Concurrent GETs
+// share the read (sharedReads), so the snapshots must not be changed.
 func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error) {
 	return s.stateReads.do(ctx, id, func(ctx context.Context) ([]snapshot, error) {
 		return s.backupSnapshotsWith(ctx, id, stateFields)
@@ -310,9 +309,8 @@ func newNonce() string {
 // refuses the create beyond it.
 const esMaxMetadataBytes = 1024
 
-// startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices and
-// returns as soon as it is accepted. When the answer is lost (no answer, or a gateway's
-// 502/503/504), it reads the snapshot back: if it is there with this request's nonce, the
+// startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices. When
+// the answer is lost (see answerLost), the snapshot is read back: with this request's nonce, the
 // create went through. A name someone else holds is errSnapshotNameTaken.
 func (s *server) startSnapshot(ctx context.Context, name string, indices []string, meta snapshotMetadata) error {
 	if len(indices) == 0 {
