@@ -231,19 +231,15 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			return
 		}
 		now := s.now()
-		infos := make([]backupInfo, 0, len(byID))
+		out := make([]wireBackupInfo, 0, len(byID))
 		for id, snaps := range byID {
-			infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
+			out = append(out, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace).wire(f == legacy))
 		}
-		slices.SortFunc(infos, func(a, b backupInfo) int {
-			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.BackupID, a.BackupID))
+		slices.SortFunc(out, func(a, b wireBackupInfo) int {
+			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.backupInfo.BackupID, a.backupInfo.BackupID))
 		})
-		if limit > 0 && len(infos) > limit {
-			infos = infos[:limit]
-		}
-		out := make([]wireBackupInfo, len(infos))
-		for i, info := range infos {
-			out[i] = info.wire(f == legacy)
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
