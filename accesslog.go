@@ -9,10 +9,9 @@ import (
 	"time"
 )
 
-// The access log: one JSON line per request, so that an operator can follow a request from
-// the caller's X-Request-Id to the sidecar's answer and its error lines. Admin calls are
-// audit lines that also say who called. Neither a body nor a header other than the request
-// ID and the user agent is ever logged: bodies and the Authorization header are the caller's.
+// The access log: one JSON line per request, found by the caller's X-Request-Id; admin calls
+// are audit lines that also say who called. No body and no header but the request ID and the
+// user agent is ever logged: bodies and the Authorization header are the caller's.
 
 // requestIDHeader carries the request ID: taken from the caller (a proxy or a script) when it
 // is a sane one, generated otherwise, and always sent back in the answer.

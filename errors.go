@@ -208,9 +208,8 @@ func (e *esError) Error() string {
 }
 
 // esAuthError is Elasticsearch refusing the sidecar's credentials (401) or a privilege they
-// lack (403 security_exception). Its sentence names the credentials' variables and, from
-// Elasticsearch's reason, the action and the privileges that grant it. It unwraps to the
-// esError, so retry and status decisions see what Elasticsearch answered.
+// lack (403 security_exception), with the variables that set them. It unwraps to the esError,
+// so retry and status decisions see what Elasticsearch answered.
 type esAuthError struct {
 	es *esError
 	// creds names the credentials used (see esClients.credsOf); "" if none are configured.
@@ -220,10 +219,9 @@ type esAuthError struct {
 // Unwrap is the refusal as Elasticsearch answered it.
 func (e *esAuthError) Unwrap() error { return e.es }
 
-// These pick Elasticsearch's reason of a refused privilege apart, e.g. "action
-// [cluster:admin/snapshot/create] is unauthorized for API key id [k] of user [u], this action is
-// granted by the cluster privileges [create_snapshot,manage,all]"; index actions add "on
-// indices [...]".
+// These pick a refused privilege's reason apart: "action [cluster:admin/snapshot/create] is
+// unauthorized for API key id [k] of user [u], this action is granted by the cluster privileges
+// [create_snapshot,manage,all]"; index actions add "on indices [...]".
 var (
 	refusedActionPattern  = regexp.MustCompile(`action \[([^\]]+)\] is unauthorized`)
 	grantingPattern       = regexp.MustCompile(`granted by the (cluster|index) privileges \[([^\]]+)\]`)

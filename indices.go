@@ -24,9 +24,8 @@ import (
 // importIndexNames are the Optimize indices that go into part 1 of a backup.
 var importIndexNames = []string{"import-index", "timestamp-based-import-index", "position-based-import-index"}
 
-// markerNames are the indices every installation has, even a half-restored one, longest first
-// (position-based-import-index also ends in import-index): Q-{marker} or Q-{marker}_v{N}
-// shows an installation with prefix Q.
+// markerNames are the indices every installation has (Q-{marker}[_v{N}] shows prefix Q),
+// longest first: position-based-import-index also ends in import-index.
 var markerNames = []string{"timestamp-based-import-index", "position-based-import-index", "import-index", "metadata"}
 
 // versionSuffix is the _v{N} (and rollover -NNNNNN) end of a physical index name.

@@ -1,8 +1,7 @@
 // Command optimize-backup is a sidecar that gives Camunda Optimize a backup and restore API on
-// top of Elasticsearch snapshots. It serves Optimize's documented backup API on the management
-// port (both the 3.9 /actuator/backup and the 3.10+ /actuator/backups routes), keeps no state
-// of its own beyond the backups it is still starting, and reads everything else from
-// Elasticsearch, so any replica, or a restarted one, answers the same.
+// Elasticsearch snapshots, on the management port (Optimize 3.9's /actuator/backup and 3.10+'s
+// /actuator/backups). It keeps no state beyond the work it is running and reads everything
+// else from Elasticsearch, so any replica, or a restarted one, answers the same.
 package main
 
 import (

@@ -5,9 +5,8 @@ import (
 	"sync"
 )
 
-// registry tracks the long work this process runs outside requests (part-2 starts, restores),
-// by key: claim, start, cancel, wait on shutdown. It is the only state the sidecar keeps in
-// memory; what other replicas must see lives in Elasticsearch.
+// registry tracks the long work this process runs outside requests (part-2 starts, restores,
+// drills) by key; what other replicas must see lives in Elasticsearch.
 type registry struct {
 	mu     sync.Mutex
 	work   map[string]context.CancelFunc
@@ -36,9 +35,9 @@ func (g *registry) release(key string) {
 	delete(g.work, key)
 }
 
-// start runs work for a claimed key in the background and releases the key when it returns.
-// The work's context is cancelled by cancel, or by shutdown. Once shutdown began it runs
-// nothing, releases the key and returns false: work started then would outlive the process.
+// start runs work for a claimed key in the background, with a context that cancel and
+// shutdown end. Once shutdown began it releases the key and returns false: work started then
+// would outlive the process.
 func (g *registry) start(key string, work func(context.Context)) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.mu.Lock()

@@ -8,9 +8,8 @@ import (
 	"time"
 )
 
-// Metrics read from the repository (and the jobs index), not from this process: every replica,
-// and a restarted one, reports the same, so a staleness alert fires whichever replica is
-// scraped.
+// Metrics read from the repository and the jobs index, not from this process: every replica
+// reports the same, so a staleness alert fires whichever one is scraped.
 
 // metricsFields are the list's fields and what isOwnSnapshot reads (metadata prefix, indices).
 var metricsFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.indexPrefix", "snapshots.indices")

@@ -36,9 +36,8 @@ type sharedRead[T any] struct {
 	read func(context.Context) (T, error)
 }
 
-// do returns read's result for key, from a read that started after this call did: its own,
-// in the caller's goroutine, when no read of key is under way, or else the next shared one.
-// The caller must not change what it gets: other callers hold it too.
+// do returns read's result for key from a read that started after this call did (its own, or
+// the next shared one). The caller must not change what it gets: other callers hold it too.
 func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.Context) (T, error)) (T, error) {
 	g.mu.Lock()
 	if g.keys == nil {

@@ -43,10 +43,9 @@ func partOf(name string) int {
 	return part
 }
 
-// backupState computes what the API reports for the backup with this ID from its snapshots
-// (at least one, all named camunda_optimize_{id}_...). starting tells that this process is
-// still going to start part 2; grace is how long after part 1 ended a missing part 2 still
-// counts as being started (by this or another replica). It is a pure function of its inputs.
+// backupState computes what the API reports for the backup with this ID from its snapshots (at
+// least one). starting tells that this process is still going to start part 2; grace is how
+// long after part 1 ended a missing part 2 still counts as being started (by any replica).
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
 	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
