@@ -269,19 +269,14 @@ const maxNamesBytes = 3000
 // maxNamesBytes, so that no request line grows with the number of indices.
 func batches(names []string) [][]string {
 	var out [][]string
-	var cur []string
 	size := 0
 	for _, n := range names {
 		l := len(seg(n)) + 1
-		if len(cur) > 0 && size+l > maxNamesBytes {
-			out = append(out, cur)
-			cur, size = nil, 0
+		if len(out) == 0 || size+l > maxNamesBytes {
+			out, size = append(out, nil), 0
 		}
-		cur = append(cur, n)
+		out[len(out)-1] = append(out[len(out)-1], n)
 		size += l
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
 	}
 	return out
 }
