@@ -297,7 +297,7 @@ func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (str
 		return "", err
 	}
 	if len(running) > 0 {
-		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", running[0], s.cfg.Repository), nil
+		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", running[0].Name, s.cfg.Repository), nil
 	}
 	return "", nil
 }

@@ -254,18 +254,14 @@ func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot
 	return snapshot{}, false, nil
 }
 
-// runningSnapshots returns the names of the snapshots running in the repository.
-func (s *server) runningSnapshots(ctx context.Context) ([]string, error) {
+// runningSnapshots returns the snapshots running in the repository, with their names only.
+func (s *server) runningSnapshots(ctx context.Context) ([]snapshot, error) {
 	var current struct{ Snapshots []snapshot }
 	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{"_current"}, FilterPath: []string{"snapshots.snapshot"}}
 	if err := s.read(ctx, req, &current); err != nil {
 		return nil, fmt.Errorf("get running snapshots: %w", err)
 	}
-	names := make([]string, len(current.Snapshots))
-	for i, sn := range current.Snapshots {
-		names[i] = sn.Name
-	}
-	return names, nil
+	return current.Snapshots, nil
 }
 
 // snapshotRequest is the body of a create-snapshot request.
