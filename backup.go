@@ -8,9 +8,8 @@ import (
 	"time"
 )
 
-// createBackup checks that the ID is free, resolves the two index sets and the version tag,
-// starts part 1 and hands part 2 to finishBackup in the background. kind goes into the
-// snapshots' metadata ("" or kindScheduled). It returns the names of both snapshots.
+// createBackup checks that the ID is free, starts part 1 and hands part 2 to finishBackup in
+// the background; kind ("" or kindScheduled) goes into the metadata. It returns both names.
 func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, error) {
 	// Within this process one ID is created once at a time; across replicas Elasticsearch's
 	// refusal of a taken snapshot name decides.

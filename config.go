@@ -341,9 +341,8 @@ func (c config) validate(p *problems) {
 	}
 }
 
-// validateCredentials reports Elasticsearch credentials that contradict each other: an API
-// key and basic auth (a user name or password, or one in an Elasticsearch URL) are mutually
-// exclusive. Which one the client would pick is not something an operator should have to know.
+// validateCredentials reports an API key set with basic auth (variables or a URL's user): which
+// one the client would pick is not something an operator should have to know.
 func (c config) validateCredentials(p *problems) {
 	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
 		parsed, err := url.Parse(u)

@@ -79,9 +79,8 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients from the configuration. They share one net/http Transport,
-// so one pool of keep-alive connections serves them all (credentials go in each request's
-// headers, not in the connection).
+// newESClients builds the clients, sharing one net/http Transport: one pool of keep-alive
+// connections serves them all (credentials go in each request's headers).
 func newESClients(cfg config) (esClients, error) {
 	transport, err := newESTransport(cfg)
 	if err != nil {
@@ -237,9 +236,8 @@ func (s *server) restoreWrite(ctx context.Context, req esapi.Request, target any
 	return s.esCall(ctx, s.cfg.ESTimeout, s.es.restore, req, target)
 }
 
-// answerLost tells whether a request that changes something may have been carried out although
-// its answer did not arrive: no answer at all, or a gateway's 502/503/504 instead of
-// Elasticsearch's own.
+// answerLost tells whether a request may have been carried out although its answer did not
+// arrive: no answer at all, or a gateway's 502/503/504 instead of Elasticsearch's own.
 func answerLost(err error) bool {
 	var ee *esError
 	if errors.As(err, &ee) {

@@ -8,9 +8,8 @@ import (
 	"time"
 )
 
-// Retention deletes scheduled backups only: every snapshot of the backup says kind
-// "scheduled" and this installation's prefix in its metadata, which only the scheduler writes.
-// Manual backups, Optimize's own and restore safety backups are never candidates.
+// Retention deletes scheduled backups only (scheduledOf: metadata only the scheduler writes);
+// manual backups, Optimize's own and restore safety backups are never candidates.
 
 // scheduledBackup is one scheduled backup of this installation, with the slot it was taken for.
 type scheduledBackup struct {

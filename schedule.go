@@ -15,10 +15,9 @@ import (
 )
 
 // Scheduled backups: at each slot of OPTIMIZE_BACKUP_SCHEDULE every replica creates the backup
-// whose ID is the slot's Unix seconds. The ID depends on the slot only, so replicas (and a
-// replica restarted within the slot) race for the same snapshot name and Elasticsearch's name
-// check leaves exactly one backup per slot. The replica that won waits for the backup to end,
-// drills it if OPTIMIZE_BACKUP_VERIFY_SCHEDULED is set, and applies retention.
+// whose ID depends on the slot only (slotID), so replicas (and one restarted within the slot)
+// race for the same snapshot name and Elasticsearch's name check leaves one backup per slot.
+// The replica that won waits for it to end, drills it if configured, and applies retention.
 
 // kindScheduled marks the snapshots of a scheduled backup (snapshotMetadata.Kind): retention
 // deletes these and nothing else.
@@ -93,9 +92,8 @@ func slotOf(id, prefix string) (time.Time, bool) {
 	return time.Unix(n/1000, 0), true
 }
 
-// runSchedule takes a backup at every slot until ctx ends, first the slot missed while no
-// sidecar ran (see missed). A slot that passes while the previous scheduled backup is still
-// running (or being drilled) is skipped, and logged. done is closed when it returns.
+// runSchedule takes a backup at every slot until ctx ends, first a missed one (see missed); a
+// slot that passes while the previous one still runs is skipped, and logged. It closes done.
 func (s *server) runSchedule(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	if slot, ok := s.cfg.Schedule.missed(s.now()); ok {
