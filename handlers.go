@@ -333,10 +333,9 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 	return len(part1)+len(part2) > 0
 }
 
-// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409),
-// taking the mark back, when a running or starting restore (the backup it restores, or its
-// safety backup) or a running drill needs it. The mark stays until unfence: a restore of the
-// backup is refused while its delete may still be under way.
+// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) and
+// takes the mark back when a running or starting restore or drill needs it. The mark stays
+// until unfence: a restore of the backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
 	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errDocChanged) {
 		return conflict("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", id)

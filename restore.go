@@ -125,8 +125,7 @@ func restoreRefused(checks []restoreCheck) error {
 }
 
 // restoreChecks evaluates every precondition without changing anything, and returns the plan
-// the job carries out if they all pass: the snapshots as read and, with replaceExisting, this
-// installation's indices that exist now.
+// the job carries out if they all pass (with replaceExisting, the indices it replaces).
 func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool, stored storedJob) ([]restoreCheck, restorePlan, error) {
 	var checks []restoreCheck
 	check := func(name string, passed bool, message string) {

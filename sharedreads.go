@@ -7,13 +7,12 @@ import (
 )
 
 // sharedReads lets concurrent GETs of the same backup share one Elasticsearch read, so that 64
-// dashboards polling a backup cost Elasticsearch one request per round trip instead of 64.
-//
-// A caller never gets an answer Elasticsearch may have computed before it arrived: a GET that
-// arrives while a read of its key is under way does not join it (it may predate a DELETE the
-// caller saw), but waits for the next one, which starts when the running one ends and serves
-// everybody who arrived meanwhile. So every answer is as fresh as a request of its own. Only
-// reads in flight are held; a caller may wait for two, each bounded by the Elasticsearch timeout.
+// dashboards polling a backup cost one request per round trip instead of 64. A caller never
+// gets an answer Elasticsearch may have computed before it arrived: a GET that arrives while a
+// read of its key is under way does not join it (it may predate a DELETE the caller saw), but
+// waits for the next one, which starts when the running one ends and serves everybody who
+// arrived meanwhile. So every answer is as fresh as a request of its own. Only reads in flight
+// are held; a caller may wait for two, each bounded by the Elasticsearch timeout.
 type sharedReads[T any] struct {
 	mu   sync.Mutex
 	keys map[string]*keyReads[T]
