@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"log/slog"
@@ -8,10 +9,9 @@ import (
 	"time"
 )
 
-// The access log: one JSON line per request, so that an operator can follow a request from
-// the caller's X-Request-Id to the sidecar's answer and its error lines. Admin calls are
-// audit lines that also say who called. Neither a body nor a header other than the request
-// ID and the user agent is ever logged: bodies and the Authorization header are the caller's.
+// The access log: one JSON line per request, found by the caller's X-Request-Id; admin calls
+// are audit lines that also say who called. No body and no header but the request ID and the
+// user agent is ever logged: bodies and the Authorization header are the caller's.
 
 // requestIDHeader carries the request ID: taken from the caller (a proxy or a script) when it
 // is a sane one, generated otherwise, and always sent back in the answer.
@@ -25,8 +25,7 @@ const maxRequestIDLength = 128
 const maxUserAgentLength = 200
 
 // accessEntry is what the access log learns about a request while it is served: its ID (for
-// writeError's lines) and whether routes() made it an admin route (set by admin, in the
-// request's own goroutine, before the access log reads it).
+// writeError's lines) and whether admin made it an audit line (in the request's goroutine).
 type accessEntry struct {
 	id    string
 	audit bool
@@ -35,27 +34,19 @@ type accessEntry struct {
 // accessKey is the request context key of the request's *accessEntry.
 type accessKey struct{}
 
-// accessEntryOf is the request's access entry, or nil outside the access log (handlers called
-// directly).
+// accessEntryOf is the request's access entry; outside the access log (handlers called
+// directly) an empty one that nobody reads.
 func accessEntryOf(r *http.Request) *accessEntry {
-	e, _ := r.Context().Value(accessKey{}).(*accessEntry)
-	return e
-}
-
-// requestIDOf is the request's ID, or "" outside the access log.
-func requestIDOf(r *http.Request) string {
-	if e := accessEntryOf(r); e != nil {
-		return e.id
+	if e, ok := r.Context().Value(accessKey{}).(*accessEntry); ok {
+		return e
 	}
-	return ""
+	return &accessEntry{}
 }
 
-// accessLog wraps the whole router: it settles the request ID, sends it back, and writes one
-// line when the answer is complete: method, route pattern (what the mux matched: no backup ID,
-// so lines group by route), path, status, bytes of the body and how long it took in
-// milliseconds (as Elasticsearch's own "took"). It must be the outermost wrapper: it hands
-// the mux a copy of the request (with the entry in its context), and only that copy learns
-// the matched pattern.
+// accessLog wraps the whole router: it settles the request ID, sends it back, counts the answer
+// for /actuator/prometheus and writes one line per answer. It must be the outermost wrapper:
+// it hands the mux a copy of the request (with the entry in its context), and only that copy
+// learns the matched pattern, which the line shows instead of the path's backup ID.
 func (s *server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -65,15 +56,13 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, entry))
 		rec := &accessRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
+		status := cmp.Or(rec.status, http.StatusOK) // nothing written: net/http answers 200
+		// Counted before the answer is flushed: a scrape right after it sees it.
+		s.metrics.count(r.Method, r.Pattern, status)
 		// An answer of known length (writeJSON's) is sent before its line is written: the
 		// caller need not wait for the log's write, and it goes out in one write, not two.
 		if rec.status != 0 && w.Header().Get("Content-Length") != "" {
 			_ = http.NewResponseController(rec).Flush()
-		}
-
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK // nothing written: net/http answers 200
 		}
 		took := time.Since(start)
 		attrs := []slog.Attr{
@@ -103,9 +92,8 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 }
 
 // requestID returns the caller's request ID if it is usable, else a new one, and whether a
-// caller's ID was replaced. Usable is 1 to maxRequestIDLength printable ASCII characters
-// without spaces: whatever else a caller sends (newlines, quotes into other log formats,
-// megabytes) could forge or flood log lines downstream of this JSON log.
+// caller's ID was replaced. Usable is 1 to maxRequestIDLength printable ASCII characters without
+// spaces: anything else could forge or flood log lines downstream of this JSON log.
 func requestID(given string) (id string, replaced bool) {
 	if given == "" {
 		return rand.Text(), false

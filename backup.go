@@ -8,10 +8,8 @@ import (
 	"time"
 )
 
-// createBackup checks that the ID is free, resolves the two index sets and the version tag,
-// starts part 1 and hands the rest to a background goroutine that starts part 2 once part 1
-// has finished. kind goes into the snapshots' metadata ("" for a backup asked for through the
-// API, kindScheduled for the scheduler's). It returns the names of both snapshots.
+// createBackup checks that the ID is free, starts part 1 and hands part 2 to finishBackup in
+// the background; kind ("" or kindScheduled) goes into the metadata. It returns both names.
 func (s *server) createBackup(ctx context.Context, id, kind string) ([]string, error) {
 	// Within this process one ID is created once at a time; across replicas Elasticsearch's
 	// refusal of a taken snapshot name decides.
@@ -86,9 +84,8 @@ const part2PollLimit = 50 * time.Millisecond
 func (s *server) finishBackup(ctx context.Context, id string, names, part2 []string, meta snapshotMetadata) {
 	log := s.log.With("backup_id", id, "repository", s.cfg.Repository)
 	// Part 2 must start within 100 ms of part 1's end (the backup's wall time is what an
-	// operator waits for), so part 1 is read at least every part2PollLimit however long it
-	// runs: one cheap read of one snapshot by name, and part 1 holds only the small import
-	// indices. OPTIMIZE_BACKUP_POLL_INTERVAL can only make it more frequent.
+	// operator waits for), so part 1, which holds only the small import indices, is read by
+	// name at least every part2PollLimit; OPTIMIZE_BACKUP_POLL_INTERVAL can only make it sooner.
 	started := time.Now()
 	for {
 		if err := sleepCtx(ctx, pollWait(time.Since(started), min(part2PollLimit, s.cfg.PollInterval))); err != nil {

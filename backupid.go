@@ -17,23 +17,18 @@ import (
 //   - Every path ({base}/{id}, on both families) accepts every ID either family can create.
 
 // maxIDChars is Optimize 3.9's limit: {0,3996} characters (code points, as Java's regex counts
-// them). An ID this long does not fit Elasticsearch's 4 KB request line once it is in a URL;
-// Elasticsearch's refusal becomes a 400 (see backupSnapshots).
+// them); a long ID may still not fit Elasticsearch's request line (see backupSnapshots).
 const maxIDChars = 3996
 
-// optimizeForbidden are the characters Optimize 3.9 refuses in a backup ID (besides A-Z).
-const optimizeForbidden = ` "*\<|,>/?`
-
-// esForbidden are the characters Elasticsearch refuses in a snapshot name that Optimize 3.9
-// lets through: an ID with one of them would fail at Elasticsearch.
-const esForbidden = `#`
+// forbiddenIDChars are the characters Optimize 3.9 refuses in a backup ID (besides A-Z), and
+// '#', which Elasticsearch refuses in a snapshot name.
+const forbiddenIDChars = ` "*\<|,>/?#`
 
 // maxLong is the largest ID Optimize 3.10+ accepts: its IDs are Java longs (2^63-1).
 const maxLong = "9223372036854775807"
 
-// isDecimalInteger tells whether s is a non-negative integer written in plain decimal digits,
-// as JSON writes it (no leading zero). Not a regular expression: every listed backup's ID
-// goes through fitsLong.
+// isDecimalInteger tells whether s is a non-negative integer in plain decimal digits, as JSON
+// writes it (no leading zero); no regular expression, as every listed backup's ID comes here.
 func isDecimalInteger(s string) bool {
 	return allDigits(s) && (len(s) == 1 || s[0] != '0')
 }
@@ -83,8 +78,7 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 	}
 }
 
-// orString completes a hint about integer IDs with the string alternative where the family
-// has one.
+// orString completes a hint about integer IDs with the family's string alternative, if any.
 func (f family) orString() string {
 	if f == legacy {
 		return ", or a string"
@@ -110,7 +104,7 @@ func validateBackupID(id string) error {
 		case unicode.ToLower(r) != r:
 			// Optimize refuses A-Z; Elasticsearch refuses every name that lowercasing changes.
 			return badRequest("The backupId [%s] contains the uppercase letter %q; backup IDs must be lowercase (Elasticsearch refuses uppercase in snapshot names).", id, r)
-		case strings.ContainsRune(optimizeForbidden+esForbidden, r):
+		case strings.ContainsRune(forbiddenIDChars, r):
 			return badRequest("The backupId [%s] contains the forbidden character %q; a backupId may contain none of: space \" * \\ < | , > / ? #.", id, r)
 		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
 			return badRequest("The backupId [%s] contains the control character or line break %U; remove it.", id, r)

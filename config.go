@@ -9,6 +9,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,10 +132,9 @@ const minAdminTokenLength = 16
 // versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
 
-// loadConfig reads the configuration through getenv (os.Getenv in production, a map in tests)
-// and returns it parsed (secrets read from their files, the Elasticsearch URLs built, the
-// schedule parsed), or every problem at once, one line each, naming the variable and what to
-// set.
+// loadConfig reads the configuration through getenv and returns it parsed (secrets read from
+// their files, the Elasticsearch URLs built, the schedule parsed), or every problem at once,
+// one line each, naming the variable and what to set.
 func loadConfig(getenv func(string) string) (config, error) {
 	params, err := env.GetFieldParams(&config{})
 	if err != nil {
@@ -195,9 +195,8 @@ func (p *problems) add(variable, format string, args ...any) {
 }
 
 // secret returns, trimmed, the secret that variable holds or, when its _FILE variable names a
-// file (a mounted secret), the secret in that file. It reports both variables set, a file that
-// cannot be read or is empty (emptyHint says what to put in it) and what problem finds wrong
-// with the secret, naming it "the {noun}" or "the {noun} in {file}"; no line shows the secret.
+// file (a mounted secret), the one in that file. It reports both set, a file unreadable or
+// empty (emptyHint says what to put in it) and what problem finds; no line shows the secret.
 func (p *problems) secret(variable, value, file, noun, emptyHint string, problem func(string) string) string {
 	from, subject := variable, "the "+noun
 	switch {
@@ -233,9 +232,8 @@ func adminTokenProblem(token string) string {
 	return ""
 }
 
-// apiKeyProblem says what is wrong with an API key ("" if nothing): it goes into an
-// Authorization header as it is, so it must be one token, either the base64 "encoded" value or
-// id:api_key. The answer never shows the key.
+// apiKeyProblem says what is wrong with an API key ("" if nothing), never showing it: it goes
+// into an Authorization header as it is, so it must be one token ("encoded" or id:api_key).
 func apiKeyProblem(key string) string {
 	if key == "" {
 		return "is blank; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key), or unset the variable"
@@ -254,9 +252,8 @@ func apiKeyProblem(key string) string {
 	return ""
 }
 
-// encodedAPIKey is the key as the Authorization: ApiKey header carries it: base64 of
-// id:api_key. A key given as id:api_key is encoded here (base64 has no colon, so the two forms
-// cannot be confused).
+// encodedAPIKey is the key as the Authorization: ApiKey header carries it, base64 of id:api_key
+// (base64 has no colon, so the two forms cannot be confused).
 func encodedAPIKey(key string) string {
 	if strings.Contains(key, ":") {
 		return base64.StdEncoding.EncodeToString([]byte(key))
@@ -333,10 +330,8 @@ func (c config) validate(p *problems) {
 	if _, ok := httpURL(c.OptimizeHealthURL); c.OptimizeHealthURL != "" && !ok {
 		p.add("OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
 	}
-	if c.ESCAFile != "" {
-		if _, err := os.Stat(c.ESCAFile); err != nil {
-			p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
-		}
+	if _, err := os.Stat(c.ESCAFile); c.ESCAFile != "" && err != nil {
+		p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
 	}
 	for name, d := range map[string]time.Duration{
 		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
@@ -357,38 +352,30 @@ func (c config) validate(p *problems) {
 	}
 }
 
-// validateCredentials reports Elasticsearch credentials that contradict each other: an API
-// key and basic auth (a user name or password, or one in an Elasticsearch URL) are mutually
-// exclusive. Which one the client would pick is not something an operator should have to know.
+// validateCredentials reports an API key set with basic auth (variables or a URL's user): which
+// one the client would pick is not something an operator should have to know.
 func (c config) validateCredentials(p *problems) {
-	urlUser := false
-	for _, u := range c.ESURLs {
-		if parsed, err := url.Parse(u); err == nil && parsed.User != nil {
-			urlUser = true
-		}
-	}
-	for _, set := range []struct {
-		keyVar, keyFile, userVars string
-		key, basicAuth            bool
-	}{
-		{"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", c.ESAPIKeyFile, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD",
-			c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != ""},
-		{"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
-			c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != ""},
-	} {
-		keyVar := set.keyVar
-		if set.keyFile != "" {
+	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
+		parsed, err := url.Parse(u)
+		return err == nil && parsed.User != nil
+	})
+	exclusive := func(keyVar, keyFile, userVars string, key, basicAuth bool) {
+		if keyFile != "" {
 			keyVar += "_FILE"
-		} else if !set.key {
-			continue
+		} else if !key {
+			return
 		}
-		if set.basicAuth {
-			p.add(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", set.userVars, keyVar, set.userVars)
+		if basicAuth {
+			p.add(keyVar, "%s is set too; an API key and basic auth are mutually exclusive: unset %s or %s", userVars, keyVar, userVars)
 		}
 		if urlUser { // URL credentials would win over any key, the restore's too
 			p.add(keyVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an API key and basic auth are mutually exclusive: remove user:password@ from the URLs or unset %s", keyVar)
 		}
 	}
+	exclusive("OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", c.ESAPIKeyFile, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD",
+		c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != "")
+	exclusive("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
+		c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != "")
 }
 
 // cronParser reads standard 5-field expressions and descriptors (@daily), and a leading

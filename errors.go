@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,14 +10,11 @@ import (
 	"strings"
 )
 
-// Every error the sidecar knows, and the one place errors become HTTP answers.
-//
-// An error the caller sees is an *httpError made where the sidecar decides to refuse or fail
-// (badRequest, notFound, conflict, ...): it carries its status, Optimize's errorCode and the
-// operator's sentence, saying what happened and what to do. writeError only finds it in the
-// chain; what it writes itself are the answers about what the sidecar did not decide:
-// Elasticsearch's answers (or its silence), a body too large, a bug. Lower layers wrap errors
-// with what they were doing ("create snapshot x: ..."); errors.Is/As see through the wrapping.
+// Every error the sidecar knows, and the one place errors become HTTP answers. An error the
+// caller sees is an *httpError made where the sidecar decides to refuse or fail (badRequest,
+// notFound, conflict, ...), with its status, Optimize's errorCode and the operator's sentence.
+// writeError finds it in the chain; the answers it makes itself are for what the sidecar did
+// not decide: Elasticsearch's answers (or its silence), a body too large, a bug.
 
 // apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
 // errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
@@ -40,8 +38,7 @@ var errorSentences = map[string]string{
 }
 
 // httpError is an error with its HTTP answer: the status, Optimize's errorCode and the
-// sentence the operator reads in detailedMessage (its Error()). Lower layers may wrap it; the
-// answer is still its own sentence, without what they wrapped around it.
+// sentence the operator reads in detailedMessage, without what lower layers wrapped around it.
 type httpError struct {
 	status int
 	code   string
@@ -104,8 +101,7 @@ func serverError(format string, args ...any) *httpError {
 	return newHTTPError(http.StatusInternalServerError, "serverError", format, args...)
 }
 
-// writeError is the one place errors become HTTP answers: it writes Optimize's JSON error
-// shape with the status and code of the error (see describeError) and logs the error once.
+// writeError writes Optimize's JSON error shape for err (see describeError) and logs it once.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := s.describeError(r, err)
 	if status == http.StatusUnauthorized {
@@ -115,7 +111,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		level = s.log.Error
 	}
-	level("request failed", "request_id", requestIDOf(r), "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
+	level("request failed", "request_id", accessEntryOf(r).id, "method", r.Method, "path", r.URL.Path, "status", status, "err", err.Error())
 	writeJSON(w, status, body)
 }
 
@@ -130,8 +126,7 @@ func (s *server) describeError(r *http.Request, err error) (int, apiError) {
 }
 
 // answerOf is the answer to an error the sidecar did not make into an httpError: what
-// Elasticsearch answered or did not (the route's family, from routes(), decides the status of
-// an unreachable one), a request body too large, or a bug.
+// Elasticsearch answered or did not, a request body too large, or a bug.
 func (s *server) answerOf(r *http.Request, err error) *httpError {
 	var (
 		refused   *esAuthError
@@ -176,48 +171,45 @@ func unreachable(r *http.Request, format string, args ...any) *httpError {
 	return newHTTPError(http.StatusBadGateway, "elasticsearchConnectionError", format, args...)
 }
 
-// errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
-var errNoRepository = badRequest("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
+var (
+	// errNoRepository means CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME is not set.
+	errNoRepository = badRequest("No snapshot repository is configured; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to the name of a repository registered in Elasticsearch and restart the sidecar.")
+	// errStopping refuses long work that would start while the sidecar shuts down.
+	errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
+	// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
+	errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
+	// errUnauthorized means the request did not carry the admin token.
+	errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
+	// errIDTaken is in the chain of the 409 of a taken backup ID (see idTaken): the scheduler
+	// tells it from other failures to start.
+	errIDTaken = errors.New("backup ID taken")
+	// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
+	errSnapshotNameTaken = errors.New("snapshot name already in use")
+	// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
+	// timed out): 500 on Optimize 3.9's routes, 502 on the others (see unreachable).
+	errESUnreachable = errors.New("elasticsearch could not be reached")
+	// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
+	errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
+	// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not
+	// show their recovery yet): try again in a moment.
+	errNotYet = errors.New("not yet")
+)
 
-// errStopping refuses long work that would start while the sidecar shuts down.
-var errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
-
-// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
-var errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
-
-// errUnauthorized means the request did not carry the admin token.
-var errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
-
-// errIDTaken is in the chain of the 409 of a backup ID that is taken (see idTaken): the
-// scheduler tells it from other failures to start.
-var errIDTaken = errors.New("backup ID taken")
-
-// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
-var errSnapshotNameTaken = errors.New("snapshot name already in use")
-
-// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
-// timed out). Optimize 3.9's routes report it as 500, 3.10+ routes as 502.
-var errESUnreachable = errors.New("elasticsearch could not be reached")
-
-// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
-var errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
-
-// esError is an error answer from Elasticsearch (or from a gateway in front of it), decoded
-// from its error body.
+// esError is an error answer from Elasticsearch (or from a gateway in front of it).
 type esError struct {
 	Status int
 	Type   string
 	Reason string
 }
 
+// Error is the answer's status, type and reason.
 func (e *esError) Error() string {
 	return fmt.Sprintf("Elasticsearch answered %d %s: %s", e.Status, e.Type, e.Reason)
 }
 
 // esAuthError is Elasticsearch refusing the sidecar's credentials (401) or a privilege they
-// lack (403 security_exception). Its sentence names the credentials' variables and, from
-// Elasticsearch's reason, the action and the privileges that grant it. It unwraps to the
-// esError, so retry and status decisions see what Elasticsearch answered.
+// lack (403 security_exception), with the variables that set them. It unwraps to the esError,
+// so retry and status decisions see what Elasticsearch answered.
 type esAuthError struct {
 	es *esError
 	// creds names the credentials used (see esClients.credsOf); "" if none are configured.
@@ -227,10 +219,9 @@ type esAuthError struct {
 // Unwrap is the refusal as Elasticsearch answered it.
 func (e *esAuthError) Unwrap() error { return e.es }
 
-// These pick Elasticsearch's reason of a refused privilege apart, e.g. "action
-// [cluster:admin/snapshot/create] is unauthorized for API key id [k] of user [u], this action is
-// granted by the cluster privileges [create_snapshot,manage,all]"; index actions add "on
-// indices [...]".
+// These pick a refused privilege's reason apart: "action [cluster:admin/snapshot/create] is
+// unauthorized for API key id [k] of user [u], this action is granted by the cluster privileges
+// [create_snapshot,manage,all]"; index actions add "on indices [...]".
 var (
 	refusedActionPattern  = regexp.MustCompile(`action \[([^\]]+)\] is unauthorized`)
 	grantingPattern       = regexp.MustCompile(`granted by the (cluster|index) privileges \[([^\]]+)\]`)
@@ -249,10 +240,7 @@ func (e *esAuthError) Error() string {
 		return fmt.Sprintf("Elasticsearch refused the sidecar's credentials (%s) with %d %s: %s. Set valid ones there and restart the sidecar; an API key may have expired or been invalidated (GET _security/api_key shows it).",
 			e.creds, e.es.Status, e.es.Type, e.es.Reason)
 	}
-	creds := e.creds
-	if creds == "" {
-		creds = "none configured"
-	}
+	creds := cmp.Or(e.creds, "none configured")
 	action := refusedActionPattern.FindStringSubmatch(e.es.Reason)
 	grant := grantingPattern.FindStringSubmatch(e.es.Reason)
 	if action == nil || grant == nil {
@@ -273,16 +261,3 @@ func (e *esAuthError) Error() string {
 	return fmt.Sprintf("Elasticsearch refused the action [%s]: the sidecar's credentials (%s) lack the %s privilege %s%s. Grant %s one of the %s privileges [%s]%s (%s); the sidecar needs no restart. Elasticsearch said: %s",
 		action[1], creds, kind, narrowest, on, grantTo, kind, privileges, on, readme, e.es.Reason)
 }
-
-// esErrorBody is the shape of Elasticsearch's error answers.
-type esErrorBody struct {
-	Error struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	} `json:"error"`
-	Status int `json:"status"`
-}
-
-// errNotYet marks a state Elasticsearch is about to leave (an index whose shards do not show
-// their recovery yet): try again in a moment.
-var errNotYet = errors.New("not yet")

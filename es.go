@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,41 +20,38 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// This file holds how the sidecar talks to Elasticsearch: the clients, the one call helper and
-// the escaping of names that go into URLs. The requests themselves are in snapshots.go,
-// indices.go and jobstore.go.
+// How the sidecar talks to Elasticsearch: the clients, the one call helper and the escaping of
+// names that go into URLs. The requests are in snapshots.go, indices.go and jobstore.go; an answer
+// struct may leave out the tag of a key that differs from its field's name only in case, which
+// encoding/json ignores.
 
 // maxAnswerBytes bounds what is read of one Elasticsearch answer: a list page of 1,000
-// snapshots is well under 1 MiB, so anything near this is not an answer the sidecar can use,
-// and reading it whole would break the memory target.
+// snapshots is well under 1 MiB, and reading far more whole would break the memory target.
 const maxAnswerBytes = 16 << 20
 
 // esClients are the sidecar's Elasticsearch clients, by what their requests may do. Only reads
 // are retried: a retried snapshot create, index delete or restore could act twice.
 type esClients struct {
-	// read sends requests that change nothing; the client retries them on 502/503/504 and
-	// network errors.
+	// read sends requests that change nothing, retried on 502/503/504 and network errors.
 	read esapi.Transport
-	// write sends requests that change Elasticsearch (snapshot create and delete, the restore
-	// job document), exactly once.
+	// write sends requests that change Elasticsearch (snapshots, job documents), once.
 	write esapi.Transport
-	// restore sends the restore's changes (write blocks, index delete, snapshot restore), with
-	// the restore credentials when configured, exactly once.
+	// restore sends the restore's changes (write blocks, index delete, snapshot restore), once,
+	// with the restore credentials when configured.
 	restore esapi.Transport
 	// mainCreds and restoreCreds name the variables that set the credentials of read and write,
 	// and of restore: when Elasticsearch refuses them, the error says which ones to fix.
 	mainCreds, restoreCreds string
 }
 
-// credentials are what one client authenticates with: an API key or basic auth (config
-// validation allows only one), and the variables they come from ("" when none are set).
+// credentials are what one client authenticates with (an API key or basic auth, never both),
+// and the variables they come from ("" when none are set).
 type credentials struct {
 	username, password, apiKey string
 	vars                       string
 }
 
-// mainCredentials and restoreCredentials are the credentials of the clients; the restore
-// falls back to the main ones when none of its own are configured.
+// mainCredentials are the credentials of the read and write clients.
 func (c config) mainCredentials() credentials {
 	creds := credentials{username: c.ESUsername, password: c.ESPassword, apiKey: c.ESAPIKey}
 	switch {
@@ -67,7 +65,8 @@ func (c config) mainCredentials() credentials {
 	return creds
 }
 
-// restoreCredentials are the restore's own credentials and true, or the main ones and false.
+// restoreCredentials are the restore's own credentials and true, or (none configured) the main
+// ones and false.
 func (c config) restoreCredentials() (credentials, bool) {
 	switch {
 	case c.RestoreESAPIKeyFile != "":
@@ -80,29 +79,23 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients from the configuration. They share one net/http Transport,
-// so one pool of keep-alive connections serves them all (credentials go in each request's
-// headers, not in the connection).
+// newESClients builds the clients, sharing one net/http Transport: one pool of keep-alive
+// connections serves them all (credentials go in each request's headers).
 func newESClients(cfg config) (esClients, error) {
 	transport, err := newESTransport(cfg)
 	if err != nil {
 		return esClients{}, err
 	}
 	main := cfg.mainCredentials()
-	read, err := newESClient(cfg, transport, main, true)
-	if err != nil {
-		return esClients{}, err
+	restoreCreds, own := cfg.restoreCredentials()
+	read, err1 := newESClient(cfg, transport, main, true)
+	write, err2 := newESClient(cfg, transport, main, false)
+	restore, err3 := write, error(nil)
+	if own {
+		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
 	}
-	write, err := newESClient(cfg, transport, main, false)
-	if err != nil {
+	if err := cmp.Or(err1, err2, err3); err != nil {
 		return esClients{}, err
-	}
-	restore, restoreCreds := write, main
-	if creds, own := cfg.restoreCredentials(); own {
-		if restore, err = newESClient(cfg, transport, creds, false); err != nil {
-			return esClients{}, err
-		}
-		restoreCreds = creds
 	}
 	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
@@ -140,44 +133,34 @@ func newESTransport(cfg config) (*http.Transport, error) {
 // newESClient builds one Elasticsearch client with these credentials over transport; retry
 // tells whether the client may resend a request that got no usable answer.
 func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
-	esCfg := elasticsearch.Config{
+	return elasticsearch.NewClient(elasticsearch.Config{
 		Addresses:    cfg.ESURLs,
 		Username:     creds.username,
 		Password:     creds.password,
+		APIKey:       encodedAPIKey(creds.apiKey), // "" for none
 		Transport:    opaqueID{transport},
 		DisableRetry: !retry,
-	}
-	if creds.apiKey != "" {
-		esCfg.APIKey = encodedAPIKey(creds.apiKey)
-	}
-	return elasticsearch.NewClient(esCfg)
+	})
 }
 
 // opaqueID sends the request ID of the sidecar request an Elasticsearch request serves as
-// X-Opaque-Id, which Elasticsearch shows in its tasks, slow logs and deprecation logs: an
-// operator can follow one X-Request-Id from the access log into Elasticsearch. Background
-// work (part 2, a restore job's steps) runs on the registry's own context and carries none.
+// X-Opaque-Id, which Elasticsearch shows in its tasks and slow logs, so an operator can follow
+// one X-Request-Id into Elasticsearch. Background work (the registry's) carries none.
 type opaqueID struct{ next http.RoundTripper }
 
 // RoundTrip adds the header, on a copy as RoundTrippers must not change the request.
 func (o opaqueID) RoundTrip(r *http.Request) (*http.Response, error) {
-	if e, _ := r.Context().Value(accessKey{}).(*accessEntry); e != nil && r.Header.Get("X-Opaque-Id") == "" {
+	if id := accessEntryOf(r).id; id != "" && r.Header.Get("X-Opaque-Id") == "" {
 		r = r.Clone(r.Context())
-		r.Header.Set("X-Opaque-Id", e.id)
+		r.Header.Set("X-Opaque-Id", id)
 	}
 	return o.next.RoundTrip(r)
 }
 
-// esCall runs one Elasticsearch request through client with the per-call deadline, closes its
-// body, turns error answers into *esError and transport failures into errESUnreachable, and
-// decodes a successful JSON answer into target (unless target is nil).
-func (s *server) esCall(ctx context.Context, client esapi.Transport, req esapi.Request, target any) error {
-	return s.esCallWithin(ctx, s.cfg.ESTimeout, client, req, target)
-}
-
-// esCallWithin is esCall with its own deadline, for the one request that waits on
-// Elasticsearch's work (a drill's restore with wait_for_completion).
-func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
+// esCall runs one Elasticsearch request through client within timeout, closes its body, turns
+// error answers into *esError and transport failures into errESUnreachable, and decodes a
+// successful JSON answer into target (unless target is nil).
+func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi.Transport, req esapi.Request, target any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	res, err := req.Do(ctx, client)
@@ -195,12 +178,13 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 		return fmt.Errorf("%w: more than %d MiB; ask for less (e.g. ?limit=) or raise Elasticsearch's filter", errAnswerTooLarge, maxAnswerBytes>>20)
 	}
 	if res.IsError() {
-		var eb esErrorBody
-		var ee *esError
-		if json.Unmarshal(body, &eb) != nil || eb.Error.Type == "" {
-			ee = &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
-		} else {
-			ee = &esError{Status: res.StatusCode, Type: eb.Error.Type, Reason: eb.Error.Reason}
+		// Elasticsearch's error shape; anything else (a gateway's page) is kept as it came.
+		var eb struct {
+			Error struct{ Type, Reason string } `json:"error"`
+		}
+		ee := &esError{Status: res.StatusCode, Type: http.StatusText(res.StatusCode), Reason: strings.TrimSpace(string(body))}
+		if json.Unmarshal(body, &eb) == nil && eb.Error.Type != "" {
+			ee.Type, ee.Reason = eb.Error.Type, eb.Error.Reason
 		}
 		if refusedCredentials(ee) {
 			return &esAuthError{es: ee, creds: s.es.credsOf(client)}
@@ -219,17 +203,15 @@ func (s *server) esCallWithin(ctx context.Context, timeout time.Duration, client
 // credsOf names the credentials client authenticates with, for errors that ask to fix them;
 // "" when none are configured.
 func (c esClients) credsOf(client esapi.Transport) string {
-	creds := c.mainCreds
-	if client == c.restore && c.restore != c.write {
-		creds = c.restoreCreds
+	if client == c.restore {
+		return c.restoreCreds // the main ones when the restore has none of its own
 	}
-	return creds
+	return c.mainCreds
 }
 
-// refusedCredentials tells whether Elasticsearch (or a gateway in front of it) refused the
-// credentials or a privilege they lack: any 401, a 403 that is not Elasticsearch's own (a
-// gateway's), and Elasticsearch's security_exception. Other 403s, such as a
-// cluster_block_exception of a write-blocked index, are not about credentials.
+// refusedCredentials tells whether Elasticsearch (or a gateway) refused the credentials or a
+// privilege: any 401, a gateway's 403, and a security_exception. Other 403s (such as the
+// cluster_block_exception of a write-blocked index) are not about credentials.
 func refusedCredentials(e *esError) bool {
 	switch {
 	case e.Type == "security_exception":
@@ -243,20 +225,19 @@ func refusedCredentials(e *esError) bool {
 
 // read, write and restoreWrite are esCall through the client for that kind of request.
 func (s *server) read(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.read, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.read, req, target)
 }
 
 func (s *server) write(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.write, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.write, req, target)
 }
 
 func (s *server) restoreWrite(ctx context.Context, req esapi.Request, target any) error {
-	return s.esCall(ctx, s.es.restore, req, target)
+	return s.esCall(ctx, s.cfg.ESTimeout, s.es.restore, req, target)
 }
 
-// answerLost tells whether a request that changes something may have been carried out although
-// its answer did not arrive: no answer at all, or a gateway's 502/503/504 instead of
-// Elasticsearch's own.
+// answerLost tells whether a request may have been carried out although its answer did not
+// arrive: no answer at all, or a gateway's 502/503/504 instead of Elasticsearch's own.
 func answerLost(err error) bool {
 	var ee *esError
 	if errors.As(err, &ee) {
@@ -265,9 +246,8 @@ func answerLost(err error) bool {
 	return errors.Is(err, errESUnreachable)
 }
 
-// seg escapes one name for a URL path segment. esapi puts names into paths as they are, and
-// Elasticsearch URL-decodes them: unescaped, the ID a%5fb would reach it as a_b, and %2a as a
-// wildcard. Escaped, every name reaches Elasticsearch exactly as given.
+// seg escapes one name for a URL path segment: esapi puts names into paths as they are, and
+// Elasticsearch URL-decodes them (the ID a%5fb would reach it as a_b, and %2a as a wildcard).
 func seg(name string) string { return url.PathEscape(name) }
 
 // segs escapes each name of a comma-separated path segment.
@@ -287,28 +267,21 @@ const maxNamesBytes = 3000
 // maxNamesBytes, so that no request line grows with the number of indices.
 func batches(names []string) [][]string {
 	var out [][]string
-	var cur []string
 	size := 0
 	for _, n := range names {
 		l := len(seg(n)) + 1
-		if len(cur) > 0 && size+l > maxNamesBytes {
-			out = append(out, cur)
-			cur, size = nil, 0
+		if len(out) == 0 || size+l > maxNamesBytes {
+			out, size = append(out, nil), 0
 		}
-		cur = append(cur, n)
+		out[len(out)-1] = append(out[len(out)-1], n)
 		size += l
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
 	}
 	return out
 }
 
 // clusterStatus is the cluster's health status (green, yellow, red).
 func (s *server) clusterStatus(ctx context.Context) (string, error) {
-	var cluster struct {
-		Status string `json:"status"`
-	}
+	var cluster struct{ Status string }
 	if err := s.read(ctx, esapi.ClusterHealthRequest{FilterPath: []string{"status"}}, &cluster); err != nil {
 		return "", fmt.Errorf("cluster health: %w", err)
 	}
@@ -327,9 +300,7 @@ func (s *server) checkRepository(ctx context.Context) error {
 // elasticsearchVersion is the version of the node the client talks to.
 func (s *server) elasticsearchVersion(ctx context.Context) (string, error) {
 	var nodes struct {
-		Nodes map[string]struct {
-			Version string `json:"version"`
-		} `json:"nodes"`
+		Nodes map[string]struct{ Version string }
 	}
 	req := esapi.NodesInfoRequest{NodeID: []string{"_local"}, FilterPath: []string{"nodes.*.version"}}
 	if err := s.read(ctx, req, &nodes); err != nil {

@@ -9,19 +9,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
-// maxBodyBytes bounds request bodies: a backup request is a few bytes, and nothing larger is
-// read into memory.
+// maxBodyBytes bounds request bodies: a backup request is a few bytes.
 const maxBodyBytes = 1 << 20
 
-// family is one of Optimize's two route families. routes() decides it once per route and
-// hands it to the handlers: it sets the ID rule on create, the create answer, how IDs are
-// written (3.10+ writes integer IDs as JSON numbers) and the status for an unreachable
-// Elasticsearch (500 on 3.9, 502 on 3.10+).
+// family is one of Optimize's two route families, decided once per route by routes(): it sets
+// the ID rule on create, the create answer, how IDs are written and the status for an
+// unreachable Elasticsearch.
 type family int
 
 const (
@@ -42,8 +42,8 @@ func (f family) base() string {
 // familyKey is the request context key under which routes() stores a route's family.
 type familyKey struct{}
 
-// inFamily hands f to code the handler constructors do not reach (writeError, admin(), the
-// restore handlers in restore.go) through the request's context, set by routes() alone.
+// inFamily hands f through the request's context to code the handler constructors do not
+// reach (writeError); only routes() sets it.
 func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		next(w, r.WithContext(context.WithValue(r.Context(), familyKey{}, f)))
@@ -59,14 +59,12 @@ func familyOf(r *http.Request) family {
 	return current
 }
 
-// routes is the sidecar's HTTP handler: every route of register, behind the access log, the
-// request counter and the JSON answers for unknown paths and methods.
+// routes is the sidecar's HTTP handler: every route of register, behind the access log (which
+// also counts requests) and the JSON answers for unknown paths and methods.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.register(mux)
-	// accessLog is outermost: it hands the rest a request copy that carries the request ID,
-	// and the mux records the matched pattern on that copy.
-	return s.accessLog(s.countRequests(s.jsonNoRoute(mux)))
+	return s.accessLog(s.jsonNoRoute(mux))
 }
 
 // registrar is what register puts routes on: the server's mux, or the OpenAPI test's recorder
@@ -101,13 +99,10 @@ func (s *server) register(mux registrar) {
 	mux.HandleFunc("GET /actuator/openapi", s.handleOpenAPI)
 }
 
-// jsonNoRoute answers requests that match no route with the JSON error shape: 404 for an
-// unknown path, 405 with the mux's Allow header for a known path and another method. There is
-// no catch-all "/" route on purpose: it would match every path with every method, and the mux
-// computes 405 and Allow only when no pattern matches. mux.Handler tells, without serving,
-// whether a route matched (its pattern is then non-empty; redirects to a cleaned path have
-// one too); if none did, the mux's own plain-text answer is played into a recorder to learn
-// its status and Allow header, and the JSON body is written instead.
+// jsonNoRoute answers requests that match no route with the JSON error shape: 404, or 405 with
+// the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow only when no
+// pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path has one),
+// the mux's plain-text answer is played into a recorder for its status and Allow header.
 func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, pattern := mux.Handler(r)
@@ -115,10 +110,10 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		rec := &headerRecorder{header: http.Header{}}
+		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		if rec.status == http.StatusMethodNotAllowed {
-			allow := rec.header.Get("Allow")
+		if rec.Code == http.StatusMethodNotAllowed {
+			allow := rec.Header().Get("Allow")
 			w.Header().Set("Allow", allow)
 			s.writeError(w, r, methodNotAllowed("%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
 			return
@@ -127,31 +122,8 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// headerRecorder keeps the status and headers a handler answers with and drops its body.
-type headerRecorder struct {
-	header http.Header
-	status int
-}
-
-// Header is the recorded header map.
-func (h *headerRecorder) Header() http.Header { return h.header }
-
-// WriteHeader keeps the first status written.
-func (h *headerRecorder) WriteHeader(status int) {
-	if h.status == 0 {
-		h.status = status
-	}
-}
-
-// Write drops the body (its status is 200 unless one was written).
-func (h *headerRecorder) Write(b []byte) (int, error) {
-	h.WriteHeader(http.StatusOK)
-	return len(b), nil
-}
-
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
-// part 2 follows in the background once part 1 has finished. The family sets the ID rule and
-// the answer: 200 with the snapshot names on 3.9, 202 with Optimize 3.10+'s message on 3.10+.
+// part 2 follows in the background. 3.9 answers 200 with the snapshot names, 3.10+ 202.
 func (s *server) handleCreateBackup(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
@@ -194,14 +166,13 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		var last *drillResult
-		done := make(chan struct{})
+		var drill sync.WaitGroup
 		if s.drillsSeen.Load() && validateBackupID(id) == nil && s.cfg.Repository != "" {
-			go func() { defer close(done); last = s.lastDrill(r.Context(), id) }()
-		} else {
-			close(done)
+			drill.Go(func() { last = s.lastDrill(r.Context(), id) })
 		}
-		info, snaps, err := s.backupAndStates(r.Context(), id)
-		<-done
+		// Only stateFields: nothing may delete or restore by these snapshots.
+		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
+		drill.Wait()
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -214,24 +185,15 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 	}
 }
 
-// backupAndSnapshots is backup that also returns the snapshots it was computed from, with
-// every field the destructive paths read (index lists, metadata): one Elasticsearch request.
+// backupAndSnapshots is the backup's state and the snapshots it was computed from, with every
+// field the destructive paths read (index lists, metadata): one Elasticsearch request.
 func (s *server) backupAndSnapshots(ctx context.Context, id string) (backupInfo, []snapshot, error) {
 	return s.readBackup(ctx, id, s.backupSnapshots)
 }
 
-// backupAndStates is backupAndSnapshots for a GET: its snapshots hold only stateFields (no
-// index lists, no metadata), which is all a GET reports; nothing may delete or restore by them.
-func (s *server) backupAndStates(ctx context.Context, id string) (backupInfo, []snapshot, error) {
-	return s.readBackup(ctx, id, s.backupStates)
-}
-
 // readBackup validates the ID, reads the backup's snapshots with read and computes its state.
 func (s *server) readBackup(ctx context.Context, id string, read func(context.Context, string) ([]snapshot, error)) (backupInfo, []snapshot, error) {
-	if err := validateBackupID(id); err != nil {
-		return backupInfo{}, nil, err
-	}
-	if err := s.requireRepository(); err != nil {
+	if err := s.checkStatusRequest(id); err != nil {
 		return backupInfo{}, nil, err
 	}
 	snaps, err := read(ctx, id)
@@ -248,8 +210,7 @@ func (s *server) readBackup(ctx context.Context, id string, read func(context.Co
 // backups: large enough for few round trips, small enough to keep each answer bounded.
 const defaultListPageSize = 1000
 
-// handleListBackups reports every backup in the repository, newest first, paging through
-// Elasticsearch. ?limit=N keeps the N newest.
+// handleListBackups reports every backup in the repository, newest first; ?limit=N keeps N.
 func (s *server) handleListBackups(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		limit := 0
@@ -271,20 +232,15 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			return
 		}
 		now := s.now()
-		infos := make([]backupInfo, 0, len(byID))
+		out := make([]wireBackupInfo, 0, len(byID))
 		for id, snaps := range byID {
-			infos = append(infos, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace))
+			out = append(out, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace).wire(f == legacy))
 		}
-		// Newest first, then by ID descending.
-		slices.SortFunc(infos, func(a, b backupInfo) int {
-			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.BackupID, a.BackupID))
+		slices.SortFunc(out, func(a, b wireBackupInfo) int {
+			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.backupInfo.BackupID, a.backupInfo.BackupID))
 		})
-		if limit > 0 && len(infos) > limit {
-			infos = infos[:limit]
-		}
-		out := make([]wireBackupInfo, len(infos))
-		for i, info := range infos {
-			out[i] = info.wire(f == legacy)
+		if limit > 0 && len(out) > limit {
+			out = out[:limit]
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
@@ -305,8 +261,7 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteBackup deletes this installation's snapshots of exactly one backup and returns their
-// names; check, if not nil, may refuse the delete on the snapshots as read (retention uses it
-// to delete scheduled backups only). It is DELETE's path, and retention's.
+// names; check, if not nil, may refuse the delete on the snapshots as read (retention's).
 func (s *server) deleteBackup(ctx context.Context, id string, check func([]snapshot) error) ([]string, error) {
 	_, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
@@ -346,10 +301,8 @@ func (s *server) deleteBackup(ctx context.Context, id string, check func([]snaps
 	return names, nil
 }
 
-// ownSnapshots returns the names of the snapshots that are this installation's (sorted), and
-// refuses (409) when there is none: a snapshot is another installation's when its metadata
-// names another prefix, or (Optimize's own snapshots carry no metadata) when it holds none of
-// this installation's indices.
+// ownSnapshots returns the sorted names of the snapshots that are this installation's (see
+// isOwnSnapshot), and refuses (409) when there is none.
 func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
 	var own, foreign []string
 	for _, sn := range snaps {
@@ -367,7 +320,8 @@ func (s *server) ownSnapshots(id string, snaps []snapshot) ([]string, error) {
 	return own, nil
 }
 
-// isOwnSnapshot tells whether one snapshot is this installation's.
+// isOwnSnapshot tells whether one snapshot is this installation's: by the prefix in its
+// metadata, or (Optimize's own snapshots carry none) by whether it holds this one's indices.
 func (s *server) isOwnSnapshot(sn snapshot) bool {
 	if p, ok := sn.Metadata["indexPrefix"].(string); ok {
 		return p == s.cfg.IndexPrefix
@@ -380,9 +334,9 @@ func (s *server) isOwnSnapshot(sn snapshot) bool {
 	return len(part1)+len(part2) > 0
 }
 
-// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) when
-// a restore that is running or starting, or a running drill, needs it, taking the mark back. The mark stays until
-// unfence: a restore of the backup is refused while its delete may still be under way.
+// fenceRestores marks the backup as being deleted (see deleteMarks), then refuses (409) and
+// takes the mark back when a running or starting restore or drill needs it. The mark stays
+// until unfence: a restore of the backup is refused while its delete may still be under way.
 func (s *server) fenceRestores(ctx context.Context, id string) error {
 	if err := s.changeMarks(ctx, func(m map[string]int64) { m[id] = s.now().UnixMilli() }); errors.Is(err, errDocChanged) {
 		return conflict("Nothing was deleted: other DELETEs or a restore kept changing the restore bookkeeping in Elasticsearch at this moment. Send the DELETE of [%s] again (if a restore of it started, it answers 409 until the restore has ended).", id)
@@ -391,7 +345,12 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	}
 	job, _, found, err := s.loadJob(ctx)
 	if err == nil && found && job.uses(id) {
-		err = usedByRestore(id, job)
+		role := "restores it"
+		if job.BackupID != id {
+			role = "holds its safety backup"
+		}
+		err = conflict("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
+			id, job.BackupID, role, job.Step, job.BackupID)
 	}
 	if err == nil {
 		err = s.drillUsing(ctx, id)
@@ -403,17 +362,6 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	return nil
 }
 
-// usedByRestore is the 409 of a DELETE of a backup that the running restore job needs: the
-// backup it restores, or its safety backup.
-func usedByRestore(id string, job jobDoc) error {
-	role := "restores it"
-	if job.BackupID != id {
-		role = "holds its safety backup"
-	}
-	return conflict("Backup [%s] cannot be deleted: the running restore of backup [%s] %s (step %s). Wait until GET .../%s/restore reports COMPLETED or FAILED.",
-		id, job.BackupID, role, job.Step, job.BackupID)
-}
-
 // unfence takes the backup's delete mark back. A failure only delays restores of that ID (for
 // pendingDeleteFor), so it is logged, not answered.
 func (s *server) unfence(ctx context.Context, id string) {
@@ -422,9 +370,8 @@ func (s *server) unfence(ctx context.Context, id string) {
 	}
 }
 
-// lateParts returns the snapshots of the backup that appeared after it was read: parts of the
-// same backup only (the same backupNonce in their metadata as a deleted part), never a new
-// backup of the same ID.
+// lateParts returns the snapshots of the backup that appeared after it was read with the
+// backupNonce of a deleted part: never a new backup of the same ID.
 func (s *server) lateParts(ctx context.Context, id string, read []snapshot, deleted []string) []string {
 	nonces := map[string]bool{}
 	for _, sn := range read {
@@ -472,34 +419,30 @@ func (info backupInfo) wire(legacy bool) wireBackupInfo {
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			return err
-		case errors.Is(err, io.EOF):
-			return badRequest("The request body is empty; send a JSON object such as {\"backupId\": 1}.")
-		default:
-			return badRequest("The request body is not valid: %v; send a JSON object such as {\"backupId\": 1}.", err)
+	err := dec.Decode(v)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case errors.Is(err, io.EOF):
+		return badRequest("The request body is empty; send a JSON object such as {\"backupId\": 1}.")
+	case err != nil:
+		return badRequest("The request body is not valid: %v; send a JSON object such as {\"backupId\": 1}.", err)
+	}
+	if !dec.More() {
+		if _, err = dec.Token(); err == io.EOF {
+			return nil
 		}
-	}
-	if dec.More() {
-		return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return err
 		}
-		return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
 	}
-	return nil
+	return badRequest("The request body has data after the JSON object; send exactly one JSON object.")
 }
 
-// writeJSON writes v as a JSON answer with this status, as encoding/json's Encoder with
-// SetEscapeHTML(false) writes it: these answers go to scripts and terminals, where \u003c for <
-// only gets in the way. It is encoded whole first, so that it goes out with a Content-Length in
-// one write (not in chunks of net/http's 4 KB buffer), as soon as the access log flushes it.
+// writeJSON writes v as a JSON answer with this status, without HTML escaping (\u003c for <
+// only gets in the way of scripts and terminals), encoded whole first so that it goes out with
+// a Content-Length in one write as soon as the access log flushes it.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -517,8 +460,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(buf.Bytes()) // the client went away: nothing left to tell it
 }
 
-// checkStatusRequest is what the status routes of a backup's work (restore, drill) check
-// before reading the job: a valid ID and a configured repository.
+// checkStatusRequest checks what every route of one backup needs before reading: a valid ID
+// and a configured repository.
 func (s *server) checkStatusRequest(id string) error {
 	if err := validateBackupID(id); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,28 +13,19 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// Which indices are this installation's, and the requests that act on a list of them.
-//
-// The rule (README, "Which indices a backup holds"): an index belongs to the installation with
-// prefix P when its name is P-{name}_v{N}, optionally with a rollover suffix -NNNNNN (Optimize
-// names every index it creates so), and it does not belong to another installation whose longer
-// prefix Q starts with P- (optimize-east next to optimize). An index that merely starts with P-
-// (optimize-logs-2026.11) is nobody's.
-//
-// Another installation Q shows by any of the four indices every installation has, even a
-// half-restored one: Q-metadata (part 2) or one of Q's import indices (part 1). This is decided
-// by names alone and fails closed: Q's metadata need not be readable, and an installation
-// whose restore has so far brought back only part 1 is still seen. The one exception is a
-// dynamic index of P named like one of those (a process definition key "x-metadata" gives
-// P-process-instance-x-metadata_v8): Q = P-process-instance-x starts with one of Optimize's
-// dynamic index families, and is P's own.
+// Which indices are this installation's, and the requests that act on a list of them. The rule
+// (docs/installation-indices.md): an index belongs to the installation with prefix P when its
+// name is P-{name}_v{N}, optionally with a rollover suffix -NNNNNN, and not to another
+// installation whose longer prefix Q starts with P- (optimize-east next to optimize). Q shows by
+// any of the four indices every installation has, even a half-restored one (Q-metadata or an
+// import index), by names alone, so it fails closed; except where Q starts with one of P's
+// dynamic index families (P-process-instance-x-metadata_v8 is P's own).
 
 // importIndexNames are the Optimize indices that go into part 1 of a backup.
 var importIndexNames = []string{"import-index", "timestamp-based-import-index", "position-based-import-index"}
 
-// markerNames are the indices every installation has, even a half-restored one, longest first
-// (position-based-import-index also ends in import-index): Q-{marker} or Q-{marker}_v{N}
-// shows an installation with prefix Q.
+// markerNames are the indices every installation has (Q-{marker}[_v{N}] shows prefix Q),
+// longest first: position-based-import-index also ends in import-index.
 var markerNames = []string{"timestamp-based-import-index", "position-based-import-index", "import-index", "metadata"}
 
 // versionSuffix is the _v{N} (and rollover -NNNNNN) end of a physical index name.
@@ -53,7 +45,7 @@ type installation struct {
 }
 
 // newInstallation is the installation with this prefix, next to the installations with the
-// prefixes others (any that do not start with prefix + "-" are irrelevant and dropped).
+// prefixes others (those not starting with prefix + "-" are dropped).
 func newInstallation(prefix string, others []string) installation {
 	in := installation{
 		prefix:  prefix,
@@ -104,13 +96,10 @@ func (in installation) split(names []string) (part1, part2, foreign []string) {
 	return part1, part2, foreign
 }
 
-// otherInstallations returns the prefixes Q (longer than prefix, starting with prefix + "-")
-// of the installations that names (indices and aliases) show, by the markers above; names of
-// the prefix's own dynamic indices are no marker.
-//
-// A physical index counts only with Optimize's _v{N} suffix, an alias by its name: an index a
-// foreign application names optimize-process-metadata must not make optimize-process-* look
-// like another installation (and vanish from this one's backups).
+// otherInstallations returns the prefixes Q (starting with prefix + "-") of the installations
+// that names (indices and aliases) show by the markers above. An index counts only with
+// Optimize's _v{N} suffix, an alias by its name: another application's index
+// optimize-process-metadata must not make optimize-process-* vanish from this one's backups.
 func otherInstallations(prefix string, indices, aliases []string) []string {
 	var out []string
 	for _, n := range slices.Concat(indices, aliases) {
@@ -137,23 +126,15 @@ func otherInstallations(prefix string, indices, aliases []string) []string {
 	return out
 }
 
-// installationIndices resolves the indices of the prefix as they exist now and returns this
-// installation (with the other installations nested in its prefix) and its indices split into
-// the two parts: one request.
+// installationIndices resolves the prefix's indices as they exist now (one request) and returns
+// this installation and its indices split into the two parts.
 func (s *server) installationIndices(ctx context.Context) (in installation, part1, part2 []string, err error) {
 	req := esapi.IndicesResolveIndexRequest{
 		Name:            []string{seg(s.cfg.IndexPrefix) + "-*"},
 		ExpandWildcards: "all",
 		FilterPath:      []string{"indices.name", "aliases.name"},
 	}
-	var answer struct {
-		Indices []struct {
-			Name string `json:"name"`
-		} `json:"indices"`
-		Aliases []struct {
-			Name string `json:"name"`
-		} `json:"aliases"`
-	}
+	var answer struct{ Indices, Aliases []struct{ Name string } }
 	if err := s.read(ctx, req, &answer); err != nil {
 		return installation{}, nil, nil, fmt.Errorf("resolve indices %s-*: %w", s.cfg.IndexPrefix, err)
 	}
@@ -169,33 +150,26 @@ func (s *server) installationIndices(ctx context.Context) (in installation, part
 	return in, part1, part2, nil
 }
 
-// writeBlockSettings is the body that sets an index's write block (true) or resets it (nil).
-type writeBlockSettings struct {
-	Write *bool `json:"index.blocks.write"`
-}
-
-// setWriteBlock puts (on) or lifts (off) a write block on exactly these indices, in batches.
-// Lifting resets the setting, so the indices end as they were.
-//
-// Before each batch, check (if not nil) may stop it: a restore job acts only while it holds
-// its lease, and one batch can take an Elasticsearch deadline.
+// setWriteBlock puts (on) or lifts (off, resetting the setting) a write block on exactly these
+// indices, in batches. Before each batch, check (if not nil) may stop it: a restore job acts
+// only while it holds its lease, and one batch can take an Elasticsearch deadline.
 func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, check func() error) error {
-	settings := writeBlockSettings{}
+	var block *bool // null resets the setting
 	if on {
-		settings.Write = &on
+		block = &on
 	}
-	body, err := json.Marshal(settings)
+	body, err := json.Marshal(map[string]*bool{"index.blocks.write": block})
 	if err != nil {
 		return err
 	}
-	ignore := true // an index deleted meanwhile must not keep the others blocked
 	for _, batch := range batches(names) {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
 			}
 		}
-		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: &ignore, MasterTimeout: s.cfg.ESTimeout}
+		// IgnoreUnavailable: an index deleted meanwhile must not keep the others blocked.
+		req := esapi.IndicesPutSettingsRequest{Index: segs(batch), Body: bytes.NewReader(body), IgnoreUnavailable: new(true), MasterTimeout: s.cfg.ESTimeout}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("set write block %t on %s: %w", on, strings.Join(batch, ","), err)
 		}
@@ -213,10 +187,9 @@ type indexFacts struct {
 // that do not exist are left out.
 func (s *server) indexSettings(ctx context.Context, names []string) (map[string]indexFacts, error) {
 	out := map[string]indexFacts{}
-	ignore, flat := true, true
 	for _, batch := range batches(names) {
 		req := esapi.IndicesGetSettingsRequest{Index: segs(batch), Name: []string{"index.uuid", "index.blocks.write"},
-			IgnoreUnavailable: &ignore, FlatSettings: &flat, ExpandWildcards: "all"}
+			IgnoreUnavailable: new(true), FlatSettings: new(true), ExpandWildcards: "all"}
 		var answer map[string]struct {
 			Settings map[string]string `json:"settings"`
 		}
@@ -253,12 +226,11 @@ func (s *server) checkUUIDs(ctx context.Context, plan restorePlan, allowMissing 
 // deleteIndices deletes exactly these concrete indices, in batches; indices already gone are
 // skipped, so a resumed restore can repeat it. check, before each batch, as for setWriteBlock.
 func (s *server) deleteIndices(ctx context.Context, names []string, check func() error) error {
-	ignore := true
 	for _, batch := range batches(names) {
 		if err := check(); err != nil {
 			return err
 		}
-		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: &ignore, ExpandWildcards: "none", MasterTimeout: s.cfg.ESTimeout}
+		req := esapi.IndicesDeleteRequest{Index: segs(batch), IgnoreUnavailable: new(true), ExpandWildcards: "none", MasterTimeout: s.cfg.ESTimeout}
 		if err := s.restoreWrite(ctx, req, nil); err != nil {
 			return fmt.Errorf("delete indices %s: %w", strings.Join(batch, ","), err)
 		}
@@ -306,17 +278,14 @@ type recoveryShards map[string]struct {
 // (yet) are left out of the answer.
 func (s *server) recovery(ctx context.Context, names []string) (recoveryShards, error) {
 	out := recoveryShards{}
-	ignore := true
 	for _, batch := range batches(names) {
-		req := esapi.IndicesRecoveryRequest{Index: segs(batch), IgnoreUnavailable: &ignore,
+		req := esapi.IndicesRecoveryRequest{Index: segs(batch), IgnoreUnavailable: new(true),
 			FilterPath: []string{"*.shards.id", "*.shards.type", "*.shards.stage", "*.shards.primary", "*.shards.source.snapshot", "*.shards.index.size"}}
 		var answer recoveryShards
 		if err := s.read(ctx, req, &answer); err != nil {
 			return nil, fmt.Errorf("read the recovery of %s: %w", strings.Join(batch, ","), err)
 		}
-		for k, v := range answer {
-			out[k] = v
-		}
+		maps.Copy(out, answer)
 	}
 	return out, nil
 }
@@ -332,13 +301,8 @@ func (s *server) indicesStartingWith(ctx context.Context, prefix string) ([]stri
 
 // resolve returns the names of the indices these (escaped) names or patterns resolve to.
 func (s *server) resolve(ctx context.Context, names []string) ([]string, error) {
-	ignore := true
-	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: &ignore, FilterPath: []string{"indices.name"}}
-	var answer struct {
-		Indices []struct {
-			Name string `json:"name"`
-		} `json:"indices"`
-	}
+	req := esapi.IndicesResolveIndexRequest{Name: names, ExpandWildcards: "all", IgnoreUnavailable: new(true), FilterPath: []string{"indices.name"}}
+	var answer struct{ Indices []struct{ Name string } }
 	if err := s.read(ctx, req, &answer); err != nil {
 		return nil, err
 	}
@@ -351,18 +315,11 @@ func (s *server) resolve(ctx context.Context, names []string) ([]string, error) 
 
 // countDocuments searches one index and returns its document count.
 func (s *server) countDocuments(ctx context.Context, index string) (int64, error) {
-	size := 0
 	var answer struct {
-		Hits struct {
-			Total struct {
-				Value int64 `json:"value"`
-			} `json:"total"`
-		} `json:"hits"`
-		Shards struct {
-			Failed int `json:"failed"`
-		} `json:"_shards"`
+		Hits   struct{ Total struct{ Value int64 } }
+		Shards struct{ Failed int } `json:"_shards"`
 	}
-	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: &size, TrackTotalHits: true}
+	req := esapi.SearchRequest{Index: []string{seg(index)}, Size: new(0), TrackTotalHits: true}
 	if err := s.read(ctx, req, &answer); err != nil {
 		return 0, err
 	}

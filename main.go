@@ -1,8 +1,7 @@
 // Command optimize-backup is a sidecar that gives Camunda Optimize a backup and restore API on
-// top of Elasticsearch snapshots. It serves Optimize's documented backup API on the management
-// port (both the 3.9 /actuator/backup and the 3.10+ /actuator/backups routes), keeps no state
-// of its own beyond the backups it is still starting, and reads everything else from
-// Elasticsearch, so any replica, or a restarted one, answers the same.
+// Elasticsearch snapshots, on the management port (Optimize 3.9's /actuator/backup and 3.10+'s
+// /actuator/backups). It keeps no state beyond the work it is running and reads everything
+// else from Elasticsearch, so any replica, or a restarted one, answers the same.
 package main
 
 import (
@@ -38,11 +37,8 @@ type server struct {
 	// owner names this process in the restore jobs it runs (stored in Elasticsearch).
 	owner string
 	// backups holds the backups whose part 2 this process is still going to start; restores
-	// the restore job it runs.
-	backups  *registry
-	restores *registry
-	// drills holds the restore drill this process runs.
-	drills *registry
+	// and drills the restore job and the drill it runs.
+	backups, restores, drills *registry
 	// drillsSeen tells that this installation has run a drill: only then does GET of a backup
 	// also read the backup's last drill (a second Elasticsearch request).
 	drillsSeen atomic.Bool
@@ -58,16 +54,15 @@ type server struct {
 // newServer builds a server around an Elasticsearch client.
 func newServer(cfg config, es esClients, log *slog.Logger) *server {
 	return &server{
-		es:       es,
-		cfg:      cfg,
-		log:      log,
-		now:      time.Now,
-		owner:    ownerID(),
-		backups:  newRegistry(),
-		restores: newRegistry(),
-		drills:   newRegistry(),
-		metrics:  &metrics{requests: map[string]int{}},
-
+		es:           es,
+		cfg:          cfg,
+		log:          log,
+		now:          time.Now,
+		owner:        ownerID(),
+		backups:      newRegistry(),
+		restores:     newRegistry(),
+		drills:       newRegistry(),
+		metrics:      &metrics{requests: map[string]int{}},
 		listPageSize: defaultListPageSize,
 	}
 }
@@ -99,10 +94,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()
 	if cfg.Repository != "" {
-		// A restore whose sidecar stopped mid-way (this one before a restart, another replica)
-		// goes on here.
+		// A restore or drill whose sidecar stopped mid-way (this one before a restart, another
+		// replica) is taken over here.
 		go srv.watchRestoreJobs(ctx)
-		// A drill whose sidecar stopped mid-way gets its temporary indices deleted here.
 		go srv.watchDrills(ctx)
 	}
 	scheduleDone := make(chan struct{})
@@ -147,16 +141,13 @@ func (s *server) shutdown(ctx context.Context, httpServer *http.Server, schedule
 	// A fresh deadline: ctx is already cancelled, but requests and part-2 starts get time.
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
-	// A restore takes far longer than a shutdown: stop it at once, while requests drain; it
-	// hands itself over (or, before deleting anything, fails and lifts its write block), and
-	// that must finish within Kubernetes' grace period.
+	// A restore or drill takes far longer than a shutdown: stop it at once (ctx has ended),
+	// while requests drain, so that it hands itself over (a drill deletes its temporary
+	// indices) within Kubernetes' grace period.
 	restoreStopped := make(chan struct{})
 	go func() {
-		stopNow, cancelNow := context.WithCancel(shutdownCtx)
-		cancelNow()
-		s.restores.shutdown(stopNow)
-		// A drill also stops at once: it deletes its temporary indices and records FAILED.
-		s.drills.shutdown(stopNow)
+		s.restores.shutdown(ctx)
+		s.drills.shutdown(ctx)
 		close(restoreStopped)
 	}()
 	err := httpServer.Shutdown(shutdownCtx)

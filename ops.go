@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -25,8 +25,7 @@ type component struct {
 	Details map[string]string `json:"details,omitempty"`
 }
 
-// handleHealth reports whether Elasticsearch answers and the repository exists; 503 when
-// either is down, with the reason in the component's details.
+// handleHealth reports whether Elasticsearch answers and the repository exists; 503 if not.
 func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	components := map[string]component{}
 	// A red cluster is DOWN, as Spring Boot's own Elasticsearch health indicator says: some
@@ -53,10 +52,8 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	status, code := "UP", http.StatusOK
-	for _, c := range components {
-		if c.Status != "UP" {
-			status, code = "DOWN", http.StatusServiceUnavailable
-		}
+	if components["elasticsearch"].Status != "UP" || components["repository"].Status != "UP" {
+		status, code = "DOWN", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, map[string]any{"status": status, "components": components})
 }
@@ -92,47 +89,34 @@ type metrics struct {
 // knownMethods are the HTTP methods counted under their own name; any other is "other".
 var knownMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 
-// countRequests wraps the router so that every answer is counted.
-func (s *server) countRequests(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		route := r.Pattern // set by the mux on this request
-		if route == "" || route == "/" {
-			route = "unknown"
-		} else if _, path, ok := strings.Cut(route, " "); ok {
-			route = path
-		}
-		// Labels come from fixed sets only: a client's made-up methods must not grow the map.
-		method := r.Method
-		if !slices.Contains(knownMethods, method) {
-			method = "other"
-		}
-		key := fmt.Sprintf(`method=%q,route=%q,status="%d"`, method, route, rec.status)
-		s.metrics.mu.Lock()
-		s.metrics.requests[key]++
-		s.metrics.mu.Unlock()
-	})
+// count counts one answered request; pattern is the route the mux matched ("" for none).
+func (m *metrics) count(method, pattern string, status int) {
+	route := pattern
+	if route == "" || route == "/" {
+		route = "unknown"
+	} else if _, path, ok := strings.Cut(route, " "); ok {
+		route = path
+	}
+	// Labels come from fixed sets only: a client's made-up methods must not grow the map.
+	if !slices.Contains(knownMethods, method) {
+		method = "other"
+	}
+	m.mu.Lock()
+	m.requests[fmt.Sprintf(`method=%q,route=%q,status="%d"`, method, route, status)]++
+	m.mu.Unlock()
 }
 
 // handlePrometheus writes the counters in Prometheus' text format.
 func (s *server) handlePrometheus(w http.ResponseWriter, r *http.Request) {
-	s.metrics.mu.Lock()
-	keys := make([]string, 0, len(s.metrics.requests))
-	for k := range s.metrics.requests {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString("# HELP optimize_backup_http_requests_total HTTP requests answered, by method, route and status.\n")
 	b.WriteString("# TYPE optimize_backup_http_requests_total counter\n")
-	for _, k := range keys {
+	s.metrics.mu.Lock()
+	for _, k := range slices.Sorted(maps.Keys(s.metrics.requests)) {
 		fmt.Fprintf(&b, "optimize_backup_http_requests_total{%s} %d\n", k, s.metrics.requests[k])
 	}
 	s.metrics.mu.Unlock()
-	b.WriteString("# HELP optimize_backup_backups_in_flight Backups whose part 2 this process is still going to start.\n")
-	b.WriteString("# TYPE optimize_backup_backups_in_flight gauge\n")
-	fmt.Fprintf(&b, "optimize_backup_backups_in_flight %d\n", s.backups.count())
+	metric(&b, "optimize_backup_backups_in_flight", "gauge", "Backups whose part 2 this process is still going to start.", "", s.backups.count())
 	ctx, cancel := context.WithTimeout(r.Context(), repositoryMetricsTimeout)
 	defer cancel()
 	s.repositoryMetrics(ctx, &b)

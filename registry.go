@@ -5,9 +5,8 @@ import (
 	"sync"
 )
 
-// registry tracks the long work this process runs outside requests (part-2 starts, restores),
-// by key: claim, start, cancel, wait on shutdown. It is the only state the sidecar keeps in
-// memory; what other replicas must see lives in Elasticsearch.
+// registry tracks the long work this process runs outside requests (part-2 starts, restores,
+// drills) by key; what other replicas must see lives in Elasticsearch.
 type registry struct {
 	mu     sync.Mutex
 	work   map[string]context.CancelFunc
@@ -15,6 +14,7 @@ type registry struct {
 	closed bool
 }
 
+// newRegistry is an empty registry.
 func newRegistry() *registry { return &registry{work: map[string]context.CancelFunc{}} }
 
 // claim reserves a key; false if it is already reserved or the process is stopping.
@@ -35,9 +35,9 @@ func (g *registry) release(key string) {
 	delete(g.work, key)
 }
 
-// start runs work for a claimed key in the background and releases the key when it returns.
-// The work's context is cancelled by cancel, or by shutdown. Once shutdown began it runs
-// nothing, releases the key and returns false: work started then would outlive the process.
+// start runs work for a claimed key in the background, with a context that cancel and
+// shutdown end. Once shutdown began it releases the key and returns false: work started then
+// would outlive the process.
 func (g *registry) start(key string, work func(context.Context)) bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	g.mu.Lock()
@@ -48,14 +48,13 @@ func (g *registry) start(key string, work func(context.Context)) bool {
 		return false
 	}
 	g.work[key] = cancel
-	g.wg.Add(1)
-	g.mu.Unlock()
-	go func() {
-		defer g.wg.Done()
+	// Counted under the lock, so that shutdown never waits without it.
+	g.wg.Go(func() {
 		defer cancel()
 		defer g.release(key)
 		work(ctx)
-	}()
+	})
+	g.mu.Unlock()
 	return true
 }
 

@@ -3,36 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
-// Metrics read from the repository (and the jobs index), not from this process: every replica,
-// and a restarted one, reports the same, so a staleness alert fires whichever replica is
-// scraped.
+// Metrics read from the repository and the jobs index, not from this process: every replica
+// reports the same, so a staleness alert fires whichever one is scraped.
 
-// backupStates are the states counted by optimize_backup_backups, in their order of output.
-var backupStates = []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible}
-
-// metricsFields are what the repository metrics read of each snapshot: the list's fields and
-// what tells whose a snapshot is (isOwnSnapshot: the metadata's prefix, or, for Optimize's own
-// snapshots without metadata, their indices).
+// metricsFields are the list's fields and what isOwnSnapshot reads (metadata prefix, indices).
 var metricsFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.indexPrefix", "snapshots.indices")
 
-// installationBackup tells whether every snapshot of a backup is this installation's, as DELETE
-// tells it (isOwnSnapshot).
-func (s *server) installationBackup(snaps []snapshot) bool {
-	for _, sn := range snaps {
-		if !s.isOwnSnapshot(sn) {
-			return false
-		}
-	}
-	return true
-}
-
-// repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format:
-// whether the repository could be read, this installation's backups by state, when the newest
-// COMPLETED one ended, the last drill, and the next scheduled slot.
+// repositoryMetrics writes the metrics read from Elasticsearch in Prometheus' text format.
 func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 	if s.cfg.Schedule != nil {
 		if next := s.cfg.Schedule.next(s.now()); !next.IsZero() {
@@ -56,8 +38,8 @@ func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 	var lastSuccess int64
 	now := s.now()
 	for id, snaps := range byID {
-		if !s.installationBackup(snaps) {
-			continue
+		if slices.ContainsFunc(snaps, func(sn snapshot) bool { return !s.isOwnSnapshot(sn) }) {
+			continue // not every snapshot is this installation's, as DELETE tells it
 		}
 		info := backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace)
 		counts[info.State]++
@@ -68,7 +50,7 @@ func (s *server) repositoryMetrics(ctx context.Context, b *strings.Builder) {
 		}
 	}
 	fmt.Fprintf(b, "# HELP optimize_backup_backups Backups of this installation in the repository, by state.\n# TYPE optimize_backup_backups gauge\n")
-	for _, state := range backupStates {
+	for _, state := range []string{stateCompleted, stateInProgress, stateFailed, stateIncomplete, stateIncompatible} {
 		fmt.Fprintf(b, "optimize_backup_backups{state=%q} %d\n", state, counts[state])
 	}
 	if lastSuccess > 0 {

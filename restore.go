@@ -12,9 +12,8 @@ import (
 )
 
 // Restore follows Optimize's documented runbook as one admin call. The handler reads the
-// backup's snapshots once, checks every precondition against them without changing anything,
-// and fixes a plan (exact snapshot and index names); the job (restorejob.go) carries out that
-// plan and nothing else, stored in Elasticsearch so that every replica sees it.
+// backup's snapshots once, checks every precondition without changing anything, and fixes a
+// plan (exact snapshot and index names) that the job (restorejob.go) carries out, and nothing else.
 
 // The states of a restore job.
 const (
@@ -28,8 +27,7 @@ const (
 type restoreRequest struct {
 	// DryRun runs the checks only.
 	DryRun bool `json:"dryRun"`
-	// ReplaceExisting lets existing Optimize indices be replaced, after a safety backup of
-	// them has COMPLETED.
+	// ReplaceExisting lets existing indices be replaced once a safety backup of them COMPLETED.
 	ReplaceExisting bool `json:"replaceExisting"`
 }
 
@@ -74,58 +72,54 @@ const restoreKey = "restore"
 // handleRestore checks the preconditions of restoring a backup and, unless it is a dry run,
 // starts the restore job (admin only). The family decides how the dry run shows the ID.
 func (s *server) handleRestore(f family) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) { s.restore(w, r, f) }
-}
-
-// restore is handleRestore's work for one request.
-func (s *server) restore(w http.ResponseWriter, r *http.Request, f family) {
-	id := r.PathValue("id")
-	var req restoreRequest
-	if r.ContentLength != 0 {
-		if err := decodeBody(w, r, &req); err != nil {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		var req restoreRequest
+		if r.ContentLength != 0 {
+			if err := decodeBody(w, r, &req); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		// The checks and the start go on if the caller hangs up: a half-started job is worse.
+		ctx := context.WithoutCancel(r.Context())
+		// The job document is read first and the restore starts only if it is still at this
+		// version: a DELETE (which writes it) after this point makes the start fail, so the
+		// backup read below cannot be one that is being deleted.
+		stored, err := s.loadStoredJob(ctx)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		info, snaps, err := s.backupAndSnapshots(ctx, id)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting, stored)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		passed := !slices.ContainsFunc(checks, func(c restoreCheck) bool { return !c.Passed })
+		if req.DryRun {
+			writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(f == legacy).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
+			return
+		}
+		if !passed {
+			s.writeError(w, r, restoreRefused(checks))
+			return
+		}
+		job, err := s.startRestore(ctx, info.BackupID, plan, stored)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, job)
 	}
-	// The checks and the start go on if the caller hangs up: a half-started job is worse.
-	ctx := context.WithoutCancel(r.Context())
-	// The job document is read first and the restore starts only if it is still at this
-	// version: a DELETE (which writes it) after this point makes the start fail, so the backup
-	// read below cannot be one that is being deleted.
-	stored, err := s.loadStoredJob(ctx)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	info, snaps, err := s.backupAndSnapshots(ctx, id)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	checks, plan, err := s.restoreChecks(ctx, info, snaps, req.ReplaceExisting, stored)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	passed := !slices.ContainsFunc(checks, func(c restoreCheck) bool { return !c.Passed })
-	if req.DryRun {
-		writeJSON(w, http.StatusOK, map[string]any{"backupId": info.wire(f == legacy).BackupID, "dryRun": true, "wouldRestore": passed, "checks": checks})
-		return
-	}
-	if !passed {
-		s.writeError(w, r, restoreRefused(checks))
-		return
-	}
-	job, err := s.startRestore(ctx, info.BackupID, plan, stored)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusAccepted, job)
 }
 
-// restoreRefused is the 409 of a restore whose preconditions failed: every failed check's
-// message.
+// restoreRefused is the 409 of a restore whose preconditions failed, with their messages.
 func restoreRefused(checks []restoreCheck) error {
 	var failed []string
 	for _, c := range checks {
@@ -137,8 +131,7 @@ func restoreRefused(checks []restoreCheck) error {
 }
 
 // restoreChecks evaluates every precondition without changing anything, and returns the plan
-// the job will carry out if they all pass: the backup's snapshots as read (in part order) and,
-// with replaceExisting, this installation's indices that exist now.
+// the job carries out if they all pass (with replaceExisting, the indices it replaces).
 func (s *server) restoreChecks(ctx context.Context, info backupInfo, snaps []snapshot, replaceExisting bool, stored storedJob) ([]restoreCheck, restorePlan, error) {
 	var checks []restoreCheck
 	check := func(name string, passed bool, message string) {
@@ -242,13 +235,10 @@ const (
 )
 
 // optimizeStopped tells whether Optimize is provably stopped: only a refused connection at
-// OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. Any answer means it runs; a
-// timeout, a TLS error or a name that does not resolve cannot confirm anything, and the restore
-// is refused then too.
-func (s *server) optimizeStopped(ctx context.Context) (bool, string) {
-	var stopped bool
-	var detail string
-	for try := 0; try < probeTries; try++ {
+// OPTIMIZE_HEALTH_URL, probeTries times in a row, proves it. An answer, a timeout, a TLS error
+// or a name that does not resolve refuses the restore.
+func (s *server) optimizeStopped(ctx context.Context) (stopped bool, detail string) {
+	for try := range probeTries {
 		if try > 0 && sleepCtx(ctx, probeGap) != nil {
 			return false, "The request was cancelled before Optimize could be probed."
 		}
@@ -278,10 +268,8 @@ func (s *server) probeOptimize(ctx context.Context) (bool, string) {
 	return false, fmt.Sprintf("Cannot confirm that Optimize is stopped: %s did not refuse the connection but gave no answer (%v); stop Optimize, or fix OPTIMIZE_HEALTH_URL so that it points at Optimize.", s.cfg.OptimizeHealthURL, err)
 }
 
-// foreignIndices are the indices of a backup that are not this installation's (in is the
-// installation as the cluster shows it). The backup's own index list can name another
-// installation too (a backup taken before installations were told apart): its metadata index
-// then shows in the list.
+// foreignIndices are the indices of a backup that are not this installation's, by the
+// installations the cluster shows (in) and those the backup's own index list shows.
 func (s *server) foreignIndices(in installation, backupIndices []string) []string {
 	snapIn := newInstallation(s.cfg.IndexPrefix, append(slices.Clone(in.others), otherInstallations(s.cfg.IndexPrefix, backupIndices, nil)...))
 	_, _, foreign := snapIn.split(backupIndices)
@@ -314,13 +302,13 @@ func (s *server) busyWith(ctx context.Context, stored storedJob, id string) (str
 		return "", err
 	}
 	if len(running) > 0 {
-		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", running[0], s.cfg.Repository), nil
+		return fmt.Sprintf("Snapshot [%s] is running in repository [%s]", running[0].Name, s.cfg.Repository), nil
 	}
 	return "", nil
 }
 
-// handleRestoreStatus reports the restore job of a backup, as stored in Elasticsearch: one
-// request. It changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
+// handleRestoreStatus reports the restore job of a backup as stored in Elasticsearch. It
+// changes nothing (a stopped job is taken over by watchRestoreJobs, never here).
 func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := s.checkStatusRequest(id); err != nil {

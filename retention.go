@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 )
 
-// Retention deletes scheduled backups only: every snapshot of the backup says kind
-// "scheduled" and this installation's prefix in its metadata, which only the scheduler writes.
-// Manual backups, Optimize's own and restore safety backups are never candidates.
+// Retention deletes scheduled backups only (scheduledOf: metadata only the scheduler writes);
+// manual backups, Optimize's own and restore safety backups are never candidates.
 
 // scheduledBackup is one scheduled backup of this installation, with the slot it was taken for.
 type scheduledBackup struct {
@@ -26,12 +25,10 @@ type retentionDelete struct {
 	Reason   string `json:"reason"`
 }
 
-// scheduledListFields are what retention needs of each snapshot: the list's fields and the
-// two metadata keys that tell a scheduled backup of this installation.
+// scheduledListFields are the list's fields and the metadata keys scheduledOf reads.
 var scheduledListFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.kind", "snapshots.metadata.indexPrefix")
 
-// scheduledBackups returns this installation's scheduled backups in the repository, newest
-// slot first, paging through Elasticsearch.
+// scheduledBackups returns this installation's scheduled backups, newest slot first.
 func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error) {
 	byID, err := s.backupsByID(ctx, scheduledListFields)
 	if err != nil {
@@ -46,7 +43,7 @@ func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error
 		}
 		out = append(out, scheduledBackup{backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace), slot})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].slot.After(out[j].slot) })
+	slices.SortFunc(out, func(a, b scheduledBackup) int { return b.slot.Compare(a.slot) })
 	return out, nil
 }
 
@@ -61,10 +58,9 @@ func (s *server) scheduledOf(snaps []snapshot) bool {
 }
 
 // retentionPlan is what retention deletes of these scheduled backups (newest slot first) at
-// now: a COMPLETED backup beyond the keep newest COMPLETED ones or whose slot is older than
-// maxAge, and a FAILED or INCOMPLETE backup older than the newest COMPLETED one. The newest
-// COMPLETED backup is always kept, a running one is never deleted, and with neither limit set
-// nothing is. It is a pure function of its inputs.
+// now: a COMPLETED backup beyond the keep newest COMPLETED ones or older than maxAge, and a
+// FAILED or INCOMPLETE backup older than the newest COMPLETED one, which is always kept. A
+// running backup is never deleted, and with neither limit set nothing is.
 func retentionPlan(backups []scheduledBackup, keep int, maxAge time.Duration, now time.Time) []retentionDelete {
 	if keep <= 0 && maxAge <= 0 {
 		return nil
@@ -96,9 +92,8 @@ func retentionPlan(backups []scheduledBackup, keep int, maxAge time.Duration, no
 	return out
 }
 
-// applyRetention deletes what retentionPlan says, through the same path as DELETE (delete
-// marks, refusal while a restore or a drill uses the backup), each backup confirmed scheduled
-// again right before its delete. A backup that cannot be deleted is logged and kept.
+// applyRetention deletes what retentionPlan says through DELETE's path (delete marks, refusal
+// while a restore or drill uses the backup). A backup that cannot be deleted is logged and kept.
 func (s *server) applyRetention(ctx context.Context) {
 	if s.cfg.RetentionKeep <= 0 && s.cfg.RetentionMaxAge <= 0 {
 		return
@@ -111,15 +106,13 @@ func (s *server) applyRetention(ctx context.Context) {
 	// The plan keeps the newest COMPLETED scheduled backup; it must still be there at each delete
 	// (a DELETE of it meanwhile would otherwise leave none).
 	keeper := ""
-	for _, b := range scheduled {
-		if b.State == stateCompleted {
-			keeper = b.BackupID
-			break
-		}
+	if i := slices.IndexFunc(scheduled, func(b scheduledBackup) bool { return b.State == stateCompleted }); i >= 0 {
+		keeper = scheduled[i].BackupID
 	}
 	check := func(snaps []snapshot) error {
-		if err := s.requireScheduled(snaps); err != nil {
-			return err
+		// Confirmed on the snapshots as read right before the delete.
+		if !s.scheduledOf(snaps) {
+			return errors.New("not a scheduled backup of this installation (any more); retention deletes scheduled backups only")
 		}
 		if info, _, err := s.backupAndSnapshots(ctx, keeper); err != nil || info.State != stateCompleted {
 			return fmt.Errorf("the newest COMPLETED scheduled backup [%s] the plan keeps is gone or no longer COMPLETED (%v); retention stops until the next slot", keeper, err)
@@ -172,13 +165,4 @@ func (s *server) newestVerified(ctx context.Context, scheduled []scheduledBackup
 		}
 	}
 	return ""
-}
-
-// requireScheduled refuses a delete of a backup that is not, or no longer, a scheduled backup
-// of this installation (its snapshots as read right before the delete).
-func (s *server) requireScheduled(snaps []snapshot) error {
-	if !s.scheduledOf(snaps) {
-		return fmt.Errorf("not a scheduled backup of this installation (any more); retention deletes scheduled backups only")
-	}
-	return nil
 }

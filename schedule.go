@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -14,10 +15,9 @@ import (
 )
 
 // Scheduled backups: at each slot of OPTIMIZE_BACKUP_SCHEDULE every replica creates the backup
-// whose ID is the slot's Unix seconds. The ID depends on the slot only, so replicas (and a
-// replica restarted within the slot) race for the same snapshot name and Elasticsearch's name
-// check leaves exactly one backup per slot. The replica that won waits for the backup to end,
-// drills it if OPTIMIZE_BACKUP_VERIFY_SCHEDULED is set, and applies retention.
+// whose ID depends on the slot only (slotID), so replicas (and one restarted within the slot)
+// race for the same snapshot name and Elasticsearch's name check leaves one backup per slot.
+// The replica that won waits for it to end, drills it if configured, and applies retention.
 
 // kindScheduled marks the snapshots of a scheduled backup (snapshotMetadata.Kind): retention
 // deletes these and nothing else.
@@ -69,10 +69,9 @@ func (b *backupSchedule) missed(now time.Time) (time.Time, bool) {
 }
 
 // slotID is the backup ID of a slot for the installation with this prefix: the slot's Unix
-// seconds times 1000 plus a number under 1000 derived from the prefix. It is an integer, valid on
-// both route families, sorts by time, is the same on every replica of an installation, and
-// differs between two installations that share a repository and a schedule (snapshot names do
-// not say whose they are, so the same ID would let only one of them back up).
+// seconds times 1000 plus prefixTag. An integer, valid on both route families, sorted by time,
+// the same on every replica, and different for two installations sharing a repository and a
+// schedule (snapshot names do not say whose they are: only one of them could back up).
 func slotID(slot time.Time, prefix string) string {
 	return strconv.FormatInt(slot.Unix()*1000+int64(prefixTag(prefix)), 10)
 }
@@ -84,8 +83,7 @@ func prefixTag(prefix string) uint32 {
 	return h.Sum32() % 1000
 }
 
-// slotOf is the slot of a scheduled backup of this installation, from its ID; ok is false for
-// an ID that is not one of this installation's slot IDs.
+// slotOf is the slot of this installation's slot ID; ok is false for any other ID.
 func slotOf(id, prefix string) (time.Time, bool) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n < 0 || n%1000 != int64(prefixTag(prefix)) || strconv.FormatInt(n, 10) != id {
@@ -94,9 +92,8 @@ func slotOf(id, prefix string) (time.Time, bool) {
 	return time.Unix(n/1000, 0), true
 }
 
-// runSchedule takes a backup at every slot until ctx ends, first the slot missed while no
-// sidecar ran (see missed). A slot that passes while the previous scheduled backup is still
-// running (or being drilled) is skipped, and logged. done is closed when it returns.
+// runSchedule takes a backup at every slot until ctx ends, first a missed one (see missed); a
+// slot that passes while the previous one still runs is skipped, and logged. It closes done.
 func (s *server) runSchedule(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	if slot, ok := s.cfg.Schedule.missed(s.now()); ok {
@@ -119,8 +116,7 @@ func (s *server) runSchedule(ctx context.Context, done chan<- struct{}) {
 }
 
 // runSlot creates the backup of one slot, waits for it to end, drills it if configured, and
-// applies retention. Only the replica whose create Elasticsearch accepted goes past the create;
-// it records the run (scheduleRun) for GET /actuator/schedule.
+// applies retention. Only the replica whose create Elasticsearch accepted goes past the create.
 func (s *server) runSlot(ctx context.Context, slot time.Time) {
 	id := slotID(slot, s.cfg.IndexPrefix)
 	log := s.log.With("backup_id", id, "repository", s.cfg.Repository, "slot", slot.Format(time.RFC3339))
@@ -130,8 +126,7 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		defer cancel()
 		s.recordRun(recordCtx, scheduleRun{Slot: slot.UTC(), BackupID: id, Outcome: outcome, Reason: reason, Sidecar: s.owner})
 	}
-	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2
-	// (handleCreateBackup does the same for a caller who hangs up).
+	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2.
 	names, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
 	switch {
 	case names != nil && err != nil: // part 1 started, part 2 refused: the sidecar is stopping
@@ -142,11 +137,13 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		log.Info("scheduled backup: the sidecar is stopping; the slot was not taken", "outcome", "not taken", "err", err)
 		return
 	case errors.Is(err, errIDTaken):
-		ours, readErr := s.slotTakenByUs(ctx, id)
+		// Ours if it is this installation's scheduled backup (another replica's, or this one's
+		// before a restart); else a collision.
+		snaps, readErr := s.backupSnapshots(ctx, id)
 		switch {
 		case readErr != nil:
 			log.Warn("scheduled backup: the slot's backup ID is taken, and who holds it cannot be read", "outcome", "taken", "err", readErr)
-		case ours:
+		case s.scheduledOf(snaps):
 			log.Info("scheduled backup: the slot's backup exists already (another replica took it, or this one before a restart)", "outcome", "taken")
 		default:
 			log.Error("scheduled backup: the slot's backup ID is taken by a backup that is not this installation's scheduled backup; this slot has no backup", "outcome", "collision", "err", err)
@@ -180,13 +177,6 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		s.verifyScheduled(ctx, id, log)
 	}
 	s.applyRetention(ctx)
-}
-
-// slotTakenByUs tells whether the backup holding a slot's ID is this installation's scheduled
-// backup (another replica's, or this one's before a restart), not a collision.
-func (s *server) slotTakenByUs(ctx context.Context, id string) (bool, error) {
-	snaps, err := s.backupSnapshots(ctx, id)
-	return err == nil && s.scheduledOf(snaps), err
 }
 
 // scheduleRun is the last slot a replica of this installation ran, stored in the jobs index
@@ -238,8 +228,7 @@ type scheduleView struct {
 	Retention retention `json:"retention"`
 }
 
-// lastRun is the last slot a replica of this installation ran (stored in Elasticsearch, so
-// every replica reports it alike), with the state its backup has now ("" when it has none).
+// lastRun is scheduleRun as GET shows it, with the state its backup has now ("" for none).
 type lastRun struct {
 	Slot     string `json:"slot"`
 	BackupID string `json:"backupId"`
@@ -248,7 +237,7 @@ type lastRun struct {
 	State    string `json:"state,omitempty"`
 }
 
-// retention is the retention settings and what retention would delete if it ran now.
+// retention is the retention settings and what retention would delete now.
 type retention struct {
 	Keep        int               `json:"keep,omitempty"`
 	MaxAge      string            `json:"maxAge,omitempty"`
@@ -256,7 +245,7 @@ type retention struct {
 }
 
 // handleSchedule reports the schedule, its next slots, the last scheduled backup and what
-// retention would delete next, all read from the repository: every replica answers the same.
+// retention would delete next, read from Elasticsearch: every replica answers the same.
 func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	view := scheduleView{Retention: retention{Keep: s.cfg.RetentionKeep, WouldDelete: []retentionDelete{}}}
 	if s.cfg.RetentionMaxAge > 0 {
@@ -284,10 +273,8 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 	}
 	if found {
 		view.LastRun = &lastRun{Slot: run.Slot.In(s.cfg.Schedule.loc).Format(time.RFC3339), BackupID: run.BackupID, Outcome: run.Outcome, Reason: run.Reason}
-		for _, b := range scheduled {
-			if b.BackupID == run.BackupID {
-				view.LastRun.State = b.State // what the backup is now
-			}
+		if i := slices.IndexFunc(scheduled, func(b scheduledBackup) bool { return b.BackupID == run.BackupID }); i >= 0 {
+			view.LastRun.State = scheduled[i].State // what the backup is now
 		}
 	}
 	view.Retention.WouldDelete = append(view.Retention.WouldDelete, retentionPlan(scheduled, s.cfg.RetentionKeep, s.cfg.RetentionMaxAge, now)...)
@@ -295,7 +282,7 @@ func (s *server) handleSchedule(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyScheduled drills a scheduled backup that completed and waits for this drill's result
-// (the backup's drill result with this drill's start time), so that retention runs after it.
+// (the one with its start time), so that retention runs after it.
 func (s *server) verifyScheduled(ctx context.Context, id string, log *slog.Logger) {
 	// Not cut off by a SIGTERM halfway through taking the drill document (as handleVerify).
 	started, err := s.startDrill(context.WithoutCancel(ctx), id)

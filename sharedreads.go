@@ -7,16 +7,12 @@ import (
 )
 
 // sharedReads lets concurrent GETs of the same backup share one Elasticsearch read, so that 64
-// dashboards polling a backup cost Elasticsearch one request per round trip instead of 64.
-//
-// A caller never gets an answer that Elasticsearch may have computed before the caller
-// arrived: a GET that arrives while a read of its key is under way does not join that read (it
-// may have read the backup before a DELETE or a new part the caller already saw), but waits
-// for the next one, which starts when the running one ends and serves everybody who arrived
-// meanwhile. So every answer is as fresh as a request of its own, and two replicas, or a
-// caller that has just created or deleted the backup, see what Elasticsearch holds now.
-// Only reads in flight are held: nothing outlives its read. A caller may wait for two reads
-// (the running one, then its own), each bounded by the Elasticsearch timeout.
+// dashboards polling a backup cost one request per round trip instead of 64. A caller never
+// gets an answer Elasticsearch may have computed before it arrived: a GET that arrives while a
+// read of its key is under way does not join it (it may predate a DELETE the caller saw), but
+// waits for the next one, which starts when the running one ends and serves everybody who
+// arrived meanwhile. So every answer is as fresh as a request of its own. Only reads in flight
+// are held; a caller may wait for two, each bounded by the Elasticsearch timeout.
 type sharedReads[T any] struct {
 	mu   sync.Mutex
 	keys map[string]*keyReads[T]
@@ -32,17 +28,15 @@ type sharedRead[T any] struct {
 	done    chan struct{}
 	val     T
 	err     error
-	waiting int // callers waiting for it (tests look)
-	// ctx and read are the first waiter's: the read runs detached from any one caller's
-	// cancellation (one caller hanging up must not fail the others), with its values (the
-	// request ID sent to Elasticsearch as X-Opaque-Id).
+	waiting int // callers waiting for it (tests look, see sharedReads.waiting)
+	// ctx and read are the first waiter's: detached from its cancellation (one caller hanging
+	// up must not fail the others), with its values (the request ID for X-Opaque-Id).
 	ctx  context.Context
 	read func(context.Context) (T, error)
 }
 
-// do returns read's result for key, from a read that started after this call did: its own,
-// in the caller's goroutine, when no read of key is under way, or else the next shared one.
-// The caller must not change what it gets: other callers hold it too.
+// do returns read's result for key from a read that started after this call did (its own, or
+// the next shared one). The caller must not change what it gets: other callers hold it too.
 func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.Context) (T, error)) (T, error) {
 	g.mu.Lock()
 	if g.keys == nil {
@@ -50,8 +44,7 @@ func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.C
 	}
 	k := g.keys[key]
 	if k == nil {
-		// Nobody reads this key: read in this goroutine, with this caller's own context, as
-		// an unshared request would (nobody else waits for this read).
+		// Nobody reads this key: read in this goroutine, with this caller's own context.
 		own := &sharedRead[T]{done: make(chan struct{}), ctx: ctx, read: read, waiting: 1}
 		g.keys[key] = &keyReads[T]{running: own}
 		g.mu.Unlock()
@@ -77,10 +70,9 @@ func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.C
 // a key forgets the key. owned tells that the read runs in its only caller's goroutine.
 func (g *sharedReads[T]) run(key string, r *sharedRead[T], owned bool) {
 	defer func() {
-		// A read that panics still ends and starts the read its followers wait for, instead
-		// of holding the key forever. Its own caller's panic goes on to net/http, which
-		// recovers it as for any handler; a shared read's, in a goroutine of its own, would
-		// end the process, so its waiters get an error instead.
+		// A read that panics still ends and starts the read its followers wait for. Its own
+		// caller's panic goes on to net/http's recovery; a shared read's, in a goroutine of
+		// its own, would end the process, so its waiters get an error instead.
 		p := recover()
 		if p != nil {
 			var zero T
@@ -106,14 +98,4 @@ func (g *sharedReads[T]) finish(key string, r *sharedRead[T]) {
 	}
 	k.running, k.next = k.next, nil
 	go g.run(key, k.running, false)
-}
-
-// waiting is how many callers wait for key's next read.
-func (g *sharedReads[T]) waiting(key string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if k := g.keys[key]; k != nil && k.next != nil {
-		return k.next.waiting
-	}
-	return 0
 }

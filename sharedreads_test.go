@@ -179,3 +179,13 @@ func jsonField(t *testing.T, body []byte, name string) string {
 	s, _ := m[name].(string)
 	return s
 }
+
+// waiting is how many callers wait for key's next read.
+func (g *sharedReads[T]) waiting(key string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k := g.keys[key]; k != nil && k.next != nil {
+		return k.next.waiting
+	}
+	return 0
+}

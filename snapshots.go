@@ -44,24 +44,21 @@ type snapshotFailure struct {
 	Status  string `json:"status"`
 }
 
-// snapshotFields limits answers to what the sidecar reads: it keeps the answers small when a
-// repository holds thousands of snapshots.
+// snapshotFields limits answers to what the sidecar reads, for repositories of thousands.
 var snapshotFields = []string{
 	"snapshots.snapshot", "snapshots.uuid", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures", "snapshots.shards",
 	"next", "failures",
 }
 
-// listFields are the fields listing needs: without the index lists and metadata, which
-// dominate the size of a page.
+// listFields are the fields listing needs: not the index lists and metadata, most of a page.
 var listFields = []string{
 	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.failures", "next", "failures",
 }
 
 // stateFields are the fields a GET of one backup reads: what backupState needs and the UUIDs a
-// drill is matched by. Without the index lists and metadata, which only the destructive paths
-// (DELETE, restore, drill) read: decoding them was the largest part of a GET's cost.
+// drill is matched by; not the index lists and metadata, the bulk of a GET's decoding.
 var stateFields = append(listFields[:len(listFields):len(listFields)], "snapshots.uuid")
 
 // getSnapshotsAnswer is the get-snapshots answer. Elasticsearch reports a missing repository
@@ -85,12 +82,9 @@ const partCount = 2
 
 // parseSnapshotName splits a snapshot name into backup ID, version tag, part number and part
 // count; ok is false for a name that does not follow Optimize's scheme,
-// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}. Part numbers are written without leading
-// zeros, so every part has exactly one name. It accepts exactly what the regular expression
-// snapshotNameRule (fuzz_test.go) matches, with the ID as long as it can be: every field after
-// the ID holds no '_', so they are the text between the name's last five underscores and the
-// ID is all before them. Without a regular expression: listing parses every snapshot's name,
-// and the expression's backtracking was a third of a list's CPU.
+// camunda_optimize_{id}_{X.Y.Z}_part_{n}_of_{m}, part numbers without leading zeros. It accepts
+// exactly what the regular expression snapshotNameRule (fuzz_test.go) matches, without its
+// backtracking (listing parses every snapshot's name): no field after the ID holds a '_'.
 func parseSnapshotName(name string) (id, version string, part, of int, ok bool) {
 	rest, found := strings.CutPrefix(name, "camunda_optimize_")
 	if !found {
@@ -139,8 +133,7 @@ func partNumber(s string) (int, bool) {
 	return n, err == nil
 }
 
-// allDigits tells whether s is one or more ASCII digits (not strings.Trim with a cutset, which
-// builds the set on every call: names are parsed for every snapshot listed).
+// allDigits tells whether s is one or more ASCII digits.
 func allDigits(s string) bool {
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
@@ -150,9 +143,8 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
-// getSnapshots returns the snapshots whose names match pattern (an escaped name, or an escaped
-// prefix followed by *), one page of size at most size (0: no limit) after the cursor after,
-// newest first, with the fields named in fields.
+// getSnapshots returns one page (size 0: no limit) of the snapshots whose names match pattern
+// (escaped), after the cursor after, newest first, with these fields.
 func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
 	req := esapi.SnapshotGetRequest{
 		Repository: seg(s.cfg.Repository),
@@ -182,21 +174,16 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 }
 
 // backupSnapshots returns every snapshot of the backup with exactly this ID: one request. The
-// pattern camunda_optimize_{id}_* also matches IDs that start with id_ (nightly_1 for nightly,
-// since '_' is allowed); those are dropped by parsed name. It is the first request of every
-// create, read, delete and restore, and the longest with the ID in it (deleteSnapshots splits
-// long names), so an ID too long for Elasticsearch's request line is refused here, as a 400.
+// pattern camunda_optimize_{id}_* also matches IDs that start with id_; those are dropped by
+// parsed name. It is the first request of every create, read, delete and restore, so an ID too
+// long for Elasticsearch's request line is refused here, as a 400.
 func (s *server) backupSnapshots(ctx context.Context, id string) ([]snapshot, error) {
 	return s.backupSnapshotsWith(ctx, id, snapshotFields)
 }
 
-// backupStates is backupSnapshots with only stateFields: what a GET of the backup reports, at a
-// fraction of the decoding. Its snapshots have no Indices and no Metadata, so nothing that
-// decides what to delete or restore may use them. (Not index_names=false as well: older
-// Elasticsearch versions refuse the parameter, and filter_path already keeps the names out of the
-// answer.)
-// Concurrent GETs of the same backup share the read (sharedReads): the snapshots returned
-// are shared too, and must not be changed.
+// backupStates is backupSnapshots with only stateFields, for a GET: nothing may decide by them
+// what to delete or restore (no index_names=false: older versions refuse it). Concurrent GETs
+// share the read (sharedReads), so the snapshots must not be changed.
 func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error) {
 	return s.stateReads.do(ctx, id, func(ctx context.Context) ([]snapshot, error) {
 		return s.backupSnapshotsWith(ctx, id, stateFields)
@@ -223,8 +210,8 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 	return own, nil
 }
 
-// backupsByID pages through every snapshot named like an Optimize backup in the repository and
-// groups them by backup ID, with the given fields.
+// backupsByID pages through every snapshot named like an Optimize backup, with these fields,
+// and groups them by backup ID.
 func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
 	byID := map[string][]snapshot{}
 	var after string
@@ -234,12 +221,10 @@ func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][
 			return nil, err
 		}
 		for _, snap := range page.Snapshots {
-			// Snapshots that do not follow Optimize's naming are not backups: ignore them.
 			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
 				group := byID[id]
 				if group == nil {
-					// Room for both parts at once: one allocation per backup, not two.
-					group = make([]snapshot, 0, partCount)
+					group = make([]snapshot, 0, partCount) // one allocation per backup, not two
 				}
 				byID[id] = append(group, snap)
 			}
@@ -269,20 +254,14 @@ func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot
 	return snapshot{}, false, nil
 }
 
-// runningSnapshots returns the names of the snapshots running in the repository.
-func (s *server) runningSnapshots(ctx context.Context) ([]string, error) {
-	var current struct {
-		Snapshots []snapshot `json:"snapshots"`
-	}
+// runningSnapshots returns the snapshots running in the repository, with their names only.
+func (s *server) runningSnapshots(ctx context.Context) ([]snapshot, error) {
+	var current struct{ Snapshots []snapshot }
 	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{"_current"}, FilterPath: []string{"snapshots.snapshot"}}
 	if err := s.read(ctx, req, &current); err != nil {
 		return nil, fmt.Errorf("get running snapshots: %w", err)
 	}
-	names := make([]string, len(current.Snapshots))
-	for i, sn := range current.Snapshots {
-		names[i] = sn.Name
-	}
-	return names, nil
+	return current.Snapshots, nil
 }
 
 // snapshotRequest is the body of a create-snapshot request.
@@ -326,9 +305,8 @@ func newNonce() string {
 // refuses the create beyond it.
 const esMaxMetadataBytes = 1024
 
-// startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices and
-// returns as soon as it is accepted. When the answer is lost (no answer, or a gateway's
-// 502/503/504), it reads the snapshot back: if it is there with this request's nonce, the
+// startSnapshot asks Elasticsearch, once, to start a snapshot of exactly these indices. When
+// the answer is lost (see answerLost), the snapshot is read back: with this request's nonce, the
 // create went through. A name someone else holds is errSnapshotNameTaken.
 func (s *server) startSnapshot(ctx context.Context, name string, indices []string, meta snapshotMetadata) error {
 	if len(indices) == 0 {
@@ -350,8 +328,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	if err != nil {
 		return err
 	}
-	wait := false
-	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
+	req := esapi.SnapshotCreateRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: new(false), MasterTimeout: s.cfg.ESTimeout}
 	err = s.write(ctx, req, nil)
 	var ee *esError
 	switch {
@@ -375,10 +352,8 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	return nil
 }
 
-// deleteSnapshots deletes exactly these snapshots (never a pattern) and returns once
-// Elasticsearch acknowledged; a running snapshot is aborted. The names go in one request
-// unless together they would not fit Elasticsearch's request line (a backupId of about 1,500
-// characters or more): then in batches.
+// deleteSnapshots deletes exactly these snapshots (never a pattern; a running one is aborted),
+// in batches that fit Elasticsearch's request line (one, unless the backupId is very long).
 func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
 	for _, batch := range batches(names) {
 		req := esapi.SnapshotDeleteRequest{Repository: seg(s.cfg.Repository), Snapshot: segs(batch), MasterTimeout: s.cfg.ESTimeout}
@@ -389,11 +364,15 @@ func (s *server) deleteSnapshots(ctx context.Context, names []string) error {
 	return nil
 }
 
-// restoreRequest is the body of a snapshot restore.
-type snapshotRestoreBody struct {
-	Indices            []string `json:"indices"`
-	IncludeGlobalState bool     `json:"include_global_state"`
-	IncludeAliases     bool     `json:"include_aliases"`
+// restoreBody is the body of a snapshot restore; only a drill's renames its indices and sets
+// their settings (restoreToTemporary).
+type restoreBody struct {
+	Indices            []string       `json:"indices"`
+	IncludeGlobalState bool           `json:"include_global_state"`
+	IncludeAliases     bool           `json:"include_aliases"`
+	RenamePattern      string         `json:"rename_pattern,omitempty"`
+	RenameReplacement  string         `json:"rename_replacement,omitempty"`
+	IndexSettings      map[string]any `json:"index_settings,omitempty"`
 	// IgnoreIndexSettings drops the write block a safety backup's indices were snapshotted
 	// with, so Optimize never starts against read-only indices.
 	IgnoreIndexSettings []string `json:"ignore_index_settings"`
@@ -402,12 +381,11 @@ type snapshotRestoreBody struct {
 // restoreSnapshot asks Elasticsearch, once, to start restoring exactly these indices of one
 // snapshot with their aliases and without global state.
 func (s *server) restoreSnapshot(ctx context.Context, name string, indices []string) error {
-	body, err := json.Marshal(snapshotRestoreBody{Indices: indices, IncludeAliases: true, IgnoreIndexSettings: []string{"index.blocks.write"}})
+	body, err := json.Marshal(restoreBody{Indices: indices, IncludeAliases: true, IgnoreIndexSettings: []string{"index.blocks.write"}})
 	if err != nil {
 		return err
 	}
-	wait := false
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(name), Body: bytes.NewReader(body), WaitForCompletion: new(false), MasterTimeout: s.cfg.ESTimeout}
 	if err := s.restoreWrite(ctx, req, nil); err != nil {
 		return fmt.Errorf("restore snapshot %s: %w", name, err)
 	}
@@ -465,23 +443,11 @@ type restoreShards struct {
 	Successful int `json:"successful"`
 }
 
-// temporaryRestoreBody is the body of a restore to temporary indices (a drill's): the indices
-// renamed, without aliases (Optimize's aliases must keep pointing at the live indices), without
-// replicas.
-type temporaryRestoreBody struct {
-	Indices             []string       `json:"indices"`
-	IncludeGlobalState  bool           `json:"include_global_state"`
-	IncludeAliases      bool           `json:"include_aliases"`
-	RenamePattern       string         `json:"rename_pattern"`
-	RenameReplacement   string         `json:"rename_replacement"`
-	IndexSettings       map[string]any `json:"index_settings"`
-	IgnoreIndexSettings []string       `json:"ignore_index_settings"`
-}
-
 // restoreToTemporary restores exactly these indices of one snapshot under prefix+name and
-// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
+// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): without
+// aliases (Optimize's must keep pointing at the live indices), without replicas.
 func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indices []string, prefix string) (restoreShards, error) {
-	body, err := json.Marshal(temporaryRestoreBody{
+	body, err := json.Marshal(restoreBody{
 		Indices: indices, RenamePattern: "(.+)", RenameReplacement: prefix + "$1",
 		// Elasticsearch refuses to drop auto_expand_replicas on restore, but lets it be turned off.
 		IndexSettings:       map[string]any{"index.number_of_replicas": 0, "index.auto_expand_replicas": "false"},
@@ -490,14 +456,11 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 	if err != nil {
 		return restoreShards{}, err
 	}
-	wait := true
-	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: &wait, MasterTimeout: s.cfg.ESTimeout}
+	req := esapi.SnapshotRestoreRequest{Repository: seg(s.cfg.Repository), Snapshot: seg(snapshot), Body: bytes.NewReader(body), WaitForCompletion: new(true), MasterTimeout: s.cfg.ESTimeout}
 	var answer struct {
-		Snapshot struct {
-			Shards restoreShards `json:"shards"`
-		} `json:"snapshot"`
+		Snapshot struct{ Shards restoreShards }
 	}
-	if err := s.esCallWithin(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
+	if err := s.esCall(ctx, s.cfg.RestoreWaitTimeout, s.es.restore, req, &answer); err != nil {
 		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: %w", snapshot, err)
 	}
 	return answer.Snapshot.Shards, nil
@@ -506,9 +469,7 @@ func (s *server) restoreToTemporary(ctx context.Context, snapshot string, indice
 // schemaVersion is the schemaVersion that Optimize wrote into document 1 of a metadata index.
 func (s *server) schemaVersion(ctx context.Context, index string) (string, error) {
 	var doc struct {
-		Source struct {
-			SchemaVersion string `json:"schemaVersion"`
-		} `json:"_source"`
+		Source struct{ SchemaVersion string } `json:"_source"`
 	}
 	err := s.read(ctx, esapi.GetRequest{Index: seg(index), DocumentID: "1"}, &doc)
 	return doc.Source.SchemaVersion, err

@@ -37,23 +37,20 @@ type snapshotDetail struct {
 	Failures     []string   `json:"failures"`
 }
 
-// partOf returns the part number a snapshot name declares, or 0 if the name does not follow
-// Optimize's naming.
+// partOf returns the part number a snapshot name declares, or 0 for a name not Optimize's.
 func partOf(name string) int {
 	_, _, part, _, _ := parseSnapshotName(name)
 	return part
 }
 
-// backupState computes what the API reports for the backup with this ID from its snapshots
-// (at least one, all named camunda_optimize_{id}_...). starting tells that this process is
-// still going to start part 2; grace is how long after part 1 ended a missing part 2 still
-// counts as being started (by this or another replica). It is a pure function of its inputs.
+// backupState computes what the API reports for the backup with this ID from its snapshots (at
+// least one). starting tells that this process is still going to start part 2; grace is how
+// long after part 1 ended a missing part 2 still counts as being started (by any replica).
 func backupState(id string, snaps []snapshot, starting bool, now time.Time, grace time.Duration) backupInfo {
 	info := backupInfo{BackupID: id, Details: make([]snapshotDetail, 0, len(snaps))}
 	// Part 1 first, then part 2 (Optimize starts both at once, so either can start first),
-	// each oldest first. Each name is parsed once, not in every comparison, and what is sorted
-	// is positions, not copies of the snapshots: this runs for every GET and every backup
-	// listed. A backup has two snapshots, so the positions fit on the stack.
+	// each oldest first. This runs for every backup listed: each name is parsed once, and
+	// positions are sorted, on the stack, not copies of the snapshots.
 	type numbered struct{ at, part int }
 	var room [2 * partCount]numbered
 	sorted := room[:0]
@@ -64,10 +61,8 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 		sa, sb := &snaps[a.at], &snaps[b.at]
 		return cmp.Or(cmp.Compare(a.part, b.part), cmp.Compare(sa.StartMillis, sb.StartMillis), strings.Compare(sa.Name, sb.Name))
 	})
-	// The details' times point into one array: two allocations per backup instead of two per
-	// snapshot (a list of 10,000 backups makes 40,000 of them).
+	// The details' times point into one array: one allocation per backup, not two per snapshot.
 	times := make([]time.Time, 0, 2*len(snaps))
-	// Counters rather than maps: this runs once per backup listed.
 	var success, incompatible, inProgress int
 	var part1 *snapshot // the part 1 that started last
 	var has1, has2 bool
@@ -125,17 +120,11 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 
 // failureOf describes why a snapshot failed, for failureReason.
 func failureOf(s snapshot) string {
-	reason := s.Reason
-	if reason == "" {
-		var shards []string
-		for _, f := range s.Failures {
-			shards = append(shards, fmt.Sprintf("[%s][%d] %s", f.Index, f.ShardID, f.Reason))
-		}
-		reason = strings.Join(shards, ", ")
+	var shards []string
+	for _, f := range s.Failures {
+		shards = append(shards, fmt.Sprintf("[%s][%d] %s", f.Index, f.ShardID, f.Reason))
 	}
-	if reason == "" {
-		reason = "no reason given by Elasticsearch"
-	}
+	reason := cmp.Or(s.Reason, strings.Join(shards, ", "), "no reason given by Elasticsearch")
 	return fmt.Sprintf("Snapshot [%s] is %s: %s", s.Name, s.State, reason)
 }
 
