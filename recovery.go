@@ -36,8 +36,8 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 		if err != nil {
 			return false, "", err
 		}
-		if failed := failedIndex(part.Indices, health, restored); failed != nil {
-			return false, "", failed
+		if err := failedIndices(part.Indices, health, restored); err != nil {
+			return false, "", err
 		}
 		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
 	})
@@ -108,39 +108,57 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 	return p
 }
 
-// shardFailure is an index whose restore Elasticsearch will not finish by itself: a primary
+// failedIndex is an index whose restore Elasticsearch will not finish by itself: a primary
 // whose allocation or recovery failed (a node that crashed mid-restore leaves the shard's
 // files cut off, and recovering them from the local store fails), or a primary unassigned, or
 // the index gone, while no restore in progress holds it.
-type shardFailure struct {
+type failedIndex struct {
 	Index, UUID string
 	// Reason is Elasticsearch's reason, or what the sidecar saw.
 	Reason string
 }
 
+// shardFailure is the error of a wait that found failed indices.
+type shardFailure struct{ failed []failedIndex }
+
 func (e *shardFailure) Error() string {
-	return fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", e.Index, e.Reason)
+	first := e.failed[0]
+	msg := fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", first.Index, first.Reason)
+	if len(e.failed) > 1 {
+		var others []string
+		for _, f := range e.failed[1:] {
+			others = append(others, f.Index)
+		}
+		msg += fmt.Sprintf(", nor can %s", strings.Join(others, ", "))
+	}
+	return msg
 }
 
-// failedIndex returns the first of these indices that Elasticsearch will not restore by
-// itself (see shardFailure), or nil. owned are the indices the caller restored, by UUID; nil
-// means all of them. It is a pure function.
-func failedIndex(indices []string, health map[string]indexHealth, owned map[string]string) *shardFailure {
+// failedIndices returns those of these indices that Elasticsearch will not restore by itself
+// (see failedIndex), as a *shardFailure, or nil. owned are the indices the caller restored, by
+// UUID; nil means all of them. It is a pure function.
+func failedIndices(indices []string, health map[string]indexHealth, owned map[string]string) error {
+	var failed []failedIndex
 	for _, ix := range indices {
 		h, exists := health[ix]
 		if owned != nil && (owned[ix] == "" || exists && h.UUID != owned[ix]) {
 			continue // not an index the caller created: never its to repair
 		}
 		if !exists {
-			return &shardFailure{Index: ix, Reason: "the index is gone: something deleted it"}
+			failed = append(failed, failedIndex{Index: ix, Reason: "the index is gone: something deleted it"})
+			continue
 		}
 		for _, u := range h.Unassigned {
 			if u.Reason == "ALLOCATION_FAILED" || !h.Restoring {
-				return &shardFailure{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s: %s", u.Reason, esReasonOf(u.Details))}
+				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s: %s", u.Reason, esReasonOf(u.Details))})
+				break
 			}
 		}
 	}
-	return nil
+	if len(failed) == 0 {
+		return nil
+	}
+	return &shardFailure{failed}
 }
 
 // esReasonOf shortens Elasticsearch's unassigned_info.details (a message and a stack trace)

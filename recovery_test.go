@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// TestFailedIndex: which restored indices Elasticsearch will not recover by itself. An index
+// TestFailedIndices: which restored indices Elasticsearch will not recover by itself. An index
 // being restored, or recovering from its store, is slow, not failed; a primary unassigned after
 // a failed allocation, or with no restore to fill it, is failed; an index the caller did not
 // create (another UUID) is never the caller's to repair.
-func TestFailedIndex(t *testing.T) {
+func TestFailedIndices(t *testing.T) {
 	failed := []unassignedInfo{{Reason: "ALLOCATION_FAILED", Details: "failed shard on node [n]: failed recovery\n\tat x\nCaused by: java.nio.file.NoSuchFileException: translog.ckp\n\tat y"}}
 	for _, tc := range []struct {
 		name   string
@@ -33,13 +33,19 @@ func TestFailedIndex(t *testing.T) {
 		{"all the caller's (a drill)", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := failedIndex([]string{"a"}, tc.health, tc.owned)
-			if (got == nil) != (tc.want == "") || got != nil && got.Index != tc.want {
-				t.Errorf("got %v; want failed %q", got, tc.want)
+			err := failedIndices([]string{"a"}, tc.health, tc.owned)
+			var got *shardFailure
+			if errors.As(err, &got) != (tc.want != "") || got != nil && got.failed[0].Index != tc.want {
+				t.Errorf("got %v; want failed %q", err, tc.want)
 			}
 		})
 	}
-	f := failedIndex([]string{"a"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil)
+	var failure *shardFailure
+	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil), &failure)
+	if len(failure.failed) != 2 || failure.failed[1].Index != "c" {
+		t.Errorf("got failed %+v; want a and c (gone), not b (restoring)", failure.failed)
+	}
+	f := failure.failed[0]
 	if !strings.Contains(f.Reason, "ALLOCATION_FAILED") || !strings.Contains(f.Reason, "NoSuchFileException: translog.ckp") || strings.Contains(f.Reason, "\tat") {
 		t.Errorf("got reason %q; want Elasticsearch's reason and root cause, without the stack trace", f.Reason)
 	}

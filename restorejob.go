@@ -108,6 +108,7 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
 		Repository: s.cfg.Repository,
 		Plan:       plan,
+		ProgressAt: s.now().UnixMilli(),
 	}
 	for _, p := range plan.Parts {
 		doc.Snapshots = append(doc.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
@@ -437,7 +438,7 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 	id := strings.ReplaceAll("safety-"+strings.ToLower(s.now().UTC().Format("20060102t150405.000z")), ".", "")
 	// Recorded before the block is set: whoever finds this job lifts it, whatever happens next.
 	if err := r.update(ctx, func(d *jobDoc) {
-		d.State, d.Step, d.SafetyBackupID, d.WriteBlocked = restoreRunning, stepSafety, &id, true
+		d.State, d.Step, d.SafetyBackupID, d.WriteBlocked, d.ProgressAt = restoreRunning, stepSafety, &id, true, s.now().UnixMilli()
 	}); err != nil {
 		return err
 	}
@@ -579,50 +580,65 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 // restorePartRepairing restores part i. An index of it that Elasticsearch cannot recover (a
 // node that crashed mid-restore left its shard's files cut off) is one this job created from
 // the snapshot: it is deleted and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times.
-// Then the job fails, the failed index deleted all the same (it holds nothing of value, and a
-// red index would fail the safety backup of the next restore).
+// Then the job fails, the failed indices deleted all the same (they hold nothing of value, and
+// a red index would fail the safety backup of the next restore).
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
 		err := r.retrying(ctx, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
-		var failed *shardFailure
-		if !errors.As(err, &failed) {
+		var failure *shardFailure
+		if !errors.As(err, &failure) {
 			return err
 		}
-		done := r.current().Repairs[failed.Index]
-		r.log.Warn("an index this restore created cannot recover; deleting it", "index", failed.Index, "reason", failed.Reason, "repairs_done", done)
-		if err := r.retrying(ctx, "delete "+failed.Index, func() error { return r.discard(ctx, failed) }); err != nil {
+		repairs := r.current().Repairs
+		done := 0
+		for _, f := range failure.failed {
+			done = max(done, repairs[f.Index])
+		}
+		r.log.Warn("indices this restore created cannot recover; deleting them", "err", err, "repairs_done", done)
+		if err := r.retrying(ctx, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
 			return err
 		}
 		if done >= r.s.cfg.RestoreRepairs {
-			return fmt.Errorf("the restore of snapshot %s failed: %w; the index was deleted (restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, done, r.s.cfg.RestoreRepairs)
+			return fmt.Errorf("the restore of snapshot %s failed: %w; the failed indices were deleted (restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, done, r.s.cfg.RestoreRepairs)
 		}
 		if err := r.update(ctx, func(d *jobDoc) {
 			if d.Repairs == nil {
 				d.Repairs = map[string]int{}
 			}
-			d.Repairs[failed.Index]++
+			for _, f := range failure.failed {
+				d.Repairs[f.Index]++
+			}
 		}); err != nil {
 			return err
 		}
 	}
 }
 
-// discard deletes an index this job restored that cannot recover, if it is still that index
-// (same UUID), and forgets it: the next restorePart restores it again.
-func (r *jobRun) discard(ctx context.Context, f *shardFailure) error {
-	if f.UUID != "" {
-		facts, err := r.s.indexSettings(ctx, []string{f.Index})
-		if err != nil {
-			return err
-		}
-		if facts[f.Index].UUID == f.UUID {
-			if err := r.s.deleteIndices(ctx, []string{f.Index}, r.guard); err != nil {
-				return err
-			}
+// discard deletes indices this job restored that cannot recover, each if it is still that
+// index (same UUID), and forgets them: the next restorePart restores them again.
+func (r *jobRun) discard(ctx context.Context, failed []failedIndex) error {
+	var names, doomed []string
+	for _, f := range failed {
+		names = append(names, f.Index)
+	}
+	facts, err := r.s.indexSettings(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, f := range failed {
+		if f.UUID != "" && facts[f.Index].UUID == f.UUID {
+			doomed = append(doomed, f.Index)
 		}
 	}
-	return r.update(ctx, func(d *jobDoc) { delete(d.Restored, f.Index) })
+	if err := r.s.deleteIndices(ctx, doomed, r.guard); err != nil {
+		return err
+	}
+	return r.update(ctx, func(d *jobDoc) {
+		for _, ix := range names {
+			delete(d.Restored, ix)
+		}
+	})
 }
 
 // checkExisting fails unless every index of the part that exists was restored from its
@@ -707,8 +723,8 @@ func (r *jobRun) justRestored(ctx context.Context, ix string) error {
 		if err != nil {
 			return err
 		}
-		if failed := failedIndex([]string{ix}, health, nil); failed != nil {
-			return failed
+		if err := failedIndices([]string{ix}, health, nil); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
