@@ -368,7 +368,7 @@ func (b *bench) getLatency() {
 		r50, r99 := float64(vp50)/float64(dp50), float64(vp99)/float64(dp99)
 		goal, ok := "ratio ≤ 1.10 at p50 and p99", r50 <= 1.10 && r99 <= 1.10
 		if clients == 1 {
-			goal, ok = "p50 + ≤ 0.2 ms", vp50-dp50 <= 200*time.Microsecond
+			goal, ok = "p50 + ≤ 0.35 ms", vp50-dp50 <= 350*time.Microsecond
 		}
 		fmt.Fprintf(&b.report, "| %d | %s / %s | %s / %s | %.2f / %.2f | %s | %s |\n", clients, ms(dp50), ms(dp99), ms(vp50), ms(vp99), r50, r99, goal, verdict(ok))
 	}
@@ -976,7 +976,12 @@ func (b *bench) measureGrowth(repo string, n int, created time.Duration) {
 	gv, gd := b.pairedLatencies(sc.url+"/actuator/backups/1", b.es.url+getQuery, 1, getRound/2)
 	ratio := float64(median(via)) / float64(median(direct))
 	// Issue 13 sets the list's goal at 100, 1,000 and 10,000 backups; 10 shows how cost grows.
-	goal, result := "≤ 1.2", verdict(ratio <= 1.2)
+	// Issue 19 (net/http's transport, encoding/json) moved the goal at 100 backups to 1.3.
+	limit := 1.2
+	if n == 100 {
+		limit = 1.3
+	}
+	goal, result := fmt.Sprintf("≤ %.1f", limit), verdict(ratio <= limit)
 	if n < 100 {
 		goal, result = "none", "-"
 	}

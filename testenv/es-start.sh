@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Starts a real Elasticsearch 8.14.1 (1 or 3 nodes) on 127.0.0.1 in the background, waits until the
-# cluster is healthy, registers an fs snapshot repository and prints the URL of node 1.
+# Starts a real Elasticsearch 8.14.1 or OpenSearch 2.19.6 (DB=opensearch), 1 or 3 nodes, on
+# 127.0.0.1 in the background, waits until the cluster is healthy, registers an fs snapshot
+# repository and prints the URL of node 1.
 #
 #   testenv/es-start.sh                      # 1 node, HTTP on 9250
 #   ES_NODES=3 ES_HTTP_PORT=9260 testenv/es-start.sh
 #
 # Environment (all optional):
+#   DB             elasticsearch (default) or opensearch
 #   ES_NODES       1 or 3 (default 1)
 #   ES_HTTP_PORT   HTTP port of node 1; node N listens on ES_HTTP_PORT+N-1 (default 9250)
 #   ES_RUN_DIR     where data, logs, config and the snapshot repository live
@@ -32,17 +34,20 @@ if curl -fsS "$url" >/dev/null 2>&1; then
   exit 1
 fi
 
-# Download (once, cached in ~/.m2) and unpack the distribution.
-es_home=$here/target/elasticsearch-8.14.1
-if [ ! -x "$es_home/bin/elasticsearch" ]; then
+# Download (once, cached in ~/.m2) and unpack the distribution. OpenSearch reads the same
+# variables under its own names.
+case "${DB:-elasticsearch}" in
+  elasticsearch) es_home=$here/target/elasticsearch-8.14.1 bin=elasticsearch env_prefix=ES ;;
+  opensearch) es_home=$here/target/opensearch-2.19.6 bin=opensearch env_prefix=OPENSEARCH ;;
+  *) echo "es-start: DB must be elasticsearch or opensearch, not '$DB'" >&2; exit 2 ;;
+esac
+if [ ! -x "$es_home/bin/$bin" ]; then
   mvn -f "$here/pom.xml" -B -q process-resources >&2
 fi
 
 # The integ-test distribution has no bundled JDK: use the machine's (Java 17 or newer).
-if [ -z "${ES_JAVA_HOME:-}" ]; then
-  ES_JAVA_HOME=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
-  export ES_JAVA_HOME
-fi
+java_home=${ES_JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}
+export "${env_prefix}_JAVA_HOME=$java_home"
 
 seed_hosts=""
 master_nodes=""
@@ -80,17 +85,21 @@ for n in $(seq 1 "$nodes"); do
     echo "path.repo: [\"$run_dir/repo\"]"
     if [ "$nodes" = 1 ]; then
       echo "discovery.type: single-node"
+    elif [ "$bin" = opensearch ]; then
+      echo "discovery.seed_hosts: [${seed_hosts%,}]"
+      echo "cluster.initial_cluster_manager_nodes: [${master_nodes%,}]"
     else
       echo "discovery.seed_hosts: [${seed_hosts%,}]"
       echo "cluster.initial_master_nodes: [${master_nodes%,}]"
     fi
-    # A test node: no TLS or users, and no refusal to allocate shards on a nearly full disk.
-    echo "xpack.security.enabled: false"
+    # A test node: no TLS or users (the integ-test OpenSearch has no security plugin), and no
+    # refusal to allocate shards on a nearly full disk.
+    [ "$bin" = opensearch ] || echo "xpack.security.enabled: false"
     echo "cluster.routing.allocation.disk.threshold_enabled: false"
-  } >"$node_dir/config/elasticsearch.yml"
+  } >"$node_dir/config/$bin.yml"
   [ ${#as_user[@]} -eq 0 ] || chown -R "$es_user" "$run_dir"
-  ES_PATH_CONF=$node_dir/config ES_JAVA_OPTS="-Xms$heap -Xmx$heap" \
-    "${as_user[@]}" "$es_home/bin/elasticsearch" -d -p "$node_dir/pid" >"$node_dir/logs/start.out" 2>&1 || {
+  env "${env_prefix}_PATH_CONF=$node_dir/config" "${env_prefix}_JAVA_OPTS=-Xms$heap -Xmx$heap" \
+    "${as_user[@]}" "$es_home/bin/$bin" -d -p "$node_dir/pid" >"$node_dir/logs/start.out" 2>&1 || {
     echo "es-start: node-$n did not start; see $node_dir/logs/start.out and $node_dir/logs/" >&2
     tail -20 "$node_dir/logs/start.out" >&2
     exit 1
