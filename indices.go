@@ -351,3 +351,90 @@ func (s *server) dataNodesDisk(ctx context.Context) (total, available int64, err
 	}
 	return total, available, nil
 }
+
+// indexHealth is what the cluster state says of one index: its UUID, whether a restore in
+// progress holds it, and its primaries that are not started.
+type indexHealth struct {
+	UUID      string
+	Restoring bool
+	// Unassigned are the reasons of its unassigned primaries (Elasticsearch's unassigned_info).
+	Unassigned []unassignedInfo
+	// Initializing counts its primaries that are being recovered.
+	Initializing int
+}
+
+// unassignedInfo is why Elasticsearch has not assigned a shard.
+type unassignedInfo struct {
+	Reason  string `json:"reason"`
+	Details string `json:"details"`
+}
+
+// healthFields are the fields indicesHealth reads of the cluster state.
+var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
+	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
+	"routing_table.indices.*.shards.*.unassigned_info.details", "restore.snapshots.indices"}
+
+// indicesHealth reads, in one cluster-state request a batch, the UUID and primaries of these
+// indices and which of them a restore in progress holds; an index that does not exist is left
+// out.
+func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]indexHealth, error) {
+	out := map[string]indexHealth{}
+	ignore := true
+	for _, batch := range batches(names) {
+		var answer struct {
+			Metadata struct {
+				Indices map[string]struct {
+					Settings struct {
+						Index struct {
+							UUID string `json:"uuid"`
+						} `json:"index"`
+					} `json:"settings"`
+				} `json:"indices"`
+			} `json:"metadata"`
+			RoutingTable struct {
+				Indices map[string]struct {
+					Shards map[string][]struct {
+						State          string          `json:"state"`
+						Primary        bool            `json:"primary"`
+						UnassignedInfo *unassignedInfo `json:"unassigned_info"`
+					} `json:"shards"`
+				} `json:"indices"`
+			} `json:"routing_table"`
+			Restore struct {
+				Snapshots []struct {
+					Indices []string `json:"indices"`
+				} `json:"snapshots"`
+			} `json:"restore"`
+		}
+		req := esapi.ClusterStateRequest{Metric: []string{"metadata", "routing_table", "customs"}, Index: segs(batch),
+			IgnoreUnavailable: &ignore, AllowNoIndices: &ignore, ExpandWildcards: "open,closed,hidden",
+			FilterPath: healthFields}
+		if err := s.read(ctx, req, &answer); err != nil {
+			return nil, fmt.Errorf("read the shards of %s from the cluster state: %w", strings.Join(batch, ","), err)
+		}
+		restoring := map[string]bool{}
+		for _, r := range answer.Restore.Snapshots {
+			for _, ix := range r.Indices {
+				restoring[ix] = true
+			}
+		}
+		for name, meta := range answer.Metadata.Indices {
+			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
+			for _, copies := range answer.RoutingTable.Indices[name].Shards {
+				for _, c := range copies {
+					switch {
+					case !c.Primary:
+					case c.State == "UNASSIGNED" && c.UnassignedInfo != nil:
+						h.Unassigned = append(h.Unassigned, *c.UnassignedInfo)
+					case c.State == "UNASSIGNED":
+						h.Unassigned = append(h.Unassigned, unassignedInfo{Reason: "UNKNOWN"})
+					case c.State == "INITIALIZING":
+						h.Initializing++
+					}
+				}
+			}
+			out[name] = h
+		}
+	}
+	return out, nil
+}
