@@ -20,9 +20,9 @@ import (
 // them); a long ID may still not fit Elasticsearch's request line (see backupSnapshots).
 const maxIDChars = 3996
 
-// forbiddenIDChars are the characters Optimize 3.9 refuses in a backup ID (besides A-Z), and
-// '#', which Elasticsearch refuses in a snapshot name.
-const forbiddenIDChars = ` "*\<|,>/?#`
+// forbiddenNameChars are the characters Elasticsearch refuses in snapshot, repository and index
+// names; Optimize 3.9 refuses all but '#' in a backup ID (and A-Z).
+const forbiddenNameChars = ` "*\<|,>/?#`
 
 // maxLong is the largest ID Optimize 3.10+ accepts: its IDs are Java longs (2^63-1).
 const maxLong = "9223372036854775807"
@@ -104,7 +104,7 @@ func validateBackupID(id string) error {
 		case unicode.ToLower(r) != r:
 			// Optimize refuses A-Z; Elasticsearch refuses every name that lowercasing changes.
 			return badRequest("The backupId [%s] contains the uppercase letter %q; backup IDs must be lowercase (Elasticsearch refuses uppercase in snapshot names).", id, r)
-		case strings.ContainsRune(forbiddenIDChars, r):
+		case strings.ContainsRune(forbiddenNameChars, r):
 			return badRequest("The backupId [%s] contains the forbidden character %q; a backupId may contain none of: space \" * \\ < | , > / ? #.", id, r)
 		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
 			return badRequest("The backupId [%s] contains the control character or line break %U; remove it.", id, r)
