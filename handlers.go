@@ -50,15 +50,6 @@ func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// familyOf is the family routes() gave the request's route; routes outside both families
-// (health, info, unknown paths) count as current.
-func familyOf(r *http.Request) family {
-	if f, ok := r.Context().Value(familyKey{}).(family); ok {
-		return f
-	}
-	return current
-}
-
 // routes is the sidecar's HTTP handler: every route of register, behind the access log (which
 // also counts requests) and the JSON answers for unknown paths and methods.
 func (s *server) routes() http.Handler {
@@ -115,7 +106,7 @@ func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
 		if rec.Code == http.StatusMethodNotAllowed {
 			allow := rec.Header().Get("Allow")
 			w.Header().Set("Allow", allow)
-			s.writeError(w, r, methodNotAllowed("%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
+			s.writeError(w, r, newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", "%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
 			return
 		}
 		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
