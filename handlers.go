@@ -51,11 +51,29 @@ func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
 }
 
 // routes is the sidecar's HTTP handler: every route of register, behind the access log (which
-// also counts requests) and the JSON answers for unknown paths and methods.
+// also counts requests), and Optimize's JSON error shape for requests that match no route: 404,
+// or 405 with the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow
+// only when no pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path
+// has one), the mux's plain-text answer is played into a recorder for its status and Allow.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.register(mux)
-	return s.accessLog(s.jsonNoRoute(mux))
+	return s.accessLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code == http.StatusMethodNotAllowed {
+			allow := rec.Header().Get("Allow")
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", "%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
+			return
+		}
+		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
+	}))
 }
 
 // registrar is what register puts routes on: the server's mux, or the OpenAPI test's recorder
@@ -88,29 +106,6 @@ func (s *server) register(mux registrar) {
 	mux.HandleFunc("GET /actuator/info", s.handleInfo)
 	mux.HandleFunc("GET /actuator/prometheus", s.handlePrometheus)
 	mux.HandleFunc("GET /actuator/openapi", s.handleOpenAPI)
-}
-
-// jsonNoRoute answers requests that match no route with the JSON error shape: 404, or 405 with
-// the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow only when no
-// pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path has one),
-// the mux's plain-text answer is played into a recorder for its status and Allow header.
-func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		if rec.Code == http.StatusMethodNotAllowed {
-			allow := rec.Header().Get("Allow")
-			w.Header().Set("Allow", allow)
-			s.writeError(w, r, newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", "%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
-			return
-		}
-		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
-	})
 }
 
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
@@ -348,9 +343,8 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	}
 	if err != nil {
 		s.unfence(ctx, id)
-		return err
 	}
-	return nil
+	return err
 }
 
 // unfence takes the backup's delete mark back. A failure only delays restores of that ID (for
