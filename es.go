@@ -79,30 +79,9 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients, sharing one net/http Transport: one pool of keep-alive
-// connections serves them all (credentials go in each request's headers).
+// newESClients builds the clients over one net/http Transport: one pool of keep-alive
+// connections serves them all (credentials go in each request's headers), with the CA.
 func newESClients(cfg config) (esClients, error) {
-	transport, err := newESTransport(cfg)
-	if err != nil {
-		return esClients{}, err
-	}
-	main := cfg.mainCredentials()
-	restoreCreds, own := cfg.restoreCredentials()
-	read, err1 := newESClient(cfg, transport, main, true)
-	write, err2 := newESClient(cfg, transport, main, false)
-	restore, err3 := write, error(nil)
-	if own {
-		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
-	}
-	if err := cmp.Or(err1, err2, err3); err != nil {
-		return esClients{}, err
-	}
-	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
-}
-
-// newESTransport is the HTTP transport of every Elasticsearch client: net/http's, with a
-// keep-alive pool sized for the sidecar's callers and the configured CA.
-func newESTransport(cfg config) (*http.Transport, error) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
@@ -119,15 +98,26 @@ func newESTransport(cfg config) (*http.Transport, error) {
 		// The CA goes into this transport, so TLS keeps its dialer and idle settings.
 		ca, err := os.ReadFile(cfg.ESCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
+			return esClients{}, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
-			return nil, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
+			return esClients{}, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return transport, nil
+	main := cfg.mainCredentials()
+	restoreCreds, own := cfg.restoreCredentials()
+	read, err1 := newESClient(cfg, transport, main, true)
+	write, err2 := newESClient(cfg, transport, main, false)
+	restore, err3 := write, error(nil)
+	if own {
+		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
+	}
+	if err := cmp.Or(err1, err2, err3); err != nil {
+		return esClients{}, err
+	}
+	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
 
 // newESClient builds one Elasticsearch client with these credentials over transport; retry
