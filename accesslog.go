@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -98,13 +99,8 @@ func requestID(given string) (id string, replaced bool) {
 	if given == "" {
 		return rand.Text(), false
 	}
-	if len(given) > maxRequestIDLength {
+	if len(given) > maxRequestIDLength || strings.ContainsFunc(given, func(c rune) bool { return c <= ' ' || c > '~' }) {
 		return rand.Text(), true
-	}
-	for i := 0; i < len(given); i++ {
-		if c := given[i]; c <= ' ' || c > '~' {
-			return rand.Text(), true
-		}
 	}
 	return given, false
 }
