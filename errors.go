@@ -195,7 +195,7 @@ func (e *esError) Error() string {
 // so retry and status decisions see what Elasticsearch answered.
 type esAuthError struct {
 	es *esError
-	// creds names the credentials used (see esClients.credsOf); "" if none are configured.
+	// creds names the credentials used (see esClients); "" if none are configured.
 	creds string
 }
 

@@ -177,7 +177,11 @@ func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi
 			ee.Type, ee.Reason = eb.Error.Type, eb.Error.Reason
 		}
 		if refusedCredentials(ee) {
-			return &esAuthError{es: ee, creds: s.es.credsOf(client)}
+			creds := s.es.mainCreds
+			if client == s.es.restore {
+				creds = s.es.restoreCreds // the main ones when the restore has none of its own
+			}
+			return &esAuthError{es: ee, creds: creds}
 		}
 		return ee
 	}
@@ -188,15 +192,6 @@ func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi
 		return fmt.Errorf("decoding Elasticsearch's answer: %w", err)
 	}
 	return nil
-}
-
-// credsOf names the credentials client authenticates with, for errors that ask to fix them;
-// "" when none are configured.
-func (c esClients) credsOf(client esapi.Transport) string {
-	if client == c.restore {
-		return c.restoreCreds // the main ones when the restore has none of its own
-	}
-	return c.mainCreds
 }
 
 // refusedCredentials tells whether Elasticsearch (or a gateway) refused the credentials or a
