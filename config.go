@@ -172,7 +172,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.RestoreESAPIKey = p.secret("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "key", keyHint, apiKeyProblem)
 	cfg.parseESURLs(&p)
 	cfg.validate(&p)
-	cfg.validateCredentials(&p)
 	if len(p.errs) > 0 {
 		return config{}, errors.Join(p.errs...)
 	}
@@ -342,11 +341,8 @@ func (c *config) validate(p *problems) {
 	p.addIf(c.ScheduleCron == "" && c.RetentionKeep != 0, "OPTIMIZE_BACKUP_RETENTION_KEEP", scheduledOnly)
 	p.addIf(c.ScheduleCron == "" && c.RetentionMaxAge != 0, "OPTIMIZE_BACKUP_RETENTION_MAX_AGE", scheduledOnly)
 	p.addIf(c.ScheduleCron == "" && c.VerifyScheduled, "OPTIMIZE_BACKUP_VERIFY_SCHEDULED", scheduledOnly)
-}
-
-// validateCredentials reports an API key set with basic auth (variables or a URL's user): which
-// one the client would pick is not something an operator should have to know.
-func (c config) validateCredentials(p *problems) {
+	// An API key with basic auth (variables or a URL's user) is refused: which one the client
+	// would pick is not something an operator should have to know.
 	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
 		parsed, err := url.Parse(u)
 		return err == nil && parsed.User != nil
