@@ -116,6 +116,7 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 		es        *esError
 		untrusted *tls.CertificateVerificationError
 	)
+	at := strings.Join(s.cfg.esAddressesRedacted(), ",")
 	switch {
 	case errors.As(err, &refused):
 		// The sidecar's own credentials or privileges, not the caller's: a server fault.
@@ -124,11 +125,9 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 		return newHTTPError(http.StatusRequestEntityTooLarge, "badRequestError",
 			"The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
 	case errors.Is(err, errESUnreachable) && errors.As(err, &untrusted):
-		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
-			strings.Join(s.cfg.esAddressesRedacted(), ","), untrusted.Err)
+		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.", at, untrusted.Err)
 	case errors.Is(err, errESUnreachable):
-		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
-			strings.Join(s.cfg.esAddressesRedacted(), ","))
+		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.", at)
 	case errors.As(err, &es) && es.Type == "repository_missing_exception":
 		return serverError("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
 	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
