@@ -61,6 +61,10 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 		}
 		return id, validateBackupID(id)
 	}
+	orString := "" // the family's alternative to an integer ID, if any
+	if f == legacy {
+		orString = ", or a string"
+	}
 	switch {
 	case isDecimalInteger(string(raw)):
 		if f == current && !fitsLong(string(raw)) {
@@ -68,22 +72,14 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 		}
 		return string(raw), validateBackupID(string(raw))
 	case raw[0] == '-':
-		return "", badRequest("The backupId %s is negative; use a non-negative integer%s.", raw, f.orString())
+		return "", badRequest("The backupId %s is negative; use a non-negative integer%s.", raw, orString)
 	case raw[0] >= '0' && raw[0] <= '9':
-		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in plain digits%s.", raw, f.orString())
+		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in plain digits%s.", raw, orString)
 	case f == current:
 		return "", badRequest(`The backupId %s is not an integer: /actuator/backups (Optimize 3.10+) takes integer IDs only, such as {"backupId": 5}; /actuator/backup (Optimize 3.9) takes strings.`, raw)
 	default:
 		return "", badRequest("The backupId %s is neither a string nor a non-negative integer.", raw)
 	}
-}
-
-// orString completes a hint about integer IDs with the family's string alternative, if any.
-func (f family) orString() string {
-	if f == legacy {
-		return ", or a string"
-	}
-	return ""
 }
 
 // validateBackupID checks a backup ID given as a string (a 3.9 create, or any path), before
