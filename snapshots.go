@@ -315,12 +315,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 		// snapshot; Optimize's own snapshots carry no metadata at all.
 		meta.BackupID = ""
 	}
-	body, err := json.Marshal(snapshotRequest{
-		Indices:            indices,
-		IncludeGlobalState: false,
-		FeatureStates:      []string{"none"},
-		Metadata:           meta,
-	})
+	body, err := json.Marshal(snapshotRequest{Indices: indices, IncludeGlobalState: false, FeatureStates: []string{"none"}, Metadata: meta})
 	if err != nil {
 		return err
 	}
