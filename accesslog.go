@@ -83,9 +83,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		if entry.audit {
 			msg = "audit"
 			ua := r.UserAgent()
-			if len(ua) > maxUserAgentLength {
-				ua = ua[:maxUserAgentLength]
-			}
+			ua = ua[:min(len(ua), maxUserAgentLength)]
 			attrs = append(attrs, slog.Bool("audit", true), slog.String("remote", r.RemoteAddr), slog.String("user_agent", ua))
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
