@@ -82,9 +82,8 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 	}
 }
 
-// validateBackupID checks a backup ID given as a string (a 3.9 create, or any path), before
-// anything is sent to Elasticsearch: Optimize 3.9's rule, what Elasticsearch refuses in a
-// snapshot name, and no control characters. Each violation names the rule it broke.
+// validateBackupID checks a backup ID given as a string (a 3.9 create, or any path) by the rules
+// above, and refuses control characters; each violation names the rule it broke.
 func validateBackupID(id string) error {
 	if id == "" {
 		return badRequest("The backupId is empty; use a non-empty ID such as 1 or nightly-2024-01-01.")

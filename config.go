@@ -86,8 +86,7 @@ type config struct {
 	// ESTimeout bounds every single Elasticsearch request, so a hung node never hangs a caller.
 	ESTimeout time.Duration `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT" envDefault:"30s"`
 	// PollInterval is the longest wait between two reads of running work (a restore's
-	// progress, a safety backup); reads come sooner while the work is young (pollWait), and
-	// part 1 of a backup is read at least every 50 ms so that part 2 follows it promptly.
+	// progress, a safety backup); reads come sooner while the work is young (pollWait).
 	PollInterval time.Duration `env:"OPTIMIZE_BACKUP_POLL_INTERVAL" envDefault:"1s"`
 	// Part2Grace is how long after part 1 ended a backup without part 2 still counts as
 	// IN_PROGRESS, so that every replica reports the same state while part 2 is being started.
@@ -102,8 +101,7 @@ type config struct {
 	// part's recovery); the default fits 100 GB on slow disks.
 	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
 	// RestoreStallTimeout ends a restore's (or a drill's) wait for the recovery of its indices
-	// when the recovery has made no progress for that long, instead of waiting on to
-	// RestoreWaitTimeout.
+	// when it has made no progress for that long, before RestoreWaitTimeout.
 	RestoreStallTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT" envDefault:"10m"`
 	// RestoreRepairs is how often a restore deletes and restores again an index it created
 	// that Elasticsearch cannot recover (e.g. after a node crashed mid-restore); 0: never.

@@ -82,8 +82,7 @@ type registrar interface {
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }
 
-// register lists every route the sidecar serves. Both Optimize route families answer: 3.9's
-// /actuator/backup and 3.10+'s /actuator/backups, so scripts written for either work.
+// register lists every route the sidecar serves, on both route families.
 func (s *server) register(mux registrar) {
 	for _, f := range []family{legacy, current} {
 		base := f.base()
@@ -156,7 +155,6 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 		if s.drillsSeen.Load() && validateBackupID(id) == nil && s.cfg.Repository != "" {
 			drill.Go(func() { last = s.lastDrill(r.Context(), id) })
 		}
-		// Only stateFields: nothing may delete or restore by these snapshots.
 		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
 		drill.Wait()
 		if err != nil {
