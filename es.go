@@ -198,14 +198,8 @@ func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi
 // privilege: any 401, a gateway's 403, and a security_exception. Other 403s (such as the
 // cluster_block_exception of a write-blocked index) are not about credentials.
 func refusedCredentials(e *esError) bool {
-	switch {
-	case e.Type == "security_exception":
-		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
-	case e.Status == http.StatusUnauthorized:
-		return true
-	default:
-		return e.Status == http.StatusForbidden && e.Type == http.StatusText(http.StatusForbidden)
-	}
+	return e.Status == http.StatusUnauthorized ||
+		e.Status == http.StatusForbidden && (e.Type == "security_exception" || e.Type == http.StatusText(http.StatusForbidden))
 }
 
 // read, write and restoreWrite are esCall through the client for that kind of request.
