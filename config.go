@@ -125,9 +125,6 @@ type config struct {
 	VerifyScheduled bool `env:"OPTIMIZE_BACKUP_VERIFY_SCHEDULED" envDefault:"false"`
 }
 
-// minAdminTokenLength is the shortest admin token accepted: shorter ones can be guessed.
-const minAdminTokenLength = 16
-
 // versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
 
@@ -231,6 +228,7 @@ func (p *problems) secret(variable, value, file, noun, emptyHint string, problem
 
 // adminTokenProblem says what is wrong with an admin token ("" if nothing).
 func adminTokenProblem(token string) string {
+	const minAdminTokenLength = 16 // shorter ones can be guessed
 	if len(token) < minAdminTokenLength {
 		return fmt.Sprintf("has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(token), minAdminTokenLength)
 	}
