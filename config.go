@@ -371,11 +371,17 @@ func parseSchedule(expr, timezone string) (*backupSchedule, error) {
 		zoneErr = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: %q is not a time zone (%v); set an IANA name such as UTC or Europe/Berlin", timezone, zoneErr)
 		loc = time.UTC // the expression is checked all the same
 	}
-	// Five fields or a descriptor (@daily), and a leading seconds field when there are six.
-	parsed, err := cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(expr)
+	trimmed := strings.TrimSpace(expr)
+	namesZone := strings.HasPrefix(trimmed, "CRON_TZ=") || strings.HasPrefix(trimmed, "TZ=")
+	var parsed cron.Schedule
+	var err error
+	if !namesZone { // cron's parser panics on "TZ=UTC" with no space after it
+		// Five fields or a descriptor (@daily), and a leading seconds field when there are six.
+		parsed, err = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(expr)
+	}
 	spec, isSpec := parsed.(*cron.SpecSchedule)
-	switch trimmed := strings.TrimSpace(expr); {
-	case strings.HasPrefix(trimmed, "CRON_TZ=") || strings.HasPrefix(trimmed, "TZ="):
+	switch {
+	case namesZone:
 		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q names a time zone; set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE and leave it out of the expression", expr)
 	case err != nil:
 		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q is not a cron expression (%v); set five fields such as \"0 2 * * *\" (02:00 every day)", expr, err)
