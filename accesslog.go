@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -82,9 +83,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		if entry.audit {
 			msg = "audit"
 			ua := r.UserAgent()
-			if len(ua) > maxUserAgentLength {
-				ua = ua[:maxUserAgentLength]
-			}
+			ua = ua[:min(len(ua), maxUserAgentLength)]
 			attrs = append(attrs, slog.Bool("audit", true), slog.String("remote", r.RemoteAddr), slog.String("user_agent", ua))
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
@@ -98,13 +97,8 @@ func requestID(given string) (id string, replaced bool) {
 	if given == "" {
 		return rand.Text(), false
 	}
-	if len(given) > maxRequestIDLength {
+	if len(given) > maxRequestIDLength || strings.ContainsFunc(given, func(c rune) bool { return c <= ' ' || c > '~' }) {
 		return rand.Text(), true
-	}
-	for i := 0; i < len(given); i++ {
-		if c := given[i]; c <= ' ' || c > '~' {
-			return rand.Text(), true
-		}
 	}
 	return given, false
 }

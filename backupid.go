@@ -20,9 +20,9 @@ import (
 // them); a long ID may still not fit Elasticsearch's request line (see backupSnapshots).
 const maxIDChars = 3996
 
-// forbiddenIDChars are the characters Optimize 3.9 refuses in a backup ID (besides A-Z), and
-// '#', which Elasticsearch refuses in a snapshot name.
-const forbiddenIDChars = ` "*\<|,>/?#`
+// forbiddenNameChars are the characters Elasticsearch refuses in snapshot, repository and index
+// names; Optimize 3.9 refuses all but '#' in a backup ID (and A-Z).
+const forbiddenNameChars = ` "*\<|,>/?#`
 
 // maxLong is the largest ID Optimize 3.10+ accepts: its IDs are Java longs (2^63-1).
 const maxLong = "9223372036854775807"
@@ -61,6 +61,10 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 		}
 		return id, validateBackupID(id)
 	}
+	orString := "" // the family's alternative to an integer ID, if any
+	if f == legacy {
+		orString = ", or a string"
+	}
 	switch {
 	case isDecimalInteger(string(raw)):
 		if f == current && !fitsLong(string(raw)) {
@@ -68,9 +72,9 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 		}
 		return string(raw), validateBackupID(string(raw))
 	case raw[0] == '-':
-		return "", badRequest("The backupId %s is negative; use a non-negative integer%s.", raw, f.orString())
+		return "", badRequest("The backupId %s is negative; use a non-negative integer%s.", raw, orString)
 	case raw[0] >= '0' && raw[0] <= '9':
-		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in plain digits%s.", raw, f.orString())
+		return "", badRequest("The backupId %s is not a whole number; use a non-negative integer written in plain digits%s.", raw, orString)
 	case f == current:
 		return "", badRequest(`The backupId %s is not an integer: /actuator/backups (Optimize 3.10+) takes integer IDs only, such as {"backupId": 5}; /actuator/backup (Optimize 3.9) takes strings.`, raw)
 	default:
@@ -78,17 +82,8 @@ func parseCreateID(f family, raw json.RawMessage) (string, error) {
 	}
 }
 
-// orString completes a hint about integer IDs with the family's string alternative, if any.
-func (f family) orString() string {
-	if f == legacy {
-		return ", or a string"
-	}
-	return ""
-}
-
-// validateBackupID checks a backup ID given as a string (a 3.9 create, or any path), before
-// anything is sent to Elasticsearch: Optimize 3.9's rule, what Elasticsearch refuses in a
-// snapshot name, and no control characters. Each violation names the rule it broke.
+// validateBackupID checks a backup ID given as a string (a 3.9 create, or any path) by the rules
+// above, and refuses control characters; each violation names the rule it broke.
 func validateBackupID(id string) error {
 	if id == "" {
 		return badRequest("The backupId is empty; use a non-empty ID such as 1 or nightly-2024-01-01.")
@@ -104,7 +99,7 @@ func validateBackupID(id string) error {
 		case unicode.ToLower(r) != r:
 			// Optimize refuses A-Z; Elasticsearch refuses every name that lowercasing changes.
 			return badRequest("The backupId [%s] contains the uppercase letter %q; backup IDs must be lowercase (Elasticsearch refuses uppercase in snapshot names).", id, r)
-		case strings.ContainsRune(forbiddenIDChars, r):
+		case strings.ContainsRune(forbiddenNameChars, r):
 			return badRequest("The backupId [%s] contains the forbidden character %q; a backupId may contain none of: space \" * \\ < | , > / ? #.", id, r)
 		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
 			return badRequest("The backupId [%s] contains the control character or line break %U; remove it.", id, r)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -85,8 +86,7 @@ type config struct {
 	// ESTimeout bounds every single Elasticsearch request, so a hung node never hangs a caller.
 	ESTimeout time.Duration `env:"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT" envDefault:"30s"`
 	// PollInterval is the longest wait between two reads of running work (a restore's
-	// progress, a safety backup); reads come sooner while the work is young (pollWait), and
-	// part 1 of a backup is read at least every 50 ms so that part 2 follows it promptly.
+	// progress, a safety backup); reads come sooner while the work is young (pollWait).
 	PollInterval time.Duration `env:"OPTIMIZE_BACKUP_POLL_INTERVAL" envDefault:"1s"`
 	// Part2Grace is how long after part 1 ended a backup without part 2 still counts as
 	// IN_PROGRESS, so that every replica reports the same state while part 2 is being started.
@@ -101,8 +101,7 @@ type config struct {
 	// part's recovery); the default fits 100 GB on slow disks.
 	RestoreWaitTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT" envDefault:"6h"`
 	// RestoreStallTimeout ends a restore's (or a drill's) wait for the recovery of its indices
-	// when the recovery has made no progress for that long, instead of waiting on to
-	// RestoreWaitTimeout.
+	// when it has made no progress for that long, before RestoreWaitTimeout.
 	RestoreStallTimeout time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT" envDefault:"10m"`
 	// RestoreRepairs is how often a restore deletes and restores again an index it created
 	// that Elasticsearch cannot recover (e.g. after a node crashed mid-restore); 0: never.
@@ -125,9 +124,6 @@ type config struct {
 	// completed.
 	VerifyScheduled bool `env:"OPTIMIZE_BACKUP_VERIFY_SCHEDULED" envDefault:"false"`
 }
-
-// minAdminTokenLength is the shortest admin token accepted: shorter ones can be guessed.
-const minAdminTokenLength = 16
 
 // versionPattern is what a version tag must look like after reduction: plain X.Y.Z.
 var versionPattern = regexp.MustCompile(`^\d+\.\d+\.\d+`)
@@ -159,7 +155,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 				p.errs = append(p.errs, e)
 				continue
 			}
-			key := envKey(pe.Name)
+			field, _ := reflect.TypeFor[config]().FieldByName(pe.Name)
+			key, _, _ := strings.Cut(cmp.Or(field.Tag.Get("env"), pe.Name), ",")
 			p.add(key, "cannot read %q as %s; set a valid value or unset it to use the default", vars[key], pe.Type)
 			p.unparsable[key] = true
 		}
@@ -170,8 +167,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.RestoreESAPIKey = p.secret("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "key", keyHint, apiKeyProblem)
 	cfg.parseESURLs(&p)
 	cfg.validate(&p)
-	cfg.validateCredentials(&p)
-	cfg.validateSchedule(&p)
 	if len(p.errs) > 0 {
 		return config{}, errors.Join(p.errs...)
 	}
@@ -191,6 +186,13 @@ type problems struct {
 func (p *problems) add(variable, format string, args ...any) {
 	if !p.unparsable[variable] {
 		p.errs = append(p.errs, errors.New(variable+": "+fmt.Sprintf(format, args...)))
+	}
+}
+
+// addIf records the problem when bad.
+func (p *problems) addIf(bad bool, variable, format string, args ...any) {
+	if bad {
+		p.add(variable, format, args...)
 	}
 }
 
@@ -226,6 +228,7 @@ func (p *problems) secret(variable, value, file, noun, emptyHint string, problem
 
 // adminTokenProblem says what is wrong with an admin token ("" if nothing).
 func adminTokenProblem(token string) string {
+	const minAdminTokenLength = 16 // shorter ones can be guessed
 	if len(token) < minAdminTokenLength {
 		return fmt.Sprintf("has %d characters; use at least %d (e.g. openssl rand -hex 32)", len(token), minAdminTokenLength)
 	}
@@ -241,10 +244,8 @@ func apiKeyProblem(key string) string {
 	if scheme, _, ok := strings.Cut(key, " "); ok && strings.EqualFold(scheme, "ApiKey") {
 		return `starts with "ApiKey "; set the key alone, without the scheme`
 	}
-	for _, c := range key {
-		if c <= ' ' || c > '~' {
-			return "holds spaces or characters that cannot go into an HTTP header; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key)"
-		}
+	if strings.ContainsFunc(key, func(c rune) bool { return c <= ' ' || c > '~' }) {
+		return "holds spaces or characters that cannot go into an HTTP header; set the \"encoded\" value of Elasticsearch's create API key answer (or id:api_key)"
 	}
 	if id, secret, ok := strings.Cut(key, ":"); ok && (id == "" || secret == "") {
 		return "has an empty id or secret around its colon; set id:api_key or the \"encoded\" value of Elasticsearch's create API key answer"
@@ -261,18 +262,7 @@ func encodedAPIKey(key string) string {
 	return key
 }
 
-// envKey is the variable behind a config field.
-func envKey(field string) string {
-	f, ok := reflect.TypeOf(config{}).FieldByName(field)
-	if !ok {
-		return field
-	}
-	key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-	return key
-}
-
-// parseESURLs leaves in ESURLs the URLs the clients connect to: those set, trimmed, each an
-// http(s) URL, or the one built from the host, port and SSL switch.
+// parseESURLs checks the URLs set in ESURLs, or builds the one of the host, port and SSL switch.
 func (c *config) parseESURLs(p *problems) {
 	for i := range c.ESURLs {
 		c.ESURLs[i] = strings.TrimSpace(c.ESURLs[i])
@@ -307,32 +297,22 @@ func httpURL(s string) (u *url.URL, ok bool) {
 	return u, err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
-// validate reports the problems of single values that parsing alone does not catch.
-func (c config) validate(p *problems) {
-	if c.Port < 0 || c.Port > 65535 {
-		p.add("MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
+// validate reports the problems that parsing alone does not catch, and parses the schedule into
+// Schedule.
+func (c *config) validate(p *problems) {
+	badIndexName := func(name string) bool {
+		return name == "" || strings.ContainsAny(name, forbiddenNameChars) || strings.ToLower(name) != name
 	}
-	if c.ESPort < 1 || c.ESPort > 65535 {
-		p.add("OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
-	}
-	if c.Repository != "" && strings.ContainsAny(c.Repository, `/\*?"<>| ,#`) {
-		p.add("CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
-	}
-	if c.IndexPrefix == "" || strings.ContainsAny(c.IndexPrefix, `/\*?"<>| ,#`) || strings.ToLower(c.IndexPrefix) != c.IndexPrefix {
-		p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
-	}
-	if c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion) {
-		p.add("OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
-	}
-	if c.JobsIndex == "" || strings.ContainsAny(c.JobsIndex, `/\*?"<>| ,#`) || strings.ToLower(c.JobsIndex) != c.JobsIndex || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-") {
-		p.add("OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
-	}
-	if _, ok := httpURL(c.OptimizeHealthURL); c.OptimizeHealthURL != "" && !ok {
-		p.add("OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
-	}
-	if _, err := os.Stat(c.ESCAFile); c.ESCAFile != "" && err != nil {
-		p.add("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", err)
-	}
+	_, healthURLOK := httpURL(c.OptimizeHealthURL)
+	_, caErr := os.Stat(c.ESCAFile)
+	p.addIf(c.Port < 0 || c.Port > 65535, "MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
+	p.addIf(c.ESPort < 1 || c.ESPort > 65535, "OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
+	p.addIf(c.Repository != "" && strings.ContainsAny(c.Repository, forbiddenNameChars), "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
+	p.addIf(badIndexName(c.IndexPrefix), "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
+	p.addIf(c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion), "OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
+	p.addIf(badIndexName(c.JobsIndex) || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-"), "OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
+	p.addIf(c.OptimizeHealthURL != "" && !healthURLOK, "OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
+	p.addIf(c.ESCAFile != "" && caErr != nil, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", caErr)
 	for name, d := range map[string]time.Duration{
 		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
 		"OPTIMIZE_BACKUP_POLL_INTERVAL":         c.PollInterval,
@@ -340,21 +320,25 @@ func (c config) validate(p *problems) {
 		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
 		"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT": c.RestoreStallTimeout,
 	} {
-		if d <= 0 {
-			p.add(name, "%v must be positive; set a duration such as 30s", d)
+		p.addIf(d <= 0, name, "%v must be positive; set a duration such as 30s", d)
+	}
+	p.addIf(c.RestoreRepairs < 0, "OPTIMIZE_BACKUP_RESTORE_REPAIRS", "%d must not be negative; set how often a restore may restore an index again, such as 3, or 0 for never", c.RestoreRepairs)
+	p.addIf(c.Part2Grace < 0, "OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
+	if c.ScheduleCron != "" {
+		var err error
+		if c.Schedule, err = parseSchedule(c.ScheduleCron, c.ScheduleTimezone); err != nil {
+			p.errs = append(p.errs, err)
 		}
 	}
-	if c.RestoreRepairs < 0 {
-		p.add("OPTIMIZE_BACKUP_RESTORE_REPAIRS", "%d must not be negative; set how often a restore may restore an index again, such as 3, or 0 for never", c.RestoreRepairs)
-	}
-	if c.Part2Grace < 0 {
-		p.add("OPTIMIZE_BACKUP_PART2_GRACE", "%v must not be negative; set a duration such as 2m", c.Part2Grace)
-	}
-}
-
-// validateCredentials reports an API key set with basic auth (variables or a URL's user): which
-// one the client would pick is not something an operator should have to know.
-func (c config) validateCredentials(p *problems) {
+	p.addIf(c.ScheduleCron != "" && c.Repository == "", "OPTIMIZE_BACKUP_SCHEDULE", "scheduled backups need a repository; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME too")
+	p.addIf(c.RetentionKeep < 0, "OPTIMIZE_BACKUP_RETENTION_KEEP", "%d is negative; set how many COMPLETED scheduled backups to keep, such as 7", c.RetentionKeep)
+	p.addIf(c.RetentionMaxAge < 0, "OPTIMIZE_BACKUP_RETENTION_MAX_AGE", "%v is negative; set an age such as 720h", c.RetentionMaxAge)
+	const scheduledOnly = "applies to scheduled backups only; set OPTIMIZE_BACKUP_SCHEDULE too, or unset it"
+	p.addIf(c.ScheduleCron == "" && c.RetentionKeep != 0, "OPTIMIZE_BACKUP_RETENTION_KEEP", scheduledOnly)
+	p.addIf(c.ScheduleCron == "" && c.RetentionMaxAge != 0, "OPTIMIZE_BACKUP_RETENTION_MAX_AGE", scheduledOnly)
+	p.addIf(c.ScheduleCron == "" && c.VerifyScheduled, "OPTIMIZE_BACKUP_VERIFY_SCHEDULED", scheduledOnly)
+	// An API key with basic auth (variables or a URL's user) is refused: which one the client
+	// would pick is not something an operator should have to know.
 	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
 		parsed, err := url.Parse(u)
 		return err == nil && parsed.User != nil
@@ -378,73 +362,38 @@ func (c config) validateCredentials(p *problems) {
 		c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != "")
 }
 
-// cronParser reads standard 5-field expressions and descriptors (@daily), and a leading
-// seconds field when there are six.
-var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // parseSchedule parses a cron expression read in the named time zone, reporting a bad zone and
-// a bad expression together.
+// a bad expression together. "@every 1h" is refused: its slots count from when each process
+// started, so replicas would not agree on them.
 func parseSchedule(expr, timezone string) (*backupSchedule, error) {
 	loc, zoneErr := time.LoadLocation(timezone)
 	if zoneErr != nil {
 		zoneErr = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: %q is not a time zone (%v); set an IANA name such as UTC or Europe/Berlin", timezone, zoneErr)
 		loc = time.UTC // the expression is checked all the same
 	}
-	spec, err := parseCron(expr, loc)
+	trimmed := strings.TrimSpace(expr)
+	namesZone := strings.HasPrefix(trimmed, "CRON_TZ=") || strings.HasPrefix(trimmed, "TZ=")
+	var parsed cron.Schedule
+	var err error
+	if !namesZone { // cron's parser panics on "TZ=UTC" with no space after it
+		// Five fields or a descriptor (@daily), and a leading seconds field when there are six.
+		parsed, err = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor).Parse(expr)
+	}
+	spec, isSpec := parsed.(*cron.SpecSchedule)
+	switch {
+	case namesZone:
+		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q names a time zone; set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE and leave it out of the expression", expr)
+	case err != nil:
+		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q is not a cron expression (%v); set five fields such as \"0 2 * * *\" (02:00 every day)", expr, err)
+	case !isSpec:
+		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q counts from when the sidecar started, so replicas would disagree on its slots; set five cron fields such as \"0 */6 * * *\"", expr)
+	case spec.Next(time.Now().In(loc)).IsZero():
+		err = fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q has no slot in the next five years; set five cron fields such as \"0 2 * * *\"", expr)
+	}
 	if zoneErr != nil || err != nil {
 		return nil, errors.Join(zoneErr, err)
 	}
 	return &backupSchedule{expr: expr, spec: spec, loc: loc}, nil
-}
-
-// parseCron parses OPTIMIZE_BACKUP_SCHEDULE. "@every 1h" is refused: its slots count from when
-// each process started, so replicas would not agree on them.
-func parseCron(expr string, loc *time.Location) (*cron.SpecSchedule, error) {
-	if strings.HasPrefix(strings.TrimSpace(expr), "CRON_TZ=") || strings.HasPrefix(strings.TrimSpace(expr), "TZ=") {
-		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q names a time zone; set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE and leave it out of the expression", expr)
-	}
-	parsed, err := cronParser.Parse(expr)
-	if err != nil {
-		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q is not a cron expression (%v); set five fields such as \"0 2 * * *\" (02:00 every day)", expr, err)
-	}
-	spec, ok := parsed.(*cron.SpecSchedule)
-	if !ok {
-		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q counts from when the sidecar started, so replicas would disagree on its slots; set five cron fields such as \"0 */6 * * *\"", expr)
-	}
-	if spec.Next(time.Now().In(loc)).IsZero() {
-		return nil, fmt.Errorf("OPTIMIZE_BACKUP_SCHEDULE: %q has no slot in the next five years; set five cron fields such as \"0 2 * * *\"", expr)
-	}
-	return spec, nil
-}
-
-// validateSchedule parses the schedule into Schedule and checks the retention settings.
-func (c *config) validateSchedule(p *problems) {
-	if c.ScheduleCron != "" {
-		var err error
-		if c.Schedule, err = parseSchedule(c.ScheduleCron, c.ScheduleTimezone); err != nil {
-			p.errs = append(p.errs, err)
-		}
-		if c.Repository == "" {
-			p.add("OPTIMIZE_BACKUP_SCHEDULE", "scheduled backups need a repository; set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME too")
-		}
-	}
-	if c.RetentionKeep < 0 {
-		p.add("OPTIMIZE_BACKUP_RETENTION_KEEP", "%d is negative; set how many COMPLETED scheduled backups to keep, such as 7", c.RetentionKeep)
-	}
-	if c.RetentionMaxAge < 0 {
-		p.add("OPTIMIZE_BACKUP_RETENTION_MAX_AGE", "%v is negative; set an age such as 720h", c.RetentionMaxAge)
-	}
-	if c.ScheduleCron == "" {
-		for variable, set := range map[string]bool{
-			"OPTIMIZE_BACKUP_RETENTION_KEEP":    c.RetentionKeep != 0,
-			"OPTIMIZE_BACKUP_RETENTION_MAX_AGE": c.RetentionMaxAge != 0,
-			"OPTIMIZE_BACKUP_VERIFY_SCHEDULED":  c.VerifyScheduled,
-		} {
-			if set {
-				p.add(variable, "applies to scheduled backups only; set OPTIMIZE_BACKUP_SCHEDULE too, or unset it")
-			}
-		}
-	}
 }
 
 // esAddressesRedacted is ESURLs with passwords replaced by xxxxx: for answers and logs, which

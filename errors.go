@@ -10,11 +10,7 @@ import (
 	"strings"
 )
 
-// Every error the sidecar knows, and the one place errors become HTTP answers. An error the
-// caller sees is an *httpError made where the sidecar decides to refuse or fail (badRequest,
-// notFound, conflict, ...), with its status, Optimize's errorCode and the operator's sentence.
-// writeError finds it in the chain; the answers it makes itself are for what the sidecar did
-// not decide: Elasticsearch's answers (or its silence), a body too large, a bug.
+// Every error the sidecar knows, and the one place errors become HTTP answers.
 
 // apiError is the JSON error body Optimize answers with: errorCode names the kind of error,
 // errorMessage is that code's fixed sentence, detailedMessage says what happened and what to do.
@@ -37,8 +33,9 @@ var errorSentences = map[string]string{
 	"methodNotAllowedError":        "The request method is not supported for this resource.",
 }
 
-// httpError is an error with its HTTP answer: the status, Optimize's errorCode and the
-// sentence the operator reads in detailedMessage, without what lower layers wrapped around it.
+// httpError is an error with its HTTP answer, made where the sidecar decides to refuse or fail:
+// the status, Optimize's errorCode and the sentence the operator reads in detailedMessage,
+// without what lower layers wrapped around it.
 type httpError struct {
 	status int
 	code   string
@@ -70,24 +67,9 @@ func badRequest(format string, args ...any) *httpError {
 	return newHTTPError(http.StatusBadRequest, "badRequestError", format, args...)
 }
 
-// unauthorized (401) is a request without the credentials the route needs.
-func unauthorized(format string, args ...any) *httpError {
-	return newHTTPError(http.StatusUnauthorized, "unauthorizedError", format, args...)
-}
-
-// forbidden (403) is a request the sidecar's configuration does not allow, whoever sends it.
-func forbidden(format string, args ...any) *httpError {
-	return newHTTPError(http.StatusForbidden, "forbiddenError", format, args...)
-}
-
 // notFound (404) is a backup, job or route that does not exist.
 func notFound(format string, args ...any) *httpError {
 	return newHTTPError(http.StatusNotFound, "notFoundError", format, args...)
-}
-
-// methodNotAllowed (405) is a served path asked with a method it does not answer.
-func methodNotAllowed(format string, args ...any) *httpError {
-	return newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", format, args...)
 }
 
 // conflict (409) is a request that the state of the backups or jobs refuses now; the
@@ -134,6 +116,7 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 		es        *esError
 		untrusted *tls.CertificateVerificationError
 	)
+	at := strings.Join(s.cfg.esAddressesRedacted(), ",")
 	switch {
 	case errors.As(err, &refused):
 		// The sidecar's own credentials or privileges, not the caller's: a server fault.
@@ -142,11 +125,9 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 		return newHTTPError(http.StatusRequestEntityTooLarge, "badRequestError",
 			"The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
 	case errors.Is(err, errESUnreachable) && errors.As(err, &untrusted):
-		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
-			strings.Join(s.cfg.esAddressesRedacted(), ","), untrusted.Err)
+		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.", at, untrusted.Err)
 	case errors.Is(err, errESUnreachable):
-		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.",
-			strings.Join(s.cfg.esAddressesRedacted(), ","))
+		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.", at)
 	case errors.As(err, &es) && es.Type == "repository_missing_exception":
 		return serverError("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
 	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
@@ -163,9 +144,10 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 }
 
 // unreachable is the answer when Elasticsearch could not be reached: 500 on Optimize 3.9's
-// routes (as Optimize 3.9 documents), 502 elasticsearchConnectionError on 3.10+'s and the rest.
+// routes (as Optimize 3.9 documents), 502 elasticsearchConnectionError on 3.10+'s and the rest
+// (routes outside both families, such as health, count as 3.10+'s).
 func unreachable(r *http.Request, format string, args ...any) *httpError {
-	if familyOf(r) == legacy {
+	if f, ok := r.Context().Value(familyKey{}).(family); ok && f == legacy {
 		return serverError(format, args...)
 	}
 	return newHTTPError(http.StatusBadGateway, "elasticsearchConnectionError", format, args...)
@@ -177,16 +159,16 @@ var (
 	// errStopping refuses long work that would start while the sidecar shuts down.
 	errStopping = conflict("The sidecar is stopping; send the request again to a running sidecar.")
 	// errAdminDisabled means no admin token is configured: admin routes are off (secure default).
-	errAdminDisabled = forbidden("The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
+	errAdminDisabled = newHTTPError(http.StatusForbidden, "forbiddenError", "The admin API is disabled because no admin token is configured; set OPTIMIZE_BACKUP_ADMIN_TOKEN or OPTIMIZE_BACKUP_ADMIN_TOKEN_FILE and restart the sidecar.")
 	// errUnauthorized means the request did not carry the admin token.
-	errUnauthorized = unauthorized("This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
+	errUnauthorized = newHTTPError(http.StatusUnauthorized, "unauthorizedError", "This route needs the admin token; send the header Authorization: Bearer <token> with the value of OPTIMIZE_BACKUP_ADMIN_TOKEN.")
 	// errIDTaken is in the chain of the 409 of a taken backup ID (see idTaken): the scheduler
 	// tells it from other failures to start.
 	errIDTaken = errors.New("backup ID taken")
 	// errSnapshotNameTaken means the snapshot name exists or is being created by someone else.
 	errSnapshotNameTaken = errors.New("snapshot name already in use")
 	// errESUnreachable marks a request that got no answer from Elasticsearch (refused, reset,
-	// timed out): 500 on Optimize 3.9's routes, 502 on the others (see unreachable).
+	// timed out).
 	errESUnreachable = errors.New("elasticsearch could not be reached")
 	// errAnswerTooLarge marks an Elasticsearch answer larger than maxAnswerBytes.
 	errAnswerTooLarge = errors.New("elasticsearch's answer is too large")
@@ -212,7 +194,7 @@ func (e *esError) Error() string {
 // so retry and status decisions see what Elasticsearch answered.
 type esAuthError struct {
 	es *esError
-	// creds names the credentials used (see esClients.credsOf); "" if none are configured.
+	// creds names the credentials used (see esClients); "" if none are configured.
 	creds string
 }
 
@@ -232,20 +214,18 @@ var (
 // or set, and Elasticsearch's own reason.
 func (e *esAuthError) Error() string {
 	const readme = `the README's "Elasticsearch privileges" lists every privilege backups and restores need`
+	answer := fmt.Sprintf("%d %s: %s", e.es.Status, e.es.Type, e.es.Reason)
 	if e.es.Status == http.StatusUnauthorized {
 		if e.creds == "" {
-			return fmt.Sprintf("Elasticsearch asks for credentials and the sidecar has none (%d %s: %s); set OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY (or _FILE) or CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME and _PASSWORD, and restart the sidecar.",
-				e.es.Status, e.es.Type, e.es.Reason)
+			return "Elasticsearch asks for credentials and the sidecar has none (" + answer + "); set OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY (or _FILE) or CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME and _PASSWORD, and restart the sidecar."
 		}
-		return fmt.Sprintf("Elasticsearch refused the sidecar's credentials (%s) with %d %s: %s. Set valid ones there and restart the sidecar; an API key may have expired or been invalidated (GET _security/api_key shows it).",
-			e.creds, e.es.Status, e.es.Type, e.es.Reason)
+		return fmt.Sprintf("Elasticsearch refused the sidecar's credentials (%s) with %s. Set valid ones there and restart the sidecar; an API key may have expired or been invalidated (GET _security/api_key shows it).", e.creds, answer)
 	}
 	creds := cmp.Or(e.creds, "none configured")
 	action := refusedActionPattern.FindStringSubmatch(e.es.Reason)
 	grant := grantingPattern.FindStringSubmatch(e.es.Reason)
 	if action == nil || grant == nil {
-		return fmt.Sprintf("Elasticsearch refused a request of the sidecar (%d %s: %s): its credentials (%s) lack a privilege. Grant it to them; %s.",
-			e.es.Status, e.es.Type, e.es.Reason, creds, readme)
+		return fmt.Sprintf("Elasticsearch refused a request of the sidecar (%s): its credentials (%s) lack a privilege. Grant it to them; %s.", answer, creds, readme)
 	}
 	kind, privileges := grant[1], grant[2]
 	narrowest, _, _ := strings.Cut(privileges, ",")

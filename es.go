@@ -79,30 +79,9 @@ func (c config) restoreCredentials() (credentials, bool) {
 	return c.mainCredentials(), false
 }
 
-// newESClients builds the clients, sharing one net/http Transport: one pool of keep-alive
-// connections serves them all (credentials go in each request's headers).
+// newESClients builds the clients over one net/http Transport: one pool of keep-alive
+// connections serves them all (credentials go in each request's headers), with the CA.
 func newESClients(cfg config) (esClients, error) {
-	transport, err := newESTransport(cfg)
-	if err != nil {
-		return esClients{}, err
-	}
-	main := cfg.mainCredentials()
-	restoreCreds, own := cfg.restoreCredentials()
-	read, err1 := newESClient(cfg, transport, main, true)
-	write, err2 := newESClient(cfg, transport, main, false)
-	restore, err3 := write, error(nil)
-	if own {
-		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
-	}
-	if err := cmp.Or(err1, err2, err3); err != nil {
-		return esClients{}, err
-	}
-	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
-}
-
-// newESTransport is the HTTP transport of every Elasticsearch client: net/http's, with a
-// keep-alive pool sized for the sidecar's callers and the configured CA.
-func newESTransport(cfg config) (*http.Transport, error) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
@@ -119,15 +98,26 @@ func newESTransport(cfg config) (*http.Transport, error) {
 		// The CA goes into this transport, so TLS keeps its dialer and idle settings.
 		ca, err := os.ReadFile(cfg.ESCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
+			return esClients{}, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
-			return nil, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
+			return esClients{}, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return transport, nil
+	main := cfg.mainCredentials()
+	restoreCreds, own := cfg.restoreCredentials()
+	read, err1 := newESClient(cfg, transport, main, true)
+	write, err2 := newESClient(cfg, transport, main, false)
+	restore, err3 := write, error(nil)
+	if own {
+		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
+	}
+	if err := cmp.Or(err1, err2, err3); err != nil {
+		return esClients{}, err
+	}
+	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
 }
 
 // newESClient builds one Elasticsearch client with these credentials over transport; retry
@@ -187,7 +177,11 @@ func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi
 			ee.Type, ee.Reason = eb.Error.Type, eb.Error.Reason
 		}
 		if refusedCredentials(ee) {
-			return &esAuthError{es: ee, creds: s.es.credsOf(client)}
+			creds := s.es.mainCreds
+			if client == s.es.restore {
+				creds = s.es.restoreCreds // the main ones when the restore has none of its own
+			}
+			return &esAuthError{es: ee, creds: creds}
 		}
 		return ee
 	}
@@ -200,27 +194,12 @@ func (s *server) esCall(ctx context.Context, timeout time.Duration, client esapi
 	return nil
 }
 
-// credsOf names the credentials client authenticates with, for errors that ask to fix them;
-// "" when none are configured.
-func (c esClients) credsOf(client esapi.Transport) string {
-	if client == c.restore {
-		return c.restoreCreds // the main ones when the restore has none of its own
-	}
-	return c.mainCreds
-}
-
 // refusedCredentials tells whether Elasticsearch (or a gateway) refused the credentials or a
 // privilege: any 401, a gateway's 403, and a security_exception. Other 403s (such as the
 // cluster_block_exception of a write-blocked index) are not about credentials.
 func refusedCredentials(e *esError) bool {
-	switch {
-	case e.Type == "security_exception":
-		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
-	case e.Status == http.StatusUnauthorized:
-		return true
-	default:
-		return e.Status == http.StatusForbidden && e.Type == http.StatusText(http.StatusForbidden)
-	}
+	return e.Status == http.StatusUnauthorized ||
+		e.Status == http.StatusForbidden && (e.Type == "security_exception" || e.Type == http.StatusText(http.StatusForbidden))
 }
 
 // read, write and restoreWrite are esCall through the client for that kind of request.

@@ -50,21 +50,30 @@ func inFamily(f family, next http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-// familyOf is the family routes() gave the request's route; routes outside both families
-// (health, info, unknown paths) count as current.
-func familyOf(r *http.Request) family {
-	if f, ok := r.Context().Value(familyKey{}).(family); ok {
-		return f
-	}
-	return current
-}
-
 // routes is the sidecar's HTTP handler: every route of register, behind the access log (which
-// also counts requests) and the JSON answers for unknown paths and methods.
+// also counts requests), and Optimize's JSON error shape for requests that match no route: 404,
+// or 405 with the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow
+// only when no pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path
+// has one), the mux's plain-text answer is played into a recorder for its status and Allow.
 func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	s.register(mux)
-	return s.accessLog(s.jsonNoRoute(mux))
+	return s.accessLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code == http.StatusMethodNotAllowed {
+			allow := rec.Header().Get("Allow")
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, newHTTPError(http.StatusMethodNotAllowed, "methodNotAllowedError", "%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
+			return
+		}
+		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
+	}))
 }
 
 // registrar is what register puts routes on: the server's mux, or the OpenAPI test's recorder
@@ -73,8 +82,7 @@ type registrar interface {
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }
 
-// register lists every route the sidecar serves. Both Optimize route families answer: 3.9's
-// /actuator/backup and 3.10+'s /actuator/backups, so scripts written for either work.
+// register lists every route the sidecar serves, on both route families.
 func (s *server) register(mux registrar) {
 	for _, f := range []family{legacy, current} {
 		base := f.base()
@@ -97,29 +105,6 @@ func (s *server) register(mux registrar) {
 	mux.HandleFunc("GET /actuator/info", s.handleInfo)
 	mux.HandleFunc("GET /actuator/prometheus", s.handlePrometheus)
 	mux.HandleFunc("GET /actuator/openapi", s.handleOpenAPI)
-}
-
-// jsonNoRoute answers requests that match no route with the JSON error shape: 404, or 405 with
-// the mux's Allow header. No catch-all "/" route: the mux computes 405 and Allow only when no
-// pattern matches. When mux.Handler finds no pattern (a redirect to a cleaned path has one),
-// the mux's plain-text answer is played into a recorder for its status and Allow header.
-func (s *server) jsonNoRoute(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		if rec.Code == http.StatusMethodNotAllowed {
-			allow := rec.Header().Get("Allow")
-			w.Header().Set("Allow", allow)
-			s.writeError(w, r, methodNotAllowed("%s does not answer %s; it answers %s.", r.URL.Path, r.Method, allow))
-			return
-		}
-		s.writeError(w, r, notFound("There is no route %s %s; see the README for the routes this sidecar serves.", r.Method, r.URL.Path))
-	})
 }
 
 // handleCreateBackup starts a backup: part 1 is accepted by Elasticsearch before it answers,
@@ -170,7 +155,6 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 		if s.drillsSeen.Load() && validateBackupID(id) == nil && s.cfg.Repository != "" {
 			drill.Go(func() { last = s.lastDrill(r.Context(), id) })
 		}
-		// Only stateFields: nothing may delete or restore by these snapshots.
 		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
 		drill.Wait()
 		if err != nil {
@@ -357,9 +341,8 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	}
 	if err != nil {
 		s.unfence(ctx, id)
-		return err
 	}
-	return nil
+	return err
 }
 
 // unfence takes the backup's delete mark back. A failure only delays restores of that ID (for

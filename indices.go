@@ -63,15 +63,7 @@ func newInstallation(prefix string, others []string) installation {
 
 // owns tells whether the index name is this installation's.
 func (in installation) owns(name string) bool {
-	if !in.own.MatchString(name) {
-		return false
-	}
-	for _, o := range in.others {
-		if strings.HasPrefix(name, o+"-") {
-			return false
-		}
-	}
-	return true
+	return in.own.MatchString(name) && !slices.ContainsFunc(in.others, func(o string) bool { return strings.HasPrefix(name, o+"-") })
 }
 
 // isImport tells whether an index of this installation goes into part 1.

@@ -42,8 +42,7 @@ type server struct {
 	// drillsSeen tells that this installation has run a drill: only then does GET of a backup
 	// also read the backup's last drill (a second Elasticsearch request).
 	drillsSeen atomic.Bool
-	// stateReads and drillReads share Elasticsearch reads among concurrent GETs of the same
-	// backup (never a read that began before a GET arrived).
+	// stateReads and drillReads share reads among concurrent GETs of a backup (see sharedReads).
 	stateReads sharedReads[[]snapshot]
 	drillReads sharedReads[*drillResult]
 	metrics    *metrics

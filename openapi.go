@@ -7,8 +7,6 @@ import (
 
 // openAPIDocument is the OpenAPI 3.1 document of every route (openapi.json beside this file),
 // built into the binary so the sidecar serves exactly the document of its own version.
-// TestOpenAPIRoutes keeps it equal to the routes register puts on the mux, and every golden
-// answer is validated against its schema.
 //
 //go:embed openapi.json
 var openAPIDocument []byte

@@ -124,7 +124,10 @@ func (s *server) runSlot(ctx context.Context, slot time.Time) {
 		// Recorded even while stopping: the last run must not read "started" for ever.
 		recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ESTimeout)
 		defer cancel()
-		s.recordRun(recordCtx, scheduleRun{Slot: slot.UTC(), BackupID: id, Outcome: outcome, Reason: reason, Sidecar: s.owner})
+		run := scheduleRun{Slot: slot.UTC(), BackupID: id, Outcome: outcome, Reason: reason, Sidecar: s.owner}
+		if err := s.putDoc(recordCtx, s.scheduleDocID(), &run, &run.docStamp); err != nil {
+			s.log.Warn("cannot record the scheduled run for GET /actuator/schedule", "backup_id", id, "err", err)
+		}
 	}
 	// The create must not be cut off by a SIGTERM between part 1 and the hand-over of part 2.
 	names, err := s.createBackup(context.WithoutCancel(ctx), id, kindScheduled)
@@ -193,13 +196,6 @@ type scheduleRun struct {
 
 // scheduleDocID is the ID of this installation's last scheduled run.
 func (s *server) scheduleDocID() string { return "schedule-" + s.cfg.IndexPrefix }
-
-// recordRun stores the last scheduled run; a failure is logged (the backups go on).
-func (s *server) recordRun(ctx context.Context, run scheduleRun) {
-	if err := s.putDoc(ctx, s.scheduleDocID(), &run, &run.docStamp); err != nil {
-		s.log.Warn("cannot record the scheduled run for GET /actuator/schedule", "backup_id", run.BackupID, "err", err)
-	}
-}
 
 // waitBackupEnd reads the backup until it is no longer IN_PROGRESS.
 func (s *server) waitBackupEnd(ctx context.Context, id string) (backupInfo, error) {

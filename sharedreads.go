@@ -66,8 +66,9 @@ func (g *sharedReads[T]) do(ctx context.Context, key string, read func(context.C
 	}
 }
 
-// run carries out one read, then starts the read that waited for it, if any; the last read of
-// a key forgets the key. owned tells that the read runs in its only caller's goroutine.
+// run carries out one read, announces its outcome, then starts the read that waited for it, if
+// any; the last read of a key forgets the key. owned tells that the read runs in its only
+// caller's goroutine.
 func (g *sharedReads[T]) run(key string, r *sharedRead[T], owned bool) {
 	defer func() {
 		// A read that panics still ends and starts the read its followers wait for. Its own
@@ -78,24 +79,18 @@ func (g *sharedReads[T]) run(key string, r *sharedRead[T], owned bool) {
 			var zero T
 			r.val, r.err = zero, fmt.Errorf("reading from Elasticsearch failed unexpectedly (%v); try again, and report this with the sidecar's log", p)
 		}
-		g.finish(key, r)
+		close(r.done)
+		g.mu.Lock()
+		if k := g.keys[key]; k.next == nil {
+			delete(g.keys, key)
+		} else {
+			k.running, k.next = k.next, nil
+			go g.run(key, k.running, false)
+		}
+		g.mu.Unlock()
 		if p != nil && owned {
 			panic(p)
 		}
 	}()
 	r.val, r.err = r.read(r.ctx)
-}
-
-// finish announces r's outcome and starts the read that waited for it, if any.
-func (g *sharedReads[T]) finish(key string, r *sharedRead[T]) {
-	close(r.done)
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	k := g.keys[key]
-	if k.next == nil {
-		delete(g.keys, key)
-		return
-	}
-	k.running, k.next = k.next, nil
-	go g.run(key, k.running, false)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -201,13 +202,10 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 	if err != nil {
 		return nil, err
 	}
-	own := answer.Snapshots[:0]
-	for _, snap := range answer.Snapshots {
-		if got, _, _, _, ok := parseSnapshotName(snap.Name); ok && got == id {
-			own = append(own, snap)
-		}
-	}
-	return own, nil
+	return slices.DeleteFunc(answer.Snapshots, func(snap snapshot) bool {
+		got, _, _, _, ok := parseSnapshotName(snap.Name)
+		return !ok || got != id
+	}), nil
 }
 
 // backupsByID pages through every snapshot named like an Optimize backup, with these fields,
@@ -246,10 +244,8 @@ func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot
 	if err != nil {
 		return snapshot{}, false, err
 	}
-	for _, sn := range answer.Snapshots {
-		if sn.Name == name {
-			return sn, true, nil
-		}
+	if i := slices.IndexFunc(answer.Snapshots, func(sn snapshot) bool { return sn.Name == name }); i >= 0 {
+		return answer.Snapshots[i], true, nil
 	}
 	return snapshot{}, false, nil
 }
@@ -319,12 +315,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 		// snapshot; Optimize's own snapshots carry no metadata at all.
 		meta.BackupID = ""
 	}
-	body, err := json.Marshal(snapshotRequest{
-		Indices:            indices,
-		IncludeGlobalState: false,
-		FeatureStates:      []string{"none"},
-		Metadata:           meta,
-	})
+	body, err := json.Marshal(snapshotRequest{Indices: indices, IncludeGlobalState: false, FeatureStates: []string{"none"}, Metadata: meta})
 	if err != nil {
 		return err
 	}
