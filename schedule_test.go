@@ -122,6 +122,7 @@ func TestScheduleConfig(t *testing.T) {
 	}{
 		{"not cron", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "daily at 2", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "r"}, []string{"OPTIMIZE_BACKUP_SCHEDULE: \"daily at 2\" is not a cron expression"}},
 		{"time zone in the expression refused", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "CRON_TZ=Asia/Tokyo 0 2 * * *", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "r"}, []string{"set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE"}},
+		{"a bare time zone refused, no panic", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "TZ=UTC", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "r"}, []string{"set it in OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE"}},
 		{"@every refused", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "@every 1h", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "r"}, []string{"replicas would disagree"}},
 		{"bad zone", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "0 2 * * *", "OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE": "Mars/Base", "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": "r"}, []string{"OPTIMIZE_BACKUP_SCHEDULE_TIMEZONE: \"Mars/Base\" is not a time zone"}},
 		{"no repository", map[string]string{"OPTIMIZE_BACKUP_SCHEDULE": "0 2 * * *"}, []string{"set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME too"}},
