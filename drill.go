@@ -244,11 +244,6 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 	if found && stored.EndTime != nil {
 		doc.Previous = &drillOutcome{BackupID: stored.BackupID, State: stored.State, EndTime: *stored.EndTime}
 	}
-	if !found {
-		if err := s.ensureJobsIndex(ctx); err != nil {
-			return nil, stored, err
-		}
-	}
 	run := s.newDrillRun(doc, ver, info)
 	if err := run.start(ctx); errors.Is(err, errLeaseTaken) {
 		return nil, stored, conflict("Another replica started a drill at the same moment; one drill runs at a time: see GET .../verify of its backup.")
@@ -304,11 +299,11 @@ func drillRoom(size, total, available int64) error {
 
 // noRestoreRunning refuses (409) while a restore of this installation is pending or running.
 func (s *server) noRestoreRunning(ctx context.Context) error {
-	job, _, found, err := s.loadJob(ctx)
+	stored, err := s.loadJob(ctx)
 	if err != nil {
 		return err
 	}
-	if found && job.active() {
+	if job := stored.doc; stored.found && job.active() {
 		return conflict("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)
 	}
 	return nil

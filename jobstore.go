@@ -16,10 +16,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// A restore job lives in Elasticsearch, as one document per installation in the jobs index,
-// so that every replica, and a restarted sidecar, reports the same job and refuses a second
-// one. Every change is a compare-and-set on the document's sequence number: creating it is the
-// lock (op_type=create), and a replica that lost the race learns it from a version conflict.
+// The jobs index holds, per installation, the restore job, the drill and the delete marks, so
+// that every replica, and a restarted sidecar, sees the same ones (lease.go: how they are written).
 
 // jobDoc is the stored restore job: what GET .../restore reports, plus the plan (the exact
 // snapshots and indices that were checked) and the lease of the sidecar running it.
@@ -92,21 +90,15 @@ type storedJob struct {
 	found bool
 }
 
-// loadStoredJob is loadJob as one value.
-func (s *server) loadStoredJob(ctx context.Context) (storedJob, error) {
-	doc, ver, found, err := s.loadJob(ctx)
-	return storedJob{doc, ver, found}, err
-}
-
 // pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or
 // Elasticsearch still queueing the delete behind a running snapshot) keeps its backup from
 // being restored.
 const pendingDeleteFor = time.Hour
 
 // loadJob reads the stored restore job; found is false when none was ever stored.
-func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
-	v, found, err = s.loadDoc(ctx, s.jobDocID(), &doc)
-	return doc, v, found, err
+func (s *server) loadJob(ctx context.Context) (stored storedJob, err error) {
+	stored.ver, stored.found, err = s.loadDoc(ctx, s.jobDocID(), &stored.doc)
+	return stored, err
 }
 
 // docStamp is what every document of the jobs index carries to be written safely.
@@ -249,11 +241,7 @@ func (s *server) changeMarks(ctx context.Context, change func(map[string]int64))
 		if m.Backups == nil {
 			m.Backups = map[string]int64{}
 		}
-		for id := range m.Backups {
-			if !s.markedForDelete(m, id) {
-				delete(m.Backups, id)
-			}
-		}
+		maps.DeleteFunc(m.Backups, func(id string, _ int64) bool { return !s.markedForDelete(m, id) })
 		change(m.Backups)
 		_, err = s.saveDoc(ctx, s.marksDocID(), &m, &m.docStamp, v)
 		if !errors.Is(err, errDocChanged) || attempt == 4 {
@@ -262,25 +250,11 @@ func (s *server) changeMarks(ctx context.Context, change func(map[string]int64))
 	}
 }
 
-// jobsIndexBody is the body that creates the jobs index.
-type jobsIndexBody struct {
-	Settings struct {
-		Shards             int    `json:"number_of_shards"`
-		AutoExpandReplicas string `json:"auto_expand_replicas"`
-		Hidden             bool   `json:"hidden"`
-	} `json:"settings"`
-}
-
 // ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
 // cluster has a second node.
 func (s *server) ensureJobsIndex(ctx context.Context) error {
-	var body jobsIndexBody
-	body.Settings.Shards, body.Settings.AutoExpandReplicas, body.Settings.Hidden = 1, "0-1", true
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	err = s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(b)}, nil)
+	body := strings.NewReader(`{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
+	err := s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: body}, nil)
 	var ee *esError
 	if err == nil || errors.As(err, &ee) && ee.Type == "resource_already_exists_exception" {
 		return nil

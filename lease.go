@@ -28,12 +28,10 @@ import (
 
 // The errors of a leased job; each means one thing, whichever job it is.
 var (
-	// errLeaseTaken: a compare-and-set found the document changed by someone else: another
-	// sidecar took the job over, or an operator ended it. This sidecar stops at once and
-	// writes nothing more: the document is no longer its own.
+	// errLeaseTaken: a compare-and-set found the document changed by someone else; this
+	// sidecar stops at once and writes nothing more.
 	errLeaseTaken = errors.New("another sidecar changed the job's document (took the job over or ended it); this sidecar stops acting on it")
-	// errLeaseExpired: this sidecar's last stored renewal is too old to start an action (its
-	// writes are too slow); another sidecar may take the job over any moment.
+	// errLeaseExpired: this sidecar's last stored renewal is too old to start an action.
 	errLeaseExpired = errors.New("this sidecar's lease on the job is too old to act on (Elasticsearch did not store its renewals in time); it stops so that no action of its overlaps another sidecar's take-over")
 )
 
@@ -85,8 +83,8 @@ type leasedJob[D any, P leasedDoc[D]] struct {
 	ver   jobVersion
 	// renewed is when the last write that was stored had been sent: the lease runs from then.
 	renewed time.Time
-	// unconfirmed is the Rev of a write whose answer was lost and could not be read back, sent
-	// at unconfirmedSent: finding it stored later means the write went through.
+	// unconfirmed are the Revs of writes whose answer was lost and could not be read back, and
+	// when each was sent: finding one stored later means that write went through.
 	unconfirmed map[string]time.Time
 	// stop ends the work of run() when the document was taken.
 	stop context.CancelCauseFunc
@@ -120,10 +118,15 @@ func (j *leasedJob[D, P]) guard() error {
 	return nil
 }
 
-// start stores doc as a new job owned by this sidecar: created (op_type=create) when ver is the
-// zero version, else written over the finished job stored at ver. errLeaseTaken means another
-// sidecar started one first.
+// start stores doc as a new job owned by this sidecar: created (op_type=create, with the jobs
+// index if need be) when ver is the zero version, else written over the finished job stored at
+// ver. errLeaseTaken means another sidecar started one first.
 func (j *leasedJob[D, P]) start(ctx context.Context) error {
+	if j.ver == (jobVersion{}) {
+		if err := j.s.ensureJobsIndex(ctx); err != nil {
+			return err
+		}
+	}
 	return j.update(ctx, func(d P) { d.lease().Owner = j.s.owner })
 }
 
@@ -152,17 +155,16 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 			j.doc, j.ver, j.renewed, j.unconfirmed = next, stored, sent, nil
 			j.unlock()
 			return nil
-		case errors.Is(err, errDocChanged) && attempt == 0:
-			adopted, rerr := j.adoptUnconfirmed(ctx)
-			if rerr != nil {
-				return rerr
-			}
-			if adopted {
-				continue
-			}
-			j.taken()
-			return errLeaseTaken
 		case errors.Is(err, errDocChanged):
+			if attempt == 0 {
+				adopted, rerr := j.adoptUnconfirmed(ctx)
+				if rerr != nil {
+					return rerr
+				}
+				if adopted {
+					continue
+				}
+			}
 			j.taken()
 			return errLeaseTaken
 		case answerLost(err):

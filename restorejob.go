@@ -55,8 +55,7 @@ func partDone(step string, n int) bool {
 	return cur > n
 }
 
-// jobRun is a restore job this process runs: its leased document in Elasticsearch, changed only
-// through update, so what the job acts on is always what is stored.
+// jobRun is a restore job this process runs, on its leased document.
 type jobRun struct {
 	*leasedJob[jobDoc, *jobDoc]
 }
@@ -99,11 +98,6 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	if old := stored.doc; stored.found && old.active() {
 		return restoreJob{}, busyRestore(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
-	if !stored.found {
-		if err := s.ensureJobsIndex(ctx); err != nil {
-			return restoreJob{}, err
-		}
-	}
 	doc := jobDoc{
 		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
 		Repository: s.cfg.Repository,
@@ -119,9 +113,8 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	} else if err != nil {
 		return restoreJob{}, err
 	}
-	// The job is taken; a DELETE that marked the backup before this point must win (see
-	// deleteMarks), and so must a drill that took its document (a drill takes its document,
-	// then reads the job): then the job ends FAILED, having done nothing.
+	// A DELETE or a drill that began before the job was taken wins: the job ends FAILED, having
+	// done nothing.
 	if err := s.nothingElseStarted(ctx, id); err != nil {
 		run.finish(ctx, fmt.Errorf("%w; nothing was changed", err), false)
 		return restoreJob{}, busyRestore(fmt.Sprintf("Cannot start now: %v; send the restore again once that has ended.", err))
@@ -137,8 +130,9 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	return job, nil
 }
 
-// nothingElseStarted fails if a drill runs or a DELETE marked the backup: read after the job
-// was taken, so that of a restore and a drill or DELETE starting together one sees the other.
+// nothingElseStarted fails if a drill runs or a DELETE marked the backup. A restore reads them
+// after taking its job, a drill or a DELETE reads the job after taking its own document: with
+// Elasticsearch's realtime reads, of two starting together one always sees the other.
 func (s *server) nothingElseStarted(ctx context.Context, id string) error {
 	var drill drillDoc
 	_, drillFound, err := s.loadDoc(ctx, s.drillDocID(), &drill)
@@ -216,11 +210,12 @@ const progressingWithin = 2 * time.Minute
 // whichever replica, finds the job taken at its next write and stops. A job that made progress
 // within progressingWithin is refused (409) unless force.
 func (s *server) endRestore(ctx context.Context, id string, force bool) (restoreJob, error) {
-	doc, ver, found, err := s.loadJob(ctx)
+	stored, err := s.loadJob(ctx)
+	doc := stored.doc
 	switch {
 	case err != nil:
 		return restoreJob{}, err
-	case !found || doc.BackupID != id:
+	case !stored.found || doc.BackupID != id:
 		return restoreJob{}, notFound("No restore of backup [%s] is running or recorded in Elasticsearch; there is nothing to end.", id)
 	case !doc.active():
 		return restoreJob{}, conflict("The restore of backup [%s] has already ended (%s); there is nothing to end.", id, doc.State)
@@ -228,7 +223,7 @@ func (s *server) endRestore(ctx context.Context, id string, force bool) (restore
 	if ago := s.now().Sub(time.UnixMilli(doc.ProgressAt)); !force && ago < progressingWithin {
 		return restoreJob{}, conflict("The restore of backup [%s] is making progress (step %s, last progress %v ago); wait for it, or end it anyway with DELETE .../%s/restore?force=true.", id, doc.Step, ago.Round(time.Second), id)
 	}
-	run := s.newJobRun(doc, ver)
+	run := s.newJobRun(doc, stored.ver)
 	reason := run.failureReason(doc, fmt.Errorf("ended by an operator (DELETE .../restore) at step %s; nothing more is deleted or restored", doc.Step))
 	if err := run.takeOver(ctx, func(d *jobDoc) {
 		d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, ptr(s.now().UTC())
@@ -364,7 +359,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 		}
 	}
 	if r.current().Step == stepDelete {
-		if err := r.retrying(ctx, "delete the replaced indices", func() error { return r.deleteReplaced(ctx) }); err != nil {
+		if err := r.s.retrying(ctx, r.log, "delete the replaced indices", func() error { return r.deleteReplaced(ctx) }); err != nil {
 			return err
 		}
 	}
@@ -373,7 +368,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 			continue
 		}
 		if r.current().Step != restorePartStep(i+1) {
-			if err := r.retrying(ctx, "record step "+restorePartStep(i+1), func() error { return r.step(ctx, restorePartStep(i+1)) }); err != nil {
+			if err := r.s.retrying(ctx, r.log, "record step "+restorePartStep(i+1), func() error { return r.step(ctx, restorePartStep(i+1)) }); err != nil {
 				return err
 			}
 		}
@@ -381,18 +376,13 @@ func (r *jobRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.retrying(ctx, "check the installation after the restore", func() error { return r.checkNothingElse(ctx) })
-}
-
-// retrying runs act until it succeeds, fails for good, or the wait deadline passes: past the
-// point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
-// that holds the indices for a moment) must not leave the installation half restored.
-func (r *jobRun) retrying(ctx context.Context, what string, act func() error) error {
-	return r.s.retrying(ctx, r.log, what, act)
+	return r.s.retrying(ctx, r.log, "check the installation after the restore", func() error { return r.checkNothingElse(ctx) })
 }
 
 // retrying runs act until it succeeds, fails for good (not transient), or
-// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, waiting longer after each passing fault.
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, waiting longer after each passing fault: past the
+// point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
+// that holds the indices for a moment) must not leave the installation half restored.
 func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, act func() error) error {
 	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
 	wait := s.cfg.PollInterval
@@ -443,10 +433,11 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		return err
 	}
 	plan := r.current().Plan
-	if err := s.checkUUIDs(ctx, plan, false); err != nil {
-		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
+	err := s.checkUUIDs(ctx, plan, false)
+	if err == nil {
+		err = s.setWriteBlock(ctx, liftable(plan), true, r.guard)
 	}
-	if err := s.setWriteBlock(ctx, liftable(plan), true, r.guard); err != nil {
+	if err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
 	}
 	version, err := s.optimizeVersion(ctx)
@@ -454,14 +445,8 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		version = plan.Version // a half-restored installation may have no metadata index
 	}
 	in := newInstallation(s.cfg.IndexPrefix, nil)
-	var imports, rest []string
-	for _, ix := range plan.Replace {
-		if in.isImport(ix) {
-			imports = append(imports, ix)
-		} else {
-			rest = append(rest, ix)
-		}
-	}
+	imports := slices.DeleteFunc(slices.Clone(plan.Replace), func(ix string) bool { return !in.isImport(ix) })
+	rest := slices.DeleteFunc(slices.Clone(plan.Replace), in.isImport)
 	for part, indices := range [][]string{imports, rest} {
 		if len(indices) == 0 {
 			continue
@@ -585,7 +570,7 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
-		err := r.retrying(ctx, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
+		err := r.s.retrying(ctx, r.log, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
 		var failure *shardFailure
 		if !errors.As(err, &failure) {
 			return err
@@ -596,7 +581,7 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 			done = max(done, repairs[f.Index])
 		}
 		r.log.Warn("indices this restore created cannot recover; deleting them", "err", err, "repairs_done", done)
-		if err := r.retrying(ctx, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
+		if err := r.s.retrying(ctx, r.log, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
 			return err
 		}
 		if done >= r.s.cfg.RestoreRepairs {
