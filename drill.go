@@ -237,7 +237,15 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 	for _, sn := range doc.Snapshots {
 		own = append(own, sn.Snapshot)
 	}
-	if err := s.roomForDrill(ctx, own); err != nil {
+	size, err := s.snapshotsSize(ctx, own)
+	if err != nil {
+		return nil, stored, err
+	}
+	total, available, err := s.dataNodesDisk(ctx)
+	if err != nil {
+		return nil, stored, err
+	}
+	if err := drillRoom(size, total, available); err != nil {
 		return nil, stored, err
 	}
 	doc.Previous = stored.Previous
@@ -272,20 +280,6 @@ type drillOutcome struct {
 // low watermark, above which it allocates no new shard (the drill's restore would wait) and
 // nearer to the flood stage, which makes every index read-only, Optimize's too.
 const drillDiskLimit = 0.85
-
-// roomForDrill refuses (409) a drill whose copy of the backup would fill the data nodes' disks
-// beyond drillDiskLimit.
-func (s *server) roomForDrill(ctx context.Context, snapshots []string) error {
-	size, err := s.snapshotsSize(ctx, snapshots)
-	if err != nil {
-		return err
-	}
-	total, available, err := s.dataNodesDisk(ctx)
-	if err != nil {
-		return err
-	}
-	return drillRoom(size, total, available)
-}
 
 // drillRoom refuses (409) a drill of size bytes on data nodes with total bytes of disk of which
 // available are free, when it would fill them beyond drillDiskLimit. It is a pure function.
@@ -350,7 +344,7 @@ func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *dri
 // renewed (so that no replica takes the drill for abandoned while a long restore runs).
 func (d *drillRun) run(ctx context.Context) {
 	stepsCtx, err := d.leasedJob.run(ctx, d.steps)
-	if errors.Is(context.Cause(stepsCtx), errLeaseTaken) || errors.Is(err, errLeaseTaken) {
+	if lost(stepsCtx, err) {
 		// Another sidecar took the drill over (this one was silent too long): it cleans up. This
 		// one deletes nothing, since a new drill may already be running.
 		d.log.Warn("drill: another sidecar took it over; this one stops without cleaning up")
@@ -379,7 +373,7 @@ func (d *drillRun) steps(ctx context.Context) error {
 	if err := d.step(ctx, "clean-up-before"); err != nil {
 		return err
 	}
-	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard); err != nil {
+	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, 0); err != nil {
 		return err
 	}
 	for i, sn := range d.current().Snapshots {
@@ -500,16 +494,11 @@ func (d *drillRun) indicesOf(snapshot string) []string {
 	return out
 }
 
-// metadataIndexPattern matches Optimize's metadata index of this prefix: {prefix}-metadata_vN.
-func metadataIndexPattern(prefix string) *regexp.Regexp {
-	return regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `-metadata_v\d+$`)
-}
-
 // checkSchemaVersion compares the schemaVersion in the restored metadata index with the
 // backup's version tag.
 func (d *drillRun) checkSchemaVersion(ctx context.Context) error {
 	doc := d.current()
-	pattern := metadataIndexPattern(d.s.cfg.IndexPrefix)
+	pattern := regexp.MustCompile(`^` + regexp.QuoteMeta(d.s.cfg.IndexPrefix) + `-metadata_v\d+$`)
 	for _, ix := range doc.Indices {
 		if !pattern.MatchString(ix.Index) {
 			continue
@@ -538,12 +527,11 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 		s.log.Warn("drill: cannot take the drill document to clean up; this sidecar deletes nothing (the sidecar that holds it does)", "err", stepErr)
 		return
 	}
-	left := []string(nil)
-	cleanup := s.deleteDrillIndices
+	left, settle := []string(nil), time.Duration(0)
 	if err != nil {
-		cleanup = s.deleteDrillIndicesSettled
+		settle = drillSettleTime
 	}
-	if cleanupErr := cleanup(ctx, d.temporaryNames(), d.guard); cleanupErr != nil {
+	if cleanupErr := s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, settle); cleanupErr != nil {
 		left = d.temporaryNames()
 		s.log.Error("drill: cannot delete its temporary indices; delete them by hand (a later drill also deletes them)", "indices", left, "err", cleanupErr)
 		if err != nil {
@@ -562,7 +550,9 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	final := d.current()
 	change(&final)
 	if d.guard() == nil { // else another sidecar may have ended the drill and kept its result
-		s.keepDrillResult(ctx, final)
+		if perr := s.putDoc(ctx, s.drillResultDocID(final.BackupID), &final, &final.docStamp); perr != nil {
+			s.log.Warn("drill: cannot keep its result with the backup (GET .../verify still shows it until the next drill)", "backup_id", final.BackupID, "err", perr)
+		}
 	}
 	if updateErr := d.update(ctx, change); updateErr != nil {
 		s.log.Error("drill: cannot record its result", "err", updateErr)
@@ -572,13 +562,6 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 		s.log.Error("drill failed", "repository", s.cfg.Repository, "err", err)
 	} else {
 		s.log.Info("drill passed", "repository", s.cfg.Repository)
-	}
-}
-
-// keepDrillResult stores a finished drill as the last one of its backup.
-func (s *server) keepDrillResult(ctx context.Context, doc drillDoc) {
-	if err := s.putDoc(ctx, s.drillResultDocID(doc.BackupID), &doc, &doc.docStamp); err != nil {
-		s.log.Warn("drill: cannot keep its result with the backup (GET .../verify still shows it until the next drill)", "backup_id", doc.BackupID, "err", err)
 	}
 }
 
@@ -659,8 +642,9 @@ func (s *server) drillRestore(ctx context.Context, snapshot string, indices []st
 
 // deleteDrillIndices deletes these temporary indices, and any other index of this
 // installation's drills left behind (their names start with drillIndexPrefix, which no
-// Optimize installation's index does): exact names, resolved first, never a pattern.
-func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard func() error) error {
+// Optimize installation's index does): exact names, resolved first, never a pattern. Then,
+// until none of names has appeared for settle, it deletes those that appear again.
+func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard func() error, settle time.Duration) error {
 	prefix := s.drillIndexPrefix()
 	left, err := s.indicesStartingWith(ctx, prefix)
 	if err != nil {
@@ -670,31 +654,19 @@ func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard f
 	slices.Sort(all)
 	all = slices.Compact(all)
 	all = slices.DeleteFunc(all, func(n string) bool { return !strings.HasPrefix(n, prefix) })
-	return s.deleteIndices(ctx, all, guard)
-}
-
-// drillSettleTime is how long a failed drill keeps looking for temporary indices after deleting
-// them: a restore request whose answer it did not wait for (the sidecar stopping, a lost
-// answer) may still be applied by the master, and create them after the delete.
-const drillSettleTime = 3 * time.Second
-
-// deleteDrillIndicesSettled is deleteDrillIndices, repeated until no temporary index has
-// appeared for drillSettleTime.
-func (s *server) deleteDrillIndicesSettled(ctx context.Context, names []string, guard func() error) error {
-	if err := s.deleteDrillIndices(ctx, names, guard); err != nil {
+	if err := s.deleteIndices(ctx, all, guard); err != nil {
 		return err
 	}
-	quietSince := time.Now()
-	for time.Since(quietSince) < drillSettleTime {
+	for quietSince := time.Now(); time.Since(quietSince) < settle; {
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
-		left, err := s.existingIndices(ctx, names)
+		again, err := s.existingIndices(ctx, names)
 		if err != nil {
 			return err
 		}
-		if len(left) > 0 {
-			if err := s.deleteDrillIndices(ctx, left, guard); err != nil {
+		if len(again) > 0 {
+			if err := s.deleteDrillIndices(ctx, again, guard, 0); err != nil {
 				return err
 			}
 			quietSince = time.Now()
@@ -702,3 +674,8 @@ func (s *server) deleteDrillIndicesSettled(ctx context.Context, names []string, 
 	}
 	return nil
 }
+
+// drillSettleTime is how long a failed drill keeps looking for temporary indices after deleting
+// them: a restore request whose answer it did not wait for (the sidecar stopping, a lost
+// answer) may still be applied by the master, and create them after the delete.
+const drillSettleTime = 3 * time.Second
