@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,8 +12,7 @@ import (
 )
 
 // How the sidecar follows work that Elasticsearch does for it (a snapshot, the recovery of
-// restored indices), for the restore job and the drill alike: read sooner while the work is
-// young, never wait in silence, and tell a recovery that will never finish from a slow one.
+// restored indices), for the restore job and the drill alike.
 
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
 // done and hands each reading to progress. restored are the indices the reader restored
@@ -206,14 +206,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // indexHealth is what the cluster state says of one index: its UUID, whether a restore in
-// progress holds it, and its primaries that are not started.
+// progress holds it, and why each of its unassigned primaries is (unassigned_info).
 type indexHealth struct {
-	UUID      string
-	Restoring bool
-	// Unassigned are the reasons of its unassigned primaries (Elasticsearch's unassigned_info).
+	UUID       string
+	Restoring  bool
 	Unassigned []unassignedInfo
-	// Initializing counts its primaries that are being recovered.
-	Initializing int
 }
 
 // unassignedInfo is why Elasticsearch has not assigned a shard.
@@ -275,14 +272,8 @@ func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]
 			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
 			for _, copies := range answer.RoutingTable.Indices[name].Shards {
 				for _, c := range copies {
-					switch {
-					case !c.Primary:
-					case c.State == "UNASSIGNED" && c.UnassignedInfo != nil:
-						h.Unassigned = append(h.Unassigned, *c.UnassignedInfo)
-					case c.State == "UNASSIGNED":
-						h.Unassigned = append(h.Unassigned, unassignedInfo{Reason: "UNKNOWN"})
-					case c.State == "INITIALIZING":
-						h.Initializing++
+					if c.Primary && c.State == "UNASSIGNED" {
+						h.Unassigned = append(h.Unassigned, *cmp.Or(c.UnassignedInfo, &unassignedInfo{Reason: "UNKNOWN"}))
 					}
 				}
 			}
