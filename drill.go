@@ -145,8 +145,7 @@ func (s *server) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // startDrill checks that the backup can be drilled now, takes the installation's drill
-// document (refused while another drill or a restore runs), and starts the drill in the
-// background.
+// document (409 while another drill or a restore runs), and starts the drill in the background.
 func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	info, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
@@ -175,8 +174,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	if err != nil {
 		return drillDoc{}, err
 	}
-	// A restore takes its job, then reads the drill; a drill takes its document, then reads the
-	// job and the delete marks: one of the two always sees the other.
+	// Read after the document was taken: see nothingElseStarted.
 	err = s.noRestoreRunning(ctx)
 	if marks, _, merr := s.loadMarks(ctx); err == nil && (merr != nil || s.markedForDelete(marks, id)) {
 		err = merr
@@ -216,9 +214,8 @@ func (s *server) newDrillDoc(info backupInfo, snaps []snapshot, own []string) dr
 	return doc
 }
 
-// takeDrillDocument stores doc as the installation's drill, over the last one if it ended (409
-// while one runs, or when another replica took the document first), and returns the drill and
-// the document it replaced.
+// takeDrillDocument stores doc as the installation's drill over the last one if it ended (else
+// 409), and returns the drill and the document it replaced.
 func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backupInfo) (*drillRun, drillDoc, error) {
 	var stored drillDoc
 	ver, found, err := s.loadDoc(ctx, s.drillDocID(), &stored)
@@ -303,8 +300,7 @@ func (s *server) noRestoreRunning(ctx context.Context) error {
 	return nil
 }
 
-// drillUsing returns the running drill of the backup with this ID, if there is one: a DELETE
-// or retention leaves that backup alone.
+// drillUsing refuses (409) to delete the backup that a running drill restores.
 func (s *server) drillUsing(ctx context.Context, id string) error {
 	var doc drillDoc
 	_, found, err := s.loadDoc(ctx, s.drillDocID(), &doc)
@@ -327,8 +323,7 @@ func versionOf(names []string) string {
 	return ""
 }
 
-// drillRun is one drill this process runs: its leased document, and the backup as read when it
-// started.
+// drillRun is one drill this process runs, with the backup as read when it started.
 type drillRun struct {
 	*leasedJob[drillDoc, *drillDoc]
 	info backupInfo
@@ -590,8 +585,7 @@ func drilledThese(r drillResult, snaps []snapshot) bool {
 	return len(r.Snapshots) > 0
 }
 
-// abandonDrill ends a drill whose sidecar went silent: it takes the drill's document first
-// (compare-and-set at the version read, so a sidecar that is alive after all keeps it), then
+// abandonDrill ends a drill whose sidecar went silent: it takes the drill's document over, then
 // deletes the temporary indices and records FAILED.
 func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) error {
 	run := s.newDrillRun(doc, ver, backupInfo{})

@@ -16,8 +16,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// The jobs index holds, per installation, the restore job, the drill and the delete marks, so
-// that every replica, and a restarted sidecar, sees the same ones (lease.go: how they are written).
+// The jobs index holds each installation's restore job, drill and delete marks, so that every
+// replica, and a restarted sidecar, sees the same ones (lease.go: how a job's are written).
 
 // jobDoc is the stored restore job: what GET .../restore reports, plus the plan (the exact
 // snapshots and indices that were checked) and the lease of the sidecar running it.
@@ -27,8 +27,7 @@ type jobDoc struct {
 	Plan       restorePlan `json:"plan"`
 	// Restored are the indices this job restored, with their UUIDs.
 	Restored map[string]string `json:"restored,omitempty"`
-	// Restoring are the indices of the job's last restore request, until their UUIDs are in
-	// Restored.
+	// Restoring are the indices of the job's last restore request, until recorded in Restored.
 	Restoring []string `json:"restoring,omitempty"`
 	// ProgressAt is when the job last made progress (a step begun, a shard or bytes restored),
 	// in Unix milliseconds by its owner's clock: DELETE .../restore ends a job without it.
@@ -73,8 +72,7 @@ type planPart struct {
 	Shards int `json:"shards"`
 }
 
-// jobVersion is the sequence number and primary term of a stored job; the zero value means
-// "no document yet".
+// jobVersion is a stored document's sequence number and primary term; zero: no document yet.
 type jobVersion struct {
 	SeqNo       int64
 	PrimaryTerm int64
@@ -199,10 +197,8 @@ func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp
 }
 
 // deleteMarks is the document of the backups a DELETE is removing ("deleting-{prefix}"): ID to
-// when the DELETE began. A DELETE writes its mark, then reads the restore job; a restore takes
-// its job, then reads the marks. With Elasticsearch's realtime reads one of the two always
-// sees the other, so a restore never starts on a backup being deleted. A running restore's
-// job document is never written by a DELETE (that would cost it its lease).
+// when the DELETE began (see nothingElseStarted). A DELETE never writes a running restore's job
+// document: that would cost it its lease.
 type deleteMarks struct {
 	Backups map[string]int64 `json:"backups"`
 	docStamp
@@ -218,8 +214,7 @@ func (s *server) loadMarks(ctx context.Context) (deleteMarks, jobVersion, error)
 	return m, v, err
 }
 
-// markedForDelete tells whether a DELETE of the backup began less than pendingDeleteFor ago
-// and has not confirmed its end (its answer lost, or Elasticsearch still queueing it).
+// markedForDelete tells whether the backup has a delete mark younger than pendingDeleteFor.
 func (s *server) markedForDelete(m deleteMarks, id string) bool {
 	at, ok := m.Backups[id]
 	return ok && s.now().Sub(time.UnixMilli(at)) < pendingDeleteFor

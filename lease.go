@@ -214,8 +214,7 @@ func (j *leasedJob[D, P]) taken() {
 	}
 }
 
-// lost tells whether the job must stop without writing anything more: its document was taken,
-// or its lease expired (the compare-and-set of its next write decides which).
+// lost tells whether the job must stop without writing anything more: its document was taken.
 func lost(ctx context.Context, err error) bool {
 	return errors.Is(err, errLeaseTaken) || errors.Is(context.Cause(ctx), errLeaseTaken)
 }

@@ -152,9 +152,7 @@ func (s *server) nothingElseStarted(ctx context.Context, id string) error {
 	return nil
 }
 
-// takeOverRestore makes this sidecar the owner of the job stored at version ver and runs it:
-// past the point of no return it is carried on; before, it is FAILED with its write block
-// lifted, since nothing was deleted yet and its checks may no longer hold.
+// takeOverRestore makes this sidecar the owner of the job stored at version ver and runs it.
 func (s *server) takeOverRestore(ctx context.Context, doc jobDoc, ver jobVersion) error {
 	if doc.Repository != s.cfg.Repository {
 		return fmt.Errorf("the restore job of backup [%s] uses repository [%s], this sidecar [%s]; a sidecar with CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME=%s resumes it", doc.BackupID, doc.Repository, s.cfg.Repository, doc.Repository)
@@ -172,8 +170,7 @@ func (s *server) takeOverRestore(ctx context.Context, doc jobDoc, ver jobVersion
 	return nil
 }
 
-// watchRestoreJobs runs in every sidecar and takes over an active restore job whose sidecar
-// let go of it (on shutdown) or went silent.
+// watchRestoreJobs takes over an active restore job whose sidecar let go of it or went silent.
 func (s *server) watchRestoreJobs(ctx context.Context) {
 	watchLeased[jobDoc](ctx, s, s.jobDocID(), jobDoc.active, func() bool { return s.restores.has(restoreKey) }, s.takeOverRestore)
 }
@@ -205,10 +202,9 @@ func (s *server) handleEndRestore(w http.ResponseWriter, r *http.Request) {
 // compared on this sidecar's clock with the owner's: a skew of seconds does not matter here.
 const progressingWithin = 2 * time.Minute
 
-// endRestore ends the active restore job of the backup at an operator's request: FAILED, "ended
-// by an operator", its write block lifted, nothing more deleted or restored. The owner, on
-// whichever replica, finds the job taken at its next write and stops. A job that made progress
-// within progressingWithin is refused (409) unless force.
+// endRestore ends the active restore job of the backup at an operator's request: FAILED, its
+// write block lifted, nothing more deleted or restored; its owner finds the job taken at its
+// next write and stops. A job that progressed within progressingWithin is refused unless force.
 func (s *server) endRestore(ctx context.Context, id string, force bool) (restoreJob, error) {
 	stored, err := s.loadJob(ctx)
 	doc := stored.doc
@@ -251,9 +247,9 @@ func (s *server) endRestore(ctx context.Context, id string, force bool) (restore
 	return run.current().restoreJob, nil
 }
 
-// run carries out the job (resumed: taken over from another sidecar) while its lease is
-// renewed, lifts its write block if it failed before its point of no return, and records how
-// it ended.
+// run carries out the job while its lease is renewed, lifts its write block if it failed before
+// its point of no return, and records how it ended. A job resumed (taken over) before that
+// point fails instead: nothing was deleted yet, and its checks may no longer hold.
 func (r *jobRun) run(ctx context.Context, resumed bool) {
 	lifted := false
 	ctx, err := r.leasedJob.run(ctx, func(ctx context.Context) error {
@@ -380,9 +376,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 }
 
 // retrying runs act until it succeeds, fails for good (not transient), or
-// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, waiting longer after each passing fault: past the
-// point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
-// that holds the indices for a moment) must not leave the installation half restored.
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, waiting longer after each passing fault.
 func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, act func() error) error {
 	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
 	wait := s.cfg.PollInterval
@@ -399,8 +393,8 @@ func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, ac
 	}
 }
 
-// transient tells whether an error may pass by itself: no answer, a gateway's or a busy
-// cluster's 5xx or 429, indices held by a running snapshot, or errNotYet.
+// transient tells whether an error may pass by itself: no answer, a 429, one of
+// transientTypes, or errNotYet.
 func transient(err error) bool {
 	if errors.Is(err, errNotYet) {
 		return true
@@ -420,9 +414,8 @@ var transientTypes = []string{"es_rejected_execution_exception", "process_cluste
 	"concurrent_snapshot_execution_exception", "no_shard_available_action_exception"}
 
 // safetyBackup puts a write block on the indices to replace (so nothing written after the
-// snapshot began can be lost) and takes a backup of exactly them, part 1 with the import
-// indices, then part 2 with the rest; a part with no index is left out, so a half-restored
-// installation can be replaced too. It returns once every part is SUCCESS.
+// snapshot began can be lost) and backs up exactly them, until SUCCESS: part 1 the import
+// indices, part 2 the rest, a part with no index left out (a half-restored installation).
 func (r *jobRun) safetyBackup(ctx context.Context) error {
 	s := r.s
 	id := strings.ReplaceAll("safety-"+strings.ToLower(s.now().UTC().Format("20060102t150405.000z")), ".", "")
@@ -491,9 +484,8 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snap snapshot, 
 	return snap, err
 }
 
-// confirm reads the backup again right before the first delete: it must still be COMPLETED,
-// with exactly the snapshots the plan was made of (same names and UUIDs: not deleted and
-// taken again under the same ID).
+// confirm reads the backup again right before the first delete: still COMPLETED, with exactly
+// the planned snapshots (by UUID: not deleted and taken again under the same ID).
 func (r *jobRun) confirm(ctx context.Context) error {
 	if err := r.step(ctx, stepConfirm); err != nil {
 		return err
@@ -521,8 +513,8 @@ func (r *jobRun) confirm(ctx context.Context) error {
 }
 
 // deleteReplaced deletes the planned indices that still exist, after checking that each is
-// still the index that was checked and backed up (same UUID): an index deleted and created
-// again since (by Optimize, say) is in no snapshot and is not deleted.
+// still the one backed up (same UUID): one created again since (by Optimize, say) is in no
+// snapshot.
 func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	plan := r.current().Plan
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
@@ -626,9 +618,8 @@ func (r *jobRun) discard(ctx context.Context, failed []failedIndex) error {
 	})
 }
 
-// checkExisting fails unless every index of the part that exists was restored from its
-// snapshot (by this job, before it was resumed): anything else means someone created it, and
-// it is left alone.
+// checkExisting fails unless every existing index of the part was restored from its snapshot
+// (by this job, before a resume): anything else someone created, and it is left alone.
 func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []string) error {
 	if len(existing) == 0 {
 		return nil
@@ -698,10 +689,9 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 	})
 }
 
-// justRestored judges an index of the part that exists, without a recovery to show, and whose
-// UUID the job has not recorded: created by the job's last restore request, whose answer (or
-// the record of it) was lost. If Elasticsearch cannot recover it (the node crashed under the
-// restore), it is the job's to repair; else its recovery shows a moment later.
+// justRestored judges an existing index of the part with no recovery to show and no recorded
+// UUID: created by the job's last restore request, whose answer was lost. If Elasticsearch
+// cannot recover it (a crash under the restore), it is the job's to repair; else errNotYet.
 func (r *jobRun) justRestored(ctx context.Context, ix string) error {
 	if slices.Contains(r.current().Restoring, ix) {
 		health, err := r.s.indicesHealth(ctx, []string{ix})
