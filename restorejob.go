@@ -43,18 +43,6 @@ func pastPointOfNoReturn(step string) bool {
 	return step == stepDelete || strings.HasPrefix(step, "restore-part-")
 }
 
-// partDone tells whether the job at step has finished restoring part n.
-func partDone(step string, n int) bool {
-	if step == stepDone {
-		return true
-	}
-	var cur int
-	if _, err := fmt.Sscanf(step, "restore-part-%d", &cur); err != nil {
-		return false
-	}
-	return cur > n
-}
-
 // jobRun is a restore job this process runs, on its leased document.
 type jobRun struct {
 	*leasedJob[jobDoc, *jobDoc]
@@ -359,12 +347,11 @@ func (r *jobRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	for i := range plan.Parts {
-		if partDone(r.current().Step, i+1) {
-			continue
-		}
-		if r.current().Step != restorePartStep(i+1) {
-			if err := r.s.retrying(ctx, r.log, "record step "+restorePartStep(i+1), func() error { return r.step(ctx, restorePartStep(i+1)) }); err != nil {
+	var at int // the part a resumed job was restoring; 0 when its step is not a part's
+	fmt.Sscanf(r.current().Step, "restore-part-%d", &at)
+	for i := max(at, 1) - 1; i < len(plan.Parts); i++ {
+		if step := restorePartStep(i + 1); r.current().Step != step {
+			if err := r.s.retrying(ctx, r.log, "record step "+step, func() error { return r.step(ctx, step) }); err != nil {
 				return err
 			}
 		}
