@@ -331,8 +331,7 @@ type drillRun struct {
 
 // newDrillRun holds the drill doc, stored at version ver (zero: not stored yet).
 func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *drillRun {
-	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
-	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, log), info: info}
+	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, doc.BackupID), info: info}
 }
 
 // run is the drill: every step, then the cleanup, whatever happened, while the lease is

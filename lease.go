@@ -90,8 +90,9 @@ type leasedJob[D any, P leasedDoc[D]] struct {
 	stop context.CancelCauseFunc
 }
 
-// newLeasedJob holds doc, stored at version ver (the zero version: not stored yet).
-func newLeasedJob[D any, P leasedDoc[D]](s *server, docID string, doc D, ver jobVersion, log *slog.Logger) *leasedJob[D, P] {
+// newLeasedJob holds doc, of backup backupID, stored at version ver (zero: not stored yet).
+func newLeasedJob[D any, P leasedDoc[D]](s *server, docID string, doc D, ver jobVersion, backupID string) *leasedJob[D, P] {
+	log := s.log.With("backup_id", backupID, "repository", s.cfg.Repository)
 	return &leasedJob[D, P]{s: s, docID: docID, log: log, doc: doc, ver: ver,
 		writing: make(chan struct{}, 1), state: make(chan struct{}, 1)}
 }

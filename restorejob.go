@@ -50,8 +50,7 @@ type jobRun struct {
 
 // newJobRun holds the restore job doc, stored at version ver (zero: not stored yet).
 func (s *server) newJobRun(doc jobDoc, ver jobVersion) *jobRun {
-	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
-	return &jobRun{newLeasedJob[jobDoc](s, s.jobDocID(), doc, ver, log)}
+	return &jobRun{newLeasedJob[jobDoc](s, s.jobDocID(), doc, ver, doc.BackupID)}
 }
 
 // step moves the job to a step; the step acts only after this returned nil.
