@@ -15,10 +15,9 @@ import (
 // restored indices), for the restore job and the drill alike.
 
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
-// done and hands each reading to progress. restored are the indices the reader restored
-// itself, by UUID (see restoreProgressOf; nil: all of them). An index Elasticsearch will not
-// recover ends the wait with a *shardFailure, and so does a recovery without progress for
-// OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
+// done, handing each reading to progress; restored are the indices the reader restored, by UUID
+// (nil: all of them). An index Elasticsearch will not recover ends the wait (*shardFailure), and
+// so does a recovery without progress for OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
 func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
 	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, s.cfg.RestoreStallTimeout, func() (bool, string, error) {
 		rec, err := s.recovery(ctx, part.Indices)
@@ -43,11 +42,10 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 	})
 }
 
-// waitUntil reads the state of work Elasticsearch does (a snapshot, a restore) until poll says
-// it is done or fails, OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or, with a stall timeout,
-// the progress poll reports has not changed for that long. It reads sooner while the work is
-// young (pollWait) and logs what it waits for and how far the work is at least once a minute,
-// so that no wait is silent.
+// waitUntil polls work Elasticsearch does (a snapshot, a restore) until it is done or fails,
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or the progress poll reports has not changed for
+// stall (if not 0). It reads sooner while the work is young (pollWait), and logs what it waits
+// for at least once a minute, so that no wait is silent.
 func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, stall time.Duration, poll func() (done bool, progress string, err error)) error {
 	started := time.Now()
 	logged, moved, last := started, started, ""
@@ -76,11 +74,10 @@ func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, s
 	}
 }
 
-// restoreProgressOf is how far the restore of one snapshot is, from the recovery of its
-// indices: primaries recovered from exactly this snapshot whose recovery is DONE, out of the
-// snapshot's shards, and their bytes. A primary of an index this job restored (restored) that
-// has since moved or restarted shows a peer or local recovery: DONE counts too. It is a pure
-// function of its inputs.
+// restoreProgressOf is how far the restore of one snapshot is: its primaries DONE recovering
+// from exactly this snapshot, out of its shards, and their bytes. A primary of an index the
+// caller restored (restored) that has since moved or restarted shows a peer or local recovery:
+// DONE counts too. It is a pure function.
 func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
@@ -134,9 +131,8 @@ func (e *shardFailure) Error() string {
 	return msg
 }
 
-// failedIndices returns those of these indices that Elasticsearch will not restore by itself
-// (see failedIndex), as a *shardFailure, or nil. owned are the indices the caller restored, by
-// UUID; nil means all of them. It is a pure function.
+// failedIndices returns those of these indices that Elasticsearch will not restore by itself,
+// as a *shardFailure, or nil; owned are the caller's indices, by UUID (nil: all). It is pure.
 func failedIndices(indices []string, health map[string]indexHealth, owned map[string]string) error {
 	var failed []failedIndex
 	for _, ix := range indices {
@@ -224,9 +220,8 @@ var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_t
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
 	"routing_table.indices.*.shards.*.unassigned_info.details", "restore.snapshots.indices"}
 
-// indicesHealth reads, in one cluster-state request a batch, the UUID and primaries of these
-// indices and which of them a restore in progress holds; an index that does not exist is left
-// out.
+// indicesHealth reads the indexHealth of these indices, one cluster-state request a batch; an
+// index that does not exist is left out.
 func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]indexHealth, error) {
 	out := map[string]indexHealth{}
 	ignore := true
