@@ -339,8 +339,7 @@ func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *dri
 func (d *drillRun) run(ctx context.Context) {
 	stepsCtx, err := d.leasedJob.run(ctx, d.steps)
 	if lost(stepsCtx, err) {
-		// Another sidecar took the drill over (this one was silent too long): it cleans up. This
-		// one deletes nothing, since a new drill may already be running.
+		// Another sidecar took the drill over: it cleans up, this one deletes nothing (see finish).
 		d.log.Warn("drill: another sidecar took it over; this one stops without cleaning up")
 		return
 	}

@@ -382,14 +382,9 @@ func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, ac
 // transient tells whether an error may pass by itself: no answer, a 429, one of
 // transientTypes, or errNotYet.
 func transient(err error) bool {
-	if errors.Is(err, errNotYet) {
-		return true
-	}
 	var ee *esError
-	if errors.As(err, &ee) {
-		return answerLost(err) || ee.Status == http.StatusTooManyRequests || slices.Contains(transientTypes, ee.Type)
-	}
-	return errors.Is(err, errESUnreachable)
+	return errors.Is(err, errNotYet) || answerLost(err) ||
+		errors.As(err, &ee) && (ee.Status == http.StatusTooManyRequests || slices.Contains(transientTypes, ee.Type))
 }
 
 // transientTypes are Elasticsearch errors that pass by themselves (a busy or re-electing
