@@ -414,15 +414,37 @@ func (d *drillRun) drillable(ctx context.Context) error {
 	return nil
 }
 
-// restorePart restores snapshot i of the backup to temporary indices and records its shards.
+// restorePart restores the indices of snapshot i of the backup to their temporary names, waits
+// for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT), and records its
+// shards.
 func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) error {
+	s := d.s
 	if err := d.step(ctx, fmt.Sprintf("restore-part-%d", i+1)); err != nil {
 		return err
+	}
+	var indices, temporary []string
+	for _, ix := range d.current().Indices {
+		if ix.Snapshot == sn.Snapshot {
+			indices, temporary = append(indices, ix.Index), append(temporary, ix.TemporaryIndex)
+		}
 	}
 	if err := d.guard(); err != nil {
 		return err
 	}
-	shards, err := d.s.drillRestore(ctx, sn.Snapshot, d.indicesOf(sn.Snapshot), sn.ShardsTotal)
+	shards, err := s.restoreToTemporary(ctx, sn.Snapshot, indices, s.drillIndexPrefix())
+	if err != nil && ctx.Err() == nil && answerLost(err) {
+		// The answer was lost (a gateway that cuts long requests, a dropped connection): the
+		// restore may run all the same. Follow it from the recovery of the temporary indices.
+		s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", sn.Snapshot, "err", err)
+		part := planPart{Snapshot: sn.Snapshot, Indices: temporary, Shards: sn.ShardsTotal}
+		log := s.log.With("snapshot", sn.Snapshot)
+		if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
+			return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
+		}); err != nil {
+			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", sn.Snapshot, err)
+		}
+		shards, err = restoreShards{Total: sn.ShardsTotal, Successful: sn.ShardsTotal}, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -472,17 +494,6 @@ func (d *drillRun) temporaryNames() []string {
 	var out []string
 	for _, ix := range d.current().Indices {
 		out = append(out, ix.TemporaryIndex)
-	}
-	return out
-}
-
-// indicesOf are the indices of one snapshot of the backup, as read when the drill started.
-func (d *drillRun) indicesOf(snapshot string) []string {
-	var out []string
-	for _, ix := range d.current().Indices {
-		if ix.Snapshot == snapshot {
-			out = append(out, ix.Index)
-		}
 	}
 	return out
 }
@@ -606,30 +617,6 @@ func (s *server) watchDrills(ctx context.Context) {
 		return doc.BackupID != "" && doc.State == drillRunning
 	}
 	watchLeased[drillDoc](ctx, s, s.drillDocID(), active, func() bool { return s.drills.has(drillKey) }, s.abandonDrill)
-}
-
-// drillRestore restores exactly these indices of one snapshot to their temporary names and
-// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
-func (s *server) drillRestore(ctx context.Context, snapshot string, indices []string, shardsTotal int) (restoreShards, error) {
-	shards, err := s.restoreToTemporary(ctx, snapshot, indices, s.drillIndexPrefix())
-	if err == nil || ctx.Err() != nil || !answerLost(err) {
-		return shards, err
-	}
-	// The answer was lost (a gateway that cuts long requests, a dropped connection): the
-	// restore may run all the same. Follow it from the recovery of the temporary indices.
-	s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", snapshot, "err", err)
-	var temporary []string
-	for _, ix := range indices {
-		temporary = append(temporary, s.drillIndexPrefix()+ix)
-	}
-	part := planPart{Snapshot: snapshot, Indices: temporary, Shards: shardsTotal}
-	log := s.log.With("snapshot", snapshot)
-	if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
-		return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
-	}); err != nil {
-		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", snapshot, err)
-	}
-	return restoreShards{Total: shardsTotal, Successful: shardsTotal}, nil
 }
 
 // deleteDrillIndices deletes these temporary indices, and any other index of this

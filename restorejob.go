@@ -619,8 +619,6 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 			continue // restored by this job before (its shards may have moved since)
 		}
 		if len(rec[ix].Shards) == 0 {
-			// Created by a restore whose answer this job did not see: its shards show their
-			// recovery source a moment later, unless the restore failed (a crash).
 			return r.justRestored(ctx, ix)
 		}
 		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
