@@ -175,11 +175,12 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	return nv, nil
 }
 
-// putDoc writes doc as document id whatever version is stored (last writer wins): for
-// records, not locks. A race with another writer is retried once.
-func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
-	for attempt := 0; ; attempt++ {
-		var stored struct{ docStamp }
+// rewriteDoc reads document id into a new D, lets write make the document to store of it, and
+// stores that at the version read (creating the jobs index first if need be), up to attempts
+// times on a race with another writer.
+func rewriteDoc[D any](ctx context.Context, s *server, id string, attempts int, write func(*D) (any, *docStamp)) error {
+	for attempt := 1; ; attempt++ {
+		var stored D
 		v, found, err := s.loadDoc(ctx, id, &stored)
 		if err != nil {
 			return err
@@ -189,11 +190,18 @@ func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp
 				return err
 			}
 		}
+		doc, stamp := write(&stored)
 		_, err = s.saveDoc(ctx, id, doc, stamp, v)
-		if !errors.Is(err, errDocChanged) || attempt == 1 {
+		if !errors.Is(err, errDocChanged) || attempt == attempts {
 			return err
 		}
 	}
+}
+
+// putDoc writes doc as document id whatever version is stored (last writer wins): for
+// records, not locks. A race with another writer is retried once.
+func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
+	return rewriteDoc(ctx, s, id, 2, func(*struct{ docStamp }) (any, *docStamp) { return doc, stamp })
 }
 
 // deleteMarks is the document of the backups a DELETE is removing ("deleting-{prefix}"): ID to
@@ -223,26 +231,14 @@ func (s *server) markedForDelete(m deleteMarks, id string) bool {
 // changeMarks applies change to the delete marks (compare-and-set, retried on a race with
 // another DELETE), dropping marks older than pendingDeleteFor.
 func (s *server) changeMarks(ctx context.Context, change func(map[string]int64)) error {
-	for attempt := 0; ; attempt++ {
-		m, v, err := s.loadMarks(ctx)
-		if err != nil {
-			return err
-		}
-		if v == (jobVersion{}) {
-			if err := s.ensureJobsIndex(ctx); err != nil {
-				return err
-			}
-		}
+	return rewriteDoc(ctx, s, s.marksDocID(), 5, func(m *deleteMarks) (any, *docStamp) {
 		if m.Backups == nil {
 			m.Backups = map[string]int64{}
 		}
-		maps.DeleteFunc(m.Backups, func(id string, _ int64) bool { return !s.markedForDelete(m, id) })
+		maps.DeleteFunc(m.Backups, func(id string, _ int64) bool { return !s.markedForDelete(*m, id) })
 		change(m.Backups)
-		_, err = s.saveDoc(ctx, s.marksDocID(), &m, &m.docStamp, v)
-		if !errors.Is(err, errDocChanged) || attempt == 4 {
-			return err
-		}
-	}
+		return m, &m.docStamp
+	})
 }
 
 // ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
