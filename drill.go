@@ -598,12 +598,11 @@ func drilledThese(r drillResult, snaps []snapshot) bool {
 // deletes the temporary indices and records FAILED.
 func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) error {
 	run := s.newDrillRun(doc, ver, backupInfo{})
-	silentOwner, step := doc.Owner, doc.Step
 	if err := run.takeOver(ctx, func(d *drillDoc) { d.Step = "abandoning" }); err != nil {
 		return err
 	}
-	run.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "owner", silentOwner)
-	run.finish(ctx, fmt.Errorf("the sidecar running the drill (%s) stopped at step %s", silentOwner, step))
+	run.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "owner", doc.Owner)
+	run.finish(ctx, fmt.Errorf("the sidecar running the drill (%s) stopped at step %s", doc.Owner, doc.Step))
 	return nil
 }
 

@@ -176,17 +176,14 @@ func esReasonOf(details string) string {
 	return reason
 }
 
-// minPoll is the shortest wait between two reads of the state of running work.
-const minPoll = 20 * time.Millisecond
-
 // pollWait is how long to wait before reading again the state of work (a snapshot, a
-// restore) that began elapsed ago: a fiftieth of elapsed, at least minPoll and at most limit.
+// restore) that began elapsed ago: a fiftieth of elapsed, at least 20 ms and at most limit.
 // Work is noticed done at most about 2 % of its duration (and never more than limit) after it
 // ended, so short work is not made to look long by a fixed interval, while long work is read
 // no more often than every limit. (A twentieth left a 10 s restore part up to 0.5 s unnoticed:
 // 5 % of a restore's wall time, issue 13's whole allowance.)
 func pollWait(elapsed, limit time.Duration) time.Duration {
-	return min(max(elapsed/50, minPoll), limit)
+	return min(max(elapsed/50, 20*time.Millisecond), limit)
 }
 
 // sleepCtx waits for d or until ctx ends.
