@@ -17,10 +17,8 @@ import (
 // restores the backup's snapshots into temporary indices outside every Optimize prefix
 // (drillIndexPrefix), checks every shard, every index, a search on each and the metadata's
 // schemaVersion, and deletes the temporary indices again, also when it fails or its sidecar
-// stops. One drill runs per installation at a time; its document in the jobs index
-// ("drill-{prefix}") is the lock, the progress every replica reports, and what a replica
-// cleans up after when the sidecar running it went silent. Each finished drill is also kept per
-// backup ("drill-result-{prefix}-{hash of the ID}"), for the backup's details.
+// stops. It is a leased job, one per installation ("drill-{prefix}"); each finished drill is
+// also kept per backup ("drill-result-{prefix}-{hash of the ID}"), for the backup's details.
 
 // The states of a drill.
 const (
@@ -57,8 +55,7 @@ type drillSnapshot struct {
 	ShardsFailed   int    `json:"shardsFailed"`
 }
 
-// drillIndex is one index of the backup, the temporary index it was restored to, and how many
-// documents a search of it counted.
+// drillIndex is one index of the backup, its temporary index, and the documents a search counted.
 type drillIndex struct {
 	Snapshot       string `json:"snapshot"`
 	Index          string `json:"index"`
@@ -414,9 +411,8 @@ func (d *drillRun) drillable(ctx context.Context) error {
 	return nil
 }
 
-// restorePart restores the indices of snapshot i of the backup to their temporary names, waits
-// for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT), and records its
-// shards.
+// restorePart restores snapshot i's indices to their temporary names, waits for Elasticsearch
+// to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT), and records its shards.
 func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) error {
 	s := d.s
 	if err := d.step(ctx, fmt.Sprintf("restore-part-%d", i+1)); err != nil {
@@ -459,8 +455,7 @@ func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) err
 	return nil
 }
 
-// checkRestored checks that every index of the backup was restored and answers a search, and
-// records its document count.
+// checkRestored checks that every index was restored and answers a search, recording its count.
 func (d *drillRun) checkRestored(ctx context.Context) error {
 	if err := d.step(ctx, "check-indices"); err != nil {
 		return err
@@ -498,8 +493,7 @@ func (d *drillRun) temporaryNames() []string {
 	return out
 }
 
-// checkSchemaVersion compares the schemaVersion in the restored metadata index with the
-// backup's version tag.
+// checkSchemaVersion compares the restored metadata index's schemaVersion with the version tag.
 func (d *drillRun) checkSchemaVersion(ctx context.Context) error {
 	doc := d.current()
 	pattern := regexp.MustCompile(`^` + regexp.QuoteMeta(d.s.cfg.IndexPrefix) + `-metadata_v\d+$`)

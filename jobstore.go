@@ -88,9 +88,8 @@ type storedJob struct {
 	found bool
 }
 
-// pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or
-// Elasticsearch still queueing the delete behind a running snapshot) keeps its backup from
-// being restored.
+// pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or the
+// delete queued behind a running snapshot) keeps its backup from being restored.
 const pendingDeleteFor = time.Hour
 
 // loadJob reads the stored restore job; found is false when none was ever stored.
@@ -175,9 +174,8 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	return nv, nil
 }
 
-// rewriteDoc reads document id into a new D, lets write make the document to store of it, and
-// stores that at the version read (creating the jobs index first if need be), up to attempts
-// times on a race with another writer.
+// rewriteDoc stores what write makes of document id as read (into a new D) at the version read,
+// creating the jobs index if need be; up to attempts times on a race with another writer.
 func rewriteDoc[D any](ctx context.Context, s *server, id string, attempts int, write func(*D) (any, *docStamp)) error {
 	for attempt := 1; ; attempt++ {
 		var stored D

@@ -35,9 +35,8 @@ func (g *registry) release(key string) {
 	delete(g.work, key)
 }
 
-// start runs work for a claimed key in the background, with a context that cancel and
-// shutdown end. Once shutdown began it releases the key and returns false: work started then
-// would outlive the process.
+// start runs work for a claimed key in the background, until cancel or shutdown; once shutdown
+// began it releases the key and returns false (the work would outlive the process).
 func (g *registry) start(key string, work func(context.Context)) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

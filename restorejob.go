@@ -184,9 +184,8 @@ func (s *server) handleEndRestore(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, job)
 }
 
-// progressingWithin is how recent a job's last progress (a step begun, a shard or bytes
-// recovered) must be for DELETE .../restore to refuse ending it without ?force=true. It is
-// compared on this sidecar's clock with the owner's: a skew of seconds does not matter here.
+// progressingWithin: DELETE .../restore ends a job that progressed (a step, a shard, bytes) this
+// recently only with ?force=true. It compares two sidecars' clocks: a skew of seconds is fine.
 const progressingWithin = 2 * time.Minute
 
 // endRestore ends the active restore job of the backup at an operator's request: FAILED, its
@@ -273,9 +272,8 @@ func (r *jobRun) liftBlock(ctx context.Context, err error) (bool, error) {
 	return true, err
 }
 
-// finish records how the job ended. A job stopped past the point of no return (by shutdown, or
-// a lease that expired) is handed over instead (owner cleared), so that a sidecar resumes it
-// at once.
+// finish records how the job ended. One stopped past the point of no return (by shutdown or an
+// expired lease) is handed over instead (owner cleared), for a sidecar to resume at once.
 func (r *jobRun) finish(ctx context.Context, err error, lifted bool) {
 	if lost(ctx, err) {
 		// Another sidecar owns the job now: it records the end, not this one.
@@ -493,9 +491,8 @@ func (r *jobRun) confirm(ctx context.Context) error {
 	return r.s.checkUUIDs(ctx, doc.Plan, false)
 }
 
-// deleteReplaced deletes the planned indices that still exist, after checking that each is
-// still the one backed up (same UUID): one created again since (by Optimize, say) is in no
-// snapshot.
+// deleteReplaced deletes the planned indices still there, once each is found to be the one
+// backed up (same UUID): one created again since (by Optimize, say) is in no snapshot.
 func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	plan := r.current().Plan
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
@@ -536,10 +533,9 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 }
 
 // restorePartRepairing restores part i. An index of it that Elasticsearch cannot recover (a
-// node that crashed mid-restore left its shard's files cut off) is one this job created from
-// the snapshot: it is deleted and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times.
-// Then the job fails, the failed indices deleted all the same (they hold nothing of value, and
-// a red index would fail the safety backup of the next restore).
+// node crashed mid-restore, cutting its shard's files off) was created by this job: it is deleted
+// and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times; then the job fails, deleting
+// them all the same (they hold nothing of value; a red index would fail the next safety backup).
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
