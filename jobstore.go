@@ -74,8 +74,8 @@ type planPart struct {
 
 // jobVersion is a stored document's sequence number and primary term; zero: no document yet.
 type jobVersion struct {
-	SeqNo       int64
-	PrimaryTerm int64
+	SeqNo       int64 `json:"_seq_no"`
+	PrimaryTerm int64 `json:"_primary_term"`
 }
 
 // jobDocID is the ID of this installation's restore job: one restore per installation.
@@ -110,10 +110,9 @@ type docStamp struct {
 // stored (or the index does not exist yet).
 func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersion, found bool, err error) {
 	var answer struct {
-		Found       *bool           `json:"found"`
-		SeqNo       int64           `json:"_seq_no"`
-		PrimaryTerm int64           `json:"_primary_term"`
-		Source      json.RawMessage `json:"_source"`
+		Found *bool `json:"found"`
+		jobVersion
+		Source json.RawMessage `json:"_source"`
 	}
 	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(id)}, &answer)
 	var ee *esError
@@ -132,15 +131,14 @@ func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersi
 	if err := json.Unmarshal(answer.Source, target); err != nil {
 		return jobVersion{}, false, fmt.Errorf("decode %s from %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	return jobVersion{answer.SeqNo, answer.PrimaryTerm}, true, nil
+	return answer.jobVersion, true, nil
 }
 
 // saveDoc writes doc (whose stamp is stamp) as document id if the stored one is still at
 // version v (the zero version: only if none exists), and returns the new version. A lost
 // answer is resolved by reading the document back and comparing its Rev.
 func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStamp, v jobVersion) (jobVersion, error) {
-	stamp.Heartbeat = s.now().UnixMilli()
-	stamp.Rev = newNonce()
+	stamp.Heartbeat, stamp.Rev = s.now().UnixMilli(), newNonce()
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return v, err
@@ -149,26 +147,22 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	if v == (jobVersion{}) {
 		req.OpType = "create"
 	} else {
-		seqNo, term := int(v.SeqNo), int(v.PrimaryTerm)
-		req.IfSeqNo, req.IfPrimaryTerm = &seqNo, &term
+		req.IfSeqNo, req.IfPrimaryTerm = new(int(v.SeqNo)), new(int(v.PrimaryTerm))
 	}
-	var answer struct {
-		SeqNo       int64 `json:"_seq_no"`
-		PrimaryTerm int64 `json:"_primary_term"`
-	}
-	err = s.write(ctx, req, &answer)
+	var stored jobVersion
+	err = s.write(ctx, req, &stored)
 	var ee *esError
 	switch {
 	case err == nil:
-		return jobVersion{answer.SeqNo, answer.PrimaryTerm}, nil
+		return stored, nil
 	case errors.As(err, &ee) && ee.Status == http.StatusConflict:
 		return v, errDocChanged
 	case !answerLost(err):
 		return v, fmt.Errorf("write %s to %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	var stored struct{ docStamp }
-	nv, found, readErr := s.loadDoc(ctx, id, &stored)
-	if readErr != nil || !found || stored.Rev != stamp.Rev {
+	var back struct{ docStamp }
+	nv, found, readErr := s.loadDoc(ctx, id, &back)
+	if readErr != nil || !found || back.Rev != stamp.Rev {
 		return v, fmt.Errorf("write %s to %s: the answer was lost and the write is not there (or could not be read back): %w", id, s.cfg.JobsIndex, err)
 	}
 	return nv, nil
