@@ -194,9 +194,8 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 // newDrillDoc is the document of a new drill of the backup: its snapshots of this installation
 // (own) in part order, as a restore restores them, and the temporary index of each index.
 func (s *server) newDrillDoc(info backupInfo, snaps []snapshot, own []string) drillDoc {
-	now := s.now().UTC()
-	doc := drillDoc{Repository: s.cfg.Repository}
-	doc.drillResult = drillResult{BackupID: info.BackupID, State: drillRunning, Step: "start", StartTime: &now, Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}
+	doc := drillDoc{Repository: s.cfg.Repository, drillResult: drillResult{BackupID: info.BackupID, State: drillRunning, Step: "start",
+		StartTime: ptr(s.now().UTC()), Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}}
 	for _, detail := range info.Details {
 		i := slices.IndexFunc(snaps, func(sn snapshot) bool { return sn.Name == detail.SnapshotName })
 		if i < 0 || !slices.Contains(own, detail.SnapshotName) {

@@ -67,8 +67,7 @@ type planPart struct {
 	// UUID is the snapshot's UUID when checked: the same name taken again is another snapshot.
 	UUID    string   `json:"uuid"`
 	Indices []string `json:"indices"`
-	// Shards is how many shards the snapshot holds: the restore of it is done when as many
-	// primaries recovered from it.
+	// Shards is how many shards the snapshot holds: as many recovered primaries end its restore.
 	Shards int `json:"shards"`
 }
 
@@ -233,8 +232,7 @@ func (s *server) changeMarks(ctx context.Context, change func(map[string]int64))
 	})
 }
 
-// ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
-// cluster has a second node.
+// ensureJobsIndex creates the jobs index if missing: one shard, a replica if there are two nodes.
 func (s *server) ensureJobsIndex(ctx context.Context) error {
 	body := strings.NewReader(`{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
 	err := s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: body}, nil)
@@ -248,8 +246,7 @@ func (s *server) ensureJobsIndex(ctx context.Context) error {
 // active tells whether the job is pending or running.
 func (j restoreJob) active() bool { return j.State == restorePending || j.State == restoreRunning }
 
-// uses tells whether the active job needs the backup with this ID (the one it restores, or
-// its safety backup).
+// uses tells whether the active job restores the backup with this ID or has it as safety backup.
 func (d jobDoc) uses(id string) bool {
 	return d.active() && (d.BackupID == id || d.SafetyBackupID != nil && *d.SafetyBackupID == id)
 }

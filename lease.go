@@ -50,8 +50,7 @@ func (s *server) guardMargin() time.Duration {
 }
 
 // leaseStamp is what every leased document carries besides its own fields: its owner ("" once
-// the owner let go of it, e.g. on shutdown, for another sidecar to take at once) and the
-// stamp of its last write.
+// let go of, on shutdown, for another sidecar to take at once) and its last write's stamp.
 type leaseStamp struct {
 	Owner string `json:"owner"`
 	docStamp
@@ -180,9 +179,8 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 	}
 }
 
-// adoptUnconfirmed reads the stored document after a lost compare-and-set: if it is the write
-// of ours whose answer was lost, it becomes the job's document and version (that write was
-// ours, not a take-over), and update() tries once more.
+// adoptUnconfirmed reads the stored document after a lost compare-and-set: if it is our write
+// whose answer was lost (not a take-over), the job adopts it, and update() tries once more.
 func (j *leasedJob[D, P]) adoptUnconfirmed(ctx context.Context) (bool, error) {
 	j.lock()
 	pending := len(j.unconfirmed)
@@ -302,6 +300,5 @@ func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID st
 	}
 }
 
-// errDocChanged means a document of the jobs index changed since it was read (a
-// compare-and-set found another version).
+// errDocChanged: a compare-and-set found another version of a document of the jobs index.
 var errDocChanged = errors.New("the document was changed by another sidecar since it was read")

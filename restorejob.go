@@ -85,12 +85,8 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	if old := stored.doc; stored.found && old.active() {
 		return restoreJob{}, busyRestore(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
-	doc := jobDoc{
-		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
-		Repository: s.cfg.Repository,
-		Plan:       plan,
-		ProgressAt: s.now().UnixMilli(),
-	}
+	doc := jobDoc{Repository: s.cfg.Repository, Plan: plan, ProgressAt: s.now().UnixMilli(),
+		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())}}
 	for _, p := range plan.Parts {
 		doc.Snapshots = append(doc.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
 	}
@@ -377,8 +373,7 @@ func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, ac
 	}
 }
 
-// transient tells whether an error may pass by itself: no answer, a 429, one of
-// transientTypes, or errNotYet.
+// transient tells whether an error may pass by itself: no answer, a 429, transientTypes, errNotYet.
 func transient(err error) bool {
 	var ee *esError
 	return errors.Is(err, errNotYet) || answerLost(err) ||
