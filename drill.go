@@ -183,7 +183,10 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		err = errStopping
 	}
 	if err != nil {
-		run.undo(ctx, previous)
+		// The document this drill replaced goes back: a drill that never ran is no verification.
+		if uerr := run.update(ctx, func(doc *drillDoc) { *doc = previous }); uerr != nil {
+			run.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "err", uerr)
+		}
 		return drillDoc{}, err
 	}
 	started = true
@@ -252,14 +255,6 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 		return nil, stored, err
 	}
 	return run, stored, nil
-}
-
-// undo puts back the drill document a drill replaced, for a drill refused after it took the
-// document and before it did anything: a drill that never ran is no verification result.
-func (d *drillRun) undo(ctx context.Context, previous drillDoc) {
-	if err := d.update(ctx, func(doc *drillDoc) { *doc = previous }); err != nil {
-		d.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "err", err)
-	}
 }
 
 // drillOutcome is how a finished drill ended, kept while the next drill runs (for the metrics).
@@ -496,23 +491,22 @@ func (d *drillRun) temporaryNames() []string {
 func (d *drillRun) checkSchemaVersion(ctx context.Context) error {
 	doc := d.current()
 	pattern := regexp.MustCompile(`^` + regexp.QuoteMeta(d.s.cfg.IndexPrefix) + `-metadata_v\d+$`)
-	for _, ix := range doc.Indices {
-		if !pattern.MatchString(ix.Index) {
-			continue
-		}
-		got, err := d.s.schemaVersion(ctx, ix.TemporaryIndex)
-		if err != nil {
-			return fmt.Errorf("read the schemaVersion from the restored metadata index %s (%s): %w", ix.Index, ix.TemporaryIndex, err)
-		}
-		if err := d.update(ctx, func(doc *drillDoc) { doc.SchemaVersion = got }); err != nil {
-			return err
-		}
-		if versionPattern.FindString(got) != doc.Version {
-			return fmt.Errorf("the restored metadata index %s says schemaVersion %q, but the backup's snapshots are tagged %s: the backup does not hold what its name says", ix.Index, got, doc.Version)
-		}
-		return nil
+	i := slices.IndexFunc(doc.Indices, func(ix drillIndex) bool { return pattern.MatchString(ix.Index) })
+	if i < 0 {
+		return fmt.Errorf("the backup holds no metadata index (%s-metadata_v*), so its schemaVersion cannot be checked", d.s.cfg.IndexPrefix)
 	}
-	return fmt.Errorf("the backup holds no metadata index (%s-metadata_v*), so its schemaVersion cannot be checked", d.s.cfg.IndexPrefix)
+	ix := doc.Indices[i]
+	got, err := d.s.schemaVersion(ctx, ix.TemporaryIndex)
+	if err != nil {
+		return fmt.Errorf("read the schemaVersion from the restored metadata index %s (%s): %w", ix.Index, ix.TemporaryIndex, err)
+	}
+	if err := d.update(ctx, func(doc *drillDoc) { doc.SchemaVersion = got }); err != nil {
+		return err
+	}
+	if versionPattern.FindString(got) != doc.Version {
+		return fmt.Errorf("the restored metadata index %s says schemaVersion %q, but the backup's snapshots are tagged %s: the backup does not hold what its name says", ix.Index, got, doc.Version)
+	}
+	return nil
 }
 
 // finish deletes the temporary indices and records the result: PASSED when err is nil.
@@ -603,7 +597,7 @@ func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion)
 // last drill), and ends a drill whose sidecar went silent.
 func (s *server) watchDrills(ctx context.Context) {
 	active := func(doc drillDoc) bool {
-		if doc.BackupID != "" { // "" when put back empty by undo
+		if doc.BackupID != "" { // "" when a refused drill put back an empty one
 			s.drillsSeen.Store(true)
 		}
 		return doc.BackupID != "" && doc.State == drillRunning
@@ -621,10 +615,9 @@ func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard f
 	if err != nil {
 		return err
 	}
-	all := append(slices.Clone(names), left...)
+	all := slices.Concat(names, left)
 	slices.Sort(all)
-	all = slices.Compact(all)
-	all = slices.DeleteFunc(all, func(n string) bool { return !strings.HasPrefix(n, prefix) })
+	all = slices.DeleteFunc(slices.Compact(all), func(n string) bool { return !strings.HasPrefix(n, prefix) })
 	if err := s.deleteIndices(ctx, all, guard); err != nil {
 		return err
 	}

@@ -261,16 +261,14 @@ func (j *leasedJob[D, P]) renew(ctx context.Context) {
 	}
 }
 
-// watchLeased runs in every sidecar: every heartbeatEvery it reads one leased document and
-// calls takeOver for an active job that no live sidecar runs, by this process's own clock
-// (clocks of different machines are never compared):
+// watchLeased runs in every sidecar: every heartbeatEvery it reads one leased document and calls
+// takeOver for a job still running (active) that this process does not run (mine) and no live
+// sidecar runs, by this process's own clock (clocks of different machines are never compared):
 //   - this process's own job that it no longer runs (its last write failed): at once;
 //   - a job whose owner let go of it (on shutdown): one deadline after the let-go was seen, so
 //     that a request the owner cancelled, which Elasticsearch may still carry out until its
 //     master_timeout, is over before another sidecar acts;
 //   - a job whose version has not changed for staleAfter: its owner went silent.
-//
-// active says whether the job still runs; mine whether this process runs it now.
 func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID string, active func(D) bool, mine func() bool, takeOver func(context.Context, D, jobVersion) error) {
 	var seen jobVersion
 	var since time.Time

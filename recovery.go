@@ -105,10 +105,9 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 	return p
 }
 
-// failedIndex is an index whose restore Elasticsearch will not finish by itself: a primary
-// whose allocation or recovery failed (a node that crashed mid-restore leaves the shard's
-// files cut off, and recovering them from the local store fails), or a primary unassigned, or
-// the index gone, while no restore in progress holds it.
+// failedIndex is an index whose restore Elasticsearch will not finish by itself: gone, or with a
+// primary whose allocation failed (a node that crashed mid-restore cut its shard's files off),
+// or that is unassigned while no restore in progress holds it.
 type failedIndex struct {
 	Index, UUID string
 	// Reason is Elasticsearch's reason, or what the sidecar saw.

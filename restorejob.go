@@ -37,8 +37,7 @@ const (
 // restorePartStep is the step name of restoring part n (1-based).
 func restorePartStep(n int) string { return fmt.Sprintf("restore-part-%d", n) }
 
-// pastPointOfNoReturn tells whether a job at this step may have deleted or restored indices:
-// from there on it must be finished, not abandoned.
+// pastPointOfNoReturn tells whether a job at this step may have deleted or restored indices.
 func pastPointOfNoReturn(step string) bool {
 	return step == stepDelete || strings.HasPrefix(step, "restore-part-")
 }
