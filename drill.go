@@ -83,8 +83,7 @@ func (d *drillDoc) clone() drillDoc {
 // drillDocID is the ID of this installation's drill document.
 func (s *server) drillDocID() string { return "drill-" + s.cfg.IndexPrefix }
 
-// drillResultDocID is the ID of the last finished drill of one backup: a hash, since backup
-// IDs may be longer than a document ID may be.
+// drillResultDocID is the ID of the last finished drill of a backup: a hash, as IDs may be long.
 func (s *server) drillResultDocID(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "drill-result-" + s.cfg.IndexPrefix + "-" + hex.EncodeToString(sum[:16])
@@ -269,8 +268,7 @@ type drillOutcome struct {
 // nearer to the flood stage, which makes every index read-only, Optimize's too.
 const drillDiskLimit = 0.85
 
-// drillRoom refuses (409) a drill of size bytes on data nodes with total bytes of disk of which
-// available are free, when it would fill them beyond drillDiskLimit. It is a pure function.
+// drillRoom refuses (409) a drill of size bytes that would fill the data nodes past drillDiskLimit.
 func drillRoom(size, total, available int64) error {
 	if total > 0 && float64(total-available+size) > drillDiskLimit*float64(total) {
 		return conflict("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
@@ -325,8 +323,7 @@ func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *dri
 	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, doc.BackupID), info: info}
 }
 
-// run is the drill: every step, then the cleanup, whatever happened, while the lease is
-// renewed (so that no replica takes the drill for abandoned while a long restore runs).
+// run is the drill: every step while the lease is renewed, then the cleanup, whatever happened.
 func (d *drillRun) run(ctx context.Context) {
 	stepsCtx, err := d.leasedJob.run(ctx, d.steps)
 	if lost(stepsCtx, err) {

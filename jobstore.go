@@ -105,8 +105,7 @@ type docStamp struct {
 	Rev string `json:"rev"`
 }
 
-// loadDoc reads one document of the jobs index into target; found is false when it was never
-// stored (or the index does not exist yet).
+// loadDoc reads document id of the jobs index into target; found is false if there is none yet.
 func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersion, found bool, err error) {
 	var answer struct {
 		Found *bool `json:"found"`
@@ -133,9 +132,8 @@ func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersi
 	return answer.jobVersion, true, nil
 }
 
-// saveDoc writes doc (whose stamp is stamp) as document id if the stored one is still at
-// version v (the zero version: only if none exists), and returns the new version. A lost
-// answer is resolved by reading the document back and comparing its Rev.
+// saveDoc writes doc (stamped in stamp) as document id if the stored one is still at version v
+// (zero: none), and returns the new version; a lost answer is resolved by reading back its Rev.
 func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStamp, v jobVersion) (jobVersion, error) {
 	stamp.Heartbeat, stamp.Rev = s.now().UnixMilli(), newNonce()
 	body, err := json.Marshal(doc)
@@ -189,8 +187,7 @@ func rewriteDoc[D any](ctx context.Context, s *server, id string, attempts int, 
 	}
 }
 
-// putDoc writes doc as document id whatever version is stored (last writer wins): for
-// records, not locks. A race with another writer is retried once.
+// putDoc writes doc as document id over whatever is stored (last writer wins: records, not locks).
 func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
 	return rewriteDoc(ctx, s, id, 2, func(*struct{ docStamp }) (any, *docStamp) { return doc, stamp })
 }

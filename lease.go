@@ -35,8 +35,7 @@ var (
 	errLeaseExpired = errors.New("this sidecar's lease on the job is too old to act on (Elasticsearch did not store its renewals in time); it stops so that no action of its overlaps another sidecar's take-over")
 )
 
-// heartbeatEvery is how often an owner renews its lease, and how often every sidecar looks at
-// the job documents.
+// heartbeatEvery is how often an owner renews its lease, and every sidecar reads the job documents.
 const heartbeatEvery = 5 * time.Second
 
 // staleAfter is how long an active job's document may stay unchanged before its owner counts

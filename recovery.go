@@ -11,8 +11,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// How the sidecar follows work that Elasticsearch does for it (a snapshot, the recovery of
-// restored indices), for the restore job and the drill alike.
+// How the sidecar follows work Elasticsearch does for it, for the restore job and the drill alike.
 
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
 // done, handing each reading to progress; restored are the indices the reader restored, by UUID

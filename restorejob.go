@@ -69,8 +69,8 @@ func busyRestore(msg string) error {
 	return restoreRefused([]restoreCheck{{Name: "nothingRunning", Message: msg}})
 }
 
-// startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs
-// the job in the background. A job that is active anywhere refuses it (409).
+// startRestore takes the installation's restore job with the plan (409 if one is active
+// anywhere), then runs it in the background.
 func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
 	if !s.restores.claim(restoreKey) {
 		return restoreJob{}, busyRestore("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
@@ -495,8 +495,7 @@ func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	return r.s.deleteIndices(ctx, plan.Replace, r.guard)
 }
 
-// restorePart restores the indices of part i that do not exist yet and follows the snapshot's
-// recovery until every shard is done, within the restore wait deadline.
+// restorePart restores the indices of part i that do not exist yet and follows their recovery.
 func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	part := r.current().Plan.Parts[i]
 	existing, err := r.s.existingIndices(ctx, part.Indices)
@@ -688,8 +687,7 @@ func (r *jobRun) appeared(ctx context.Context, indices []string) bool {
 	}
 }
 
-// checkNothingElse fails a restore after which the installation holds indices that are not
-// from the backup: something created them meanwhile, and the installation is a mix.
+// checkNothingElse fails a restore after which the installation holds indices not from the backup.
 func (r *jobRun) checkNothingElse(ctx context.Context) error {
 	_, part1, part2, err := r.s.installationIndices(ctx)
 	if err != nil {
