@@ -578,8 +578,7 @@ func drilledThese(r drillResult, snaps []snapshot) bool {
 	return len(r.Snapshots) > 0
 }
 
-// abandonDrill ends a drill whose sidecar went silent: it takes the drill's document over, then
-// deletes the temporary indices and records FAILED.
+// abandonDrill takes over a drill whose sidecar went silent, to clean up and record FAILED.
 func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) error {
 	run := s.newDrillRun(doc, ver, backupInfo{})
 	if err := run.takeOver(ctx, func(d *drillDoc) { d.Step = "abandoning" }); err != nil {

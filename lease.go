@@ -57,8 +57,7 @@ type leaseStamp struct {
 
 func (l *leaseStamp) lease() *leaseStamp { return l }
 
-// leasedDoc is a pointer to a leased document type D: it has a leaseStamp and can be copied
-// deeply (so that a change made on a copy never touches the stored document).
+// leasedDoc is a pointer to a leased document type D, with its leaseStamp and a deep clone.
 type leasedDoc[D any] interface {
 	*D
 	lease() *leaseStamp
@@ -121,7 +120,10 @@ func (j *leasedJob[D, P]) guard() error {
 // index if need be) when ver is the zero version, else written over the finished job stored at
 // ver. errLeaseTaken means another sidecar started one first.
 func (j *leasedJob[D, P]) start(ctx context.Context) error {
-	if j.ver == (jobVersion{}) {
+	j.lock()
+	isNew := j.ver == (jobVersion{})
+	j.unlock()
+	if isNew {
 		if err := j.s.ensureJobsIndex(ctx); err != nil {
 			return err
 		}

@@ -73,10 +73,9 @@ func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, s
 	}
 }
 
-// restoreProgressOf is how far the restore of one snapshot is: its primaries DONE recovering
-// from exactly this snapshot, out of its shards, and their bytes. A primary of an index the
-// caller restored (restored) that has since moved or restarted shows a peer or local recovery:
-// DONE counts too. It is a pure function.
+// restoreProgressOf is how far the restore of one snapshot is (a pure function): its primaries
+// DONE recovering from exactly this snapshot, out of its shards, and their bytes; a primary of an
+// index in restored that has since moved or restarted (a peer or local recovery) counts too.
 func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
@@ -117,8 +116,7 @@ type failedIndex struct {
 type shardFailure struct{ failed []failedIndex }
 
 func (e *shardFailure) Error() string {
-	first := e.failed[0]
-	msg := fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", first.Index, first.Reason)
+	msg := fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", e.failed[0].Index, e.failed[0].Reason)
 	if len(e.failed) > 1 {
 		var others []string
 		for _, f := range e.failed[1:] {

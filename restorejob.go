@@ -69,8 +69,7 @@ func busyRestore(msg string) error {
 	return restoreRefused([]restoreCheck{{Name: "nothingRunning", Message: msg}})
 }
 
-// startRestore takes the installation's restore job with the plan (409 if one is active
-// anywhere), then runs it in the background.
+// startRestore takes the installation's restore job with the plan, and runs it in the background.
 func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
 	if !s.restores.claim(restoreKey) {
 		return restoreJob{}, busyRestore("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
