@@ -17,10 +17,8 @@ import (
 // restores the backup's snapshots into temporary indices outside every Optimize prefix
 // (drillIndexPrefix), checks every shard, every index, a search on each and the metadata's
 // schemaVersion, and deletes the temporary indices again, also when it fails or its sidecar
-// stops. One drill runs per installation at a time; its document in the jobs index
-// ("drill-{prefix}") is the lock, the progress every replica reports, and what a replica
-// cleans up after when the sidecar running it went silent. Each finished drill is also kept per
-// backup ("drill-result-{prefix}-{hash of the ID}"), for the backup's details.
+// stops. It is a leased job, one per installation ("drill-{prefix}"); each finished drill is
+// also kept per backup ("drill-result-{prefix}-{hash of the ID}"), for the backup's details.
 
 // The states of a drill.
 const (
@@ -57,8 +55,7 @@ type drillSnapshot struct {
 	ShardsFailed   int    `json:"shardsFailed"`
 }
 
-// drillIndex is one index of the backup, the temporary index it was restored to, and how many
-// documents a search of it counted.
+// drillIndex is one index of the backup, its temporary index, and the documents a search counted.
 type drillIndex struct {
 	Snapshot       string `json:"snapshot"`
 	Index          string `json:"index"`
@@ -86,8 +83,7 @@ func (d *drillDoc) clone() drillDoc {
 // drillDocID is the ID of this installation's drill document.
 func (s *server) drillDocID() string { return "drill-" + s.cfg.IndexPrefix }
 
-// drillResultDocID is the ID of the last finished drill of one backup: a hash, since backup
-// IDs may be longer than a document ID may be.
+// drillResultDocID is the ID of the last finished drill of a backup: a hash, as IDs may be long.
 func (s *server) drillResultDocID(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return "drill-result-" + s.cfg.IndexPrefix + "-" + hex.EncodeToString(sum[:16])
@@ -145,8 +141,7 @@ func (s *server) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 // startDrill checks that the backup can be drilled now, takes the installation's drill
-// document (refused while another drill or a restore runs), and starts the drill in the
-// background.
+// document (409 while another drill or a restore runs), and starts the drill in the background.
 func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	info, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
@@ -175,8 +170,7 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 	if err != nil {
 		return drillDoc{}, err
 	}
-	// A restore takes its job, then reads the drill; a drill takes its document, then reads the
-	// job and the delete marks: one of the two always sees the other.
+	// Read after the document was taken: see nothingElseStarted.
 	err = s.noRestoreRunning(ctx)
 	if marks, _, merr := s.loadMarks(ctx); err == nil && (merr != nil || s.markedForDelete(marks, id)) {
 		err = merr
@@ -188,7 +182,10 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 		err = errStopping
 	}
 	if err != nil {
-		run.undo(ctx, previous)
+		// The document this drill replaced goes back: a drill that never ran is no verification.
+		if uerr := run.update(ctx, func(doc *drillDoc) { *doc = previous }); uerr != nil {
+			run.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "err", uerr)
+		}
 		return drillDoc{}, err
 	}
 	started = true
@@ -199,9 +196,8 @@ func (s *server) startDrill(ctx context.Context, id string) (drillDoc, error) {
 // newDrillDoc is the document of a new drill of the backup: its snapshots of this installation
 // (own) in part order, as a restore restores them, and the temporary index of each index.
 func (s *server) newDrillDoc(info backupInfo, snaps []snapshot, own []string) drillDoc {
-	now := s.now().UTC()
-	doc := drillDoc{Repository: s.cfg.Repository}
-	doc.drillResult = drillResult{BackupID: info.BackupID, State: drillRunning, Step: "start", StartTime: &now, Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}
+	doc := drillDoc{Repository: s.cfg.Repository, drillResult: drillResult{BackupID: info.BackupID, State: drillRunning, Step: "start",
+		StartTime: ptr(s.now().UTC()), Version: versionOf(own), Snapshots: []drillSnapshot{}, Indices: []drillIndex{}}}
 	for _, detail := range info.Details {
 		i := slices.IndexFunc(snaps, func(sn snapshot) bool { return sn.Name == detail.SnapshotName })
 		if i < 0 || !slices.Contains(own, detail.SnapshotName) {
@@ -216,9 +212,8 @@ func (s *server) newDrillDoc(info backupInfo, snaps []snapshot, own []string) dr
 	return doc
 }
 
-// takeDrillDocument stores doc as the installation's drill, over the last one if it ended (409
-// while one runs, or when another replica took the document first), and returns the drill and
-// the document it replaced.
+// takeDrillDocument stores doc as the installation's drill over the last one if it ended (else
+// 409), and returns the drill and the document it replaced.
 func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backupInfo) (*drillRun, drillDoc, error) {
 	var stored drillDoc
 	ver, found, err := s.loadDoc(ctx, s.drillDocID(), &stored)
@@ -237,17 +232,20 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 	for _, sn := range doc.Snapshots {
 		own = append(own, sn.Snapshot)
 	}
-	if err := s.roomForDrill(ctx, own); err != nil {
+	size, err := s.snapshotsSize(ctx, own)
+	if err != nil {
+		return nil, stored, err
+	}
+	total, available, err := s.dataNodesDisk(ctx)
+	if err != nil {
+		return nil, stored, err
+	}
+	if err := drillRoom(size, total, available); err != nil {
 		return nil, stored, err
 	}
 	doc.Previous = stored.Previous
 	if found && stored.EndTime != nil {
 		doc.Previous = &drillOutcome{BackupID: stored.BackupID, State: stored.State, EndTime: *stored.EndTime}
-	}
-	if !found {
-		if err := s.ensureJobsIndex(ctx); err != nil {
-			return nil, stored, err
-		}
 	}
 	run := s.newDrillRun(doc, ver, info)
 	if err := run.start(ctx); errors.Is(err, errLeaseTaken) {
@@ -256,14 +254,6 @@ func (s *server) takeDrillDocument(ctx context.Context, doc drillDoc, info backu
 		return nil, stored, err
 	}
 	return run, stored, nil
-}
-
-// undo puts back the drill document a drill replaced, for a drill refused after it took the
-// document and before it did anything: a drill that never ran is no verification result.
-func (d *drillRun) undo(ctx context.Context, previous drillDoc) {
-	if err := d.update(ctx, func(doc *drillDoc) { *doc = previous }); err != nil {
-		d.log.Warn("drill: cannot put back the drill document of a refused drill; it is ended as abandoned later", "err", err)
-	}
 }
 
 // drillOutcome is how a finished drill ended, kept while the next drill runs (for the metrics).
@@ -278,22 +268,7 @@ type drillOutcome struct {
 // nearer to the flood stage, which makes every index read-only, Optimize's too.
 const drillDiskLimit = 0.85
 
-// roomForDrill refuses (409) a drill whose copy of the backup would fill the data nodes' disks
-// beyond drillDiskLimit.
-func (s *server) roomForDrill(ctx context.Context, snapshots []string) error {
-	size, err := s.snapshotsSize(ctx, snapshots)
-	if err != nil {
-		return err
-	}
-	total, available, err := s.dataNodesDisk(ctx)
-	if err != nil {
-		return err
-	}
-	return drillRoom(size, total, available)
-}
-
-// drillRoom refuses (409) a drill of size bytes on data nodes with total bytes of disk of which
-// available are free, when it would fill them beyond drillDiskLimit. It is a pure function.
+// drillRoom refuses (409) a drill of size bytes that would fill the data nodes past drillDiskLimit.
 func drillRoom(size, total, available int64) error {
 	if total > 0 && float64(total-available+size) > drillDiskLimit*float64(total) {
 		return conflict("A drill would restore %d MiB next to the live indices, but the data nodes have %d MiB free of %d MiB: that would fill them beyond %.0f%% (Elasticsearch's low disk watermark). Free disk, or verify this backup on another cluster.",
@@ -304,18 +279,17 @@ func drillRoom(size, total, available int64) error {
 
 // noRestoreRunning refuses (409) while a restore of this installation is pending or running.
 func (s *server) noRestoreRunning(ctx context.Context) error {
-	job, _, found, err := s.loadJob(ctx)
+	stored, err := s.loadJob(ctx)
 	if err != nil {
 		return err
 	}
-	if found && job.active() {
+	if job := stored.doc; stored.found && job.active() {
 		return conflict("The restore of backup [%s] is %s (step %s); a drill waits until GET .../%s/restore reports COMPLETED or FAILED.", job.BackupID, job.State, job.Step, job.BackupID)
 	}
 	return nil
 }
 
-// drillUsing returns the running drill of the backup with this ID, if there is one: a DELETE
-// or retention leaves that backup alone.
+// drillUsing refuses (409) to delete the backup that a running drill restores.
 func (s *server) drillUsing(ctx context.Context, id string) error {
 	var doc drillDoc
 	_, found, err := s.loadDoc(ctx, s.drillDocID(), &doc)
@@ -338,8 +312,7 @@ func versionOf(names []string) string {
 	return ""
 }
 
-// drillRun is one drill this process runs: its leased document, and the backup as read when it
-// started.
+// drillRun is one drill this process runs, with the backup as read when it started.
 type drillRun struct {
 	*leasedJob[drillDoc, *drillDoc]
 	info backupInfo
@@ -347,17 +320,14 @@ type drillRun struct {
 
 // newDrillRun holds the drill doc, stored at version ver (zero: not stored yet).
 func (s *server) newDrillRun(doc drillDoc, ver jobVersion, info backupInfo) *drillRun {
-	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
-	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, log), info: info}
+	return &drillRun{leasedJob: newLeasedJob[drillDoc](s, s.drillDocID(), doc, ver, doc.BackupID), info: info}
 }
 
-// run is the drill: every step, then the cleanup, whatever happened, while the lease is
-// renewed (so that no replica takes the drill for abandoned while a long restore runs).
+// run is the drill: every step while the lease is renewed, then the cleanup, whatever happened.
 func (d *drillRun) run(ctx context.Context) {
 	stepsCtx, err := d.leasedJob.run(ctx, d.steps)
-	if errors.Is(context.Cause(stepsCtx), errLeaseTaken) || errors.Is(err, errLeaseTaken) {
-		// Another sidecar took the drill over (this one was silent too long): it cleans up. This
-		// one deletes nothing, since a new drill may already be running.
+	if lost(stepsCtx, err) {
+		// Another sidecar took the drill over: it cleans up, this one deletes nothing (see finish).
 		d.log.Warn("drill: another sidecar took it over; this one stops without cleaning up")
 		return
 	}
@@ -384,7 +354,7 @@ func (d *drillRun) steps(ctx context.Context) error {
 	if err := d.step(ctx, "clean-up-before"); err != nil {
 		return err
 	}
-	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard); err != nil {
+	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, 0); err != nil {
 		return err
 	}
 	for i, sn := range d.current().Snapshots {
@@ -432,15 +402,36 @@ func (d *drillRun) drillable(ctx context.Context) error {
 	return nil
 }
 
-// restorePart restores snapshot i of the backup to temporary indices and records its shards.
+// restorePart restores snapshot i's indices to their temporary names, waits for Elasticsearch
+// to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT), and records its shards.
 func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) error {
+	s := d.s
 	if err := d.step(ctx, fmt.Sprintf("restore-part-%d", i+1)); err != nil {
 		return err
+	}
+	var indices, temporary []string
+	for _, ix := range d.current().Indices {
+		if ix.Snapshot == sn.Snapshot {
+			indices, temporary = append(indices, ix.Index), append(temporary, ix.TemporaryIndex)
+		}
 	}
 	if err := d.guard(); err != nil {
 		return err
 	}
-	shards, err := d.s.drillRestore(ctx, sn.Snapshot, d.indicesOf(sn.Snapshot), sn.ShardsTotal)
+	shards, err := s.restoreToTemporary(ctx, sn.Snapshot, indices, s.drillIndexPrefix())
+	if err != nil && ctx.Err() == nil && answerLost(err) {
+		// The answer was lost (a gateway that cuts long requests, a dropped connection): the
+		// restore may run all the same. Follow it from the recovery of the temporary indices.
+		s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", sn.Snapshot, "err", err)
+		part := planPart{Snapshot: sn.Snapshot, Indices: temporary, Shards: sn.ShardsTotal}
+		log := s.log.With("snapshot", sn.Snapshot)
+		if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
+			return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
+		}); err != nil {
+			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", sn.Snapshot, err)
+		}
+		shards, err = restoreShards{Total: sn.ShardsTotal, Successful: sn.ShardsTotal}, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -455,8 +446,7 @@ func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) err
 	return nil
 }
 
-// checkRestored checks that every index of the backup was restored and answers a search, and
-// records its document count.
+// checkRestored checks that every index was restored and answers a search, recording its count.
 func (d *drillRun) checkRestored(ctx context.Context) error {
 	if err := d.step(ctx, "check-indices"); err != nil {
 		return err
@@ -494,44 +484,26 @@ func (d *drillRun) temporaryNames() []string {
 	return out
 }
 
-// indicesOf are the indices of one snapshot of the backup, as read when the drill started.
-func (d *drillRun) indicesOf(snapshot string) []string {
-	var out []string
-	for _, ix := range d.current().Indices {
-		if ix.Snapshot == snapshot {
-			out = append(out, ix.Index)
-		}
-	}
-	return out
-}
-
-// metadataIndexPattern matches Optimize's metadata index of this prefix: {prefix}-metadata_vN.
-func metadataIndexPattern(prefix string) *regexp.Regexp {
-	return regexp.MustCompile(`^` + regexp.QuoteMeta(prefix) + `-metadata_v\d+$`)
-}
-
-// checkSchemaVersion compares the schemaVersion in the restored metadata index with the
-// backup's version tag.
+// checkSchemaVersion compares the restored metadata index's schemaVersion with the version tag.
 func (d *drillRun) checkSchemaVersion(ctx context.Context) error {
 	doc := d.current()
-	pattern := metadataIndexPattern(d.s.cfg.IndexPrefix)
-	for _, ix := range doc.Indices {
-		if !pattern.MatchString(ix.Index) {
-			continue
-		}
-		got, err := d.s.schemaVersion(ctx, ix.TemporaryIndex)
-		if err != nil {
-			return fmt.Errorf("read the schemaVersion from the restored metadata index %s (%s): %w", ix.Index, ix.TemporaryIndex, err)
-		}
-		if err := d.update(ctx, func(doc *drillDoc) { doc.SchemaVersion = got }); err != nil {
-			return err
-		}
-		if versionPattern.FindString(got) != doc.Version {
-			return fmt.Errorf("the restored metadata index %s says schemaVersion %q, but the backup's snapshots are tagged %s: the backup does not hold what its name says", ix.Index, got, doc.Version)
-		}
-		return nil
+	pattern := regexp.MustCompile(`^` + regexp.QuoteMeta(d.s.cfg.IndexPrefix) + `-metadata_v\d+$`)
+	i := slices.IndexFunc(doc.Indices, func(ix drillIndex) bool { return pattern.MatchString(ix.Index) })
+	if i < 0 {
+		return fmt.Errorf("the backup holds no metadata index (%s-metadata_v*), so its schemaVersion cannot be checked", d.s.cfg.IndexPrefix)
 	}
-	return fmt.Errorf("the backup holds no metadata index (%s-metadata_v*), so its schemaVersion cannot be checked", d.s.cfg.IndexPrefix)
+	ix := doc.Indices[i]
+	got, err := d.s.schemaVersion(ctx, ix.TemporaryIndex)
+	if err != nil {
+		return fmt.Errorf("read the schemaVersion from the restored metadata index %s (%s): %w", ix.Index, ix.TemporaryIndex, err)
+	}
+	if err := d.update(ctx, func(doc *drillDoc) { doc.SchemaVersion = got }); err != nil {
+		return err
+	}
+	if versionPattern.FindString(got) != doc.Version {
+		return fmt.Errorf("the restored metadata index %s says schemaVersion %q, but the backup's snapshots are tagged %s: the backup does not hold what its name says", ix.Index, got, doc.Version)
+	}
+	return nil
 }
 
 // finish deletes the temporary indices and records the result: PASSED when err is nil.
@@ -543,12 +515,11 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 		s.log.Warn("drill: cannot take the drill document to clean up; this sidecar deletes nothing (the sidecar that holds it does)", "err", stepErr)
 		return
 	}
-	left := []string(nil)
-	cleanup := s.deleteDrillIndices
+	left, settle := []string(nil), time.Duration(0)
 	if err != nil {
-		cleanup = s.deleteDrillIndicesSettled
+		settle = drillSettleTime
 	}
-	if cleanupErr := cleanup(ctx, d.temporaryNames(), d.guard); cleanupErr != nil {
+	if cleanupErr := s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, settle); cleanupErr != nil {
 		left = d.temporaryNames()
 		s.log.Error("drill: cannot delete its temporary indices; delete them by hand (a later drill also deletes them)", "indices", left, "err", cleanupErr)
 		if err != nil {
@@ -567,7 +538,9 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	final := d.current()
 	change(&final)
 	if d.guard() == nil { // else another sidecar may have ended the drill and kept its result
-		s.keepDrillResult(ctx, final)
+		if perr := s.putDoc(ctx, s.drillResultDocID(final.BackupID), &final, &final.docStamp); perr != nil {
+			s.log.Warn("drill: cannot keep its result with the backup (GET .../verify still shows it until the next drill)", "backup_id", final.BackupID, "err", perr)
+		}
 	}
 	if updateErr := d.update(ctx, change); updateErr != nil {
 		s.log.Error("drill: cannot record its result", "err", updateErr)
@@ -577,13 +550,6 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 		s.log.Error("drill failed", "repository", s.cfg.Repository, "err", err)
 	} else {
 		s.log.Info("drill passed", "repository", s.cfg.Repository)
-	}
-}
-
-// keepDrillResult stores a finished drill as the last one of its backup.
-func (s *server) keepDrillResult(ctx context.Context, doc drillDoc) {
-	if err := s.putDoc(ctx, s.drillResultDocID(doc.BackupID), &doc, &doc.docStamp); err != nil {
-		s.log.Warn("drill: cannot keep its result with the backup (GET .../verify still shows it until the next drill)", "backup_id", doc.BackupID, "err", err)
 	}
 }
 
@@ -612,17 +578,14 @@ func drilledThese(r drillResult, snaps []snapshot) bool {
 	return len(r.Snapshots) > 0
 }
 
-// abandonDrill ends a drill whose sidecar went silent: it takes the drill's document first
-// (compare-and-set at the version read, so a sidecar that is alive after all keeps it), then
-// deletes the temporary indices and records FAILED.
+// abandonDrill takes over a drill whose sidecar went silent, to clean up and record FAILED.
 func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion) error {
 	run := s.newDrillRun(doc, ver, backupInfo{})
-	silentOwner, step := doc.Owner, doc.Step
 	if err := run.takeOver(ctx, func(d *drillDoc) { d.Step = "abandoning" }); err != nil {
 		return err
 	}
-	run.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "owner", silentOwner)
-	run.finish(ctx, fmt.Errorf("the sidecar running the drill (%s) stopped at step %s", silentOwner, step))
+	run.log.Warn("drill: its sidecar stopped renewing it; ending it and deleting its temporary indices", "owner", doc.Owner)
+	run.finish(ctx, fmt.Errorf("the sidecar running the drill (%s) stopped at step %s", doc.Owner, doc.Step))
 	return nil
 }
 
@@ -630,7 +593,7 @@ func (s *server) abandonDrill(ctx context.Context, doc drillDoc, ver jobVersion)
 // last drill), and ends a drill whose sidecar went silent.
 func (s *server) watchDrills(ctx context.Context) {
 	active := func(doc drillDoc) bool {
-		if doc.BackupID != "" { // "" when put back empty by undo
+		if doc.BackupID != "" { // "" when a refused drill put back an empty one
 			s.drillsSeen.Store(true)
 		}
 		return doc.BackupID != "" && doc.State == drillRunning
@@ -638,68 +601,32 @@ func (s *server) watchDrills(ctx context.Context) {
 	watchLeased[drillDoc](ctx, s, s.drillDocID(), active, func() bool { return s.drills.has(drillKey) }, s.abandonDrill)
 }
 
-// drillRestore restores exactly these indices of one snapshot to their temporary names and
-// waits for Elasticsearch to finish (up to OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT).
-func (s *server) drillRestore(ctx context.Context, snapshot string, indices []string, shardsTotal int) (restoreShards, error) {
-	shards, err := s.restoreToTemporary(ctx, snapshot, indices, s.drillIndexPrefix())
-	if err == nil || ctx.Err() != nil || !answerLost(err) {
-		return shards, err
-	}
-	// The answer was lost (a gateway that cuts long requests, a dropped connection): the
-	// restore may run all the same. Follow it from the recovery of the temporary indices.
-	s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", snapshot, "err", err)
-	var temporary []string
-	for _, ix := range indices {
-		temporary = append(temporary, s.drillIndexPrefix()+ix)
-	}
-	part := planPart{Snapshot: snapshot, Indices: temporary, Shards: shardsTotal}
-	log := s.log.With("snapshot", snapshot)
-	if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
-		return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
-	}); err != nil {
-		return restoreShards{}, fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", snapshot, err)
-	}
-	return restoreShards{Total: shardsTotal, Successful: shardsTotal}, nil
-}
-
 // deleteDrillIndices deletes these temporary indices, and any other index of this
 // installation's drills left behind (their names start with drillIndexPrefix, which no
-// Optimize installation's index does): exact names, resolved first, never a pattern.
-func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard func() error) error {
+// Optimize installation's index does): exact names, resolved first, never a pattern. Then,
+// until none of names has appeared for settle, it deletes those that appear again.
+func (s *server) deleteDrillIndices(ctx context.Context, names []string, guard func() error, settle time.Duration) error {
 	prefix := s.drillIndexPrefix()
 	left, err := s.indicesStartingWith(ctx, prefix)
 	if err != nil {
 		return err
 	}
-	all := append(slices.Clone(names), left...)
+	all := slices.Concat(names, left)
 	slices.Sort(all)
-	all = slices.Compact(all)
-	all = slices.DeleteFunc(all, func(n string) bool { return !strings.HasPrefix(n, prefix) })
-	return s.deleteIndices(ctx, all, guard)
-}
-
-// drillSettleTime is how long a failed drill keeps looking for temporary indices after deleting
-// them: a restore request whose answer it did not wait for (the sidecar stopping, a lost
-// answer) may still be applied by the master, and create them after the delete.
-const drillSettleTime = 3 * time.Second
-
-// deleteDrillIndicesSettled is deleteDrillIndices, repeated until no temporary index has
-// appeared for drillSettleTime.
-func (s *server) deleteDrillIndicesSettled(ctx context.Context, names []string, guard func() error) error {
-	if err := s.deleteDrillIndices(ctx, names, guard); err != nil {
+	all = slices.DeleteFunc(slices.Compact(all), func(n string) bool { return !strings.HasPrefix(n, prefix) })
+	if err := s.deleteIndices(ctx, all, guard); err != nil {
 		return err
 	}
-	quietSince := time.Now()
-	for time.Since(quietSince) < drillSettleTime {
+	for quietSince := time.Now(); time.Since(quietSince) < settle; {
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
-		left, err := s.existingIndices(ctx, names)
+		again, err := s.existingIndices(ctx, names)
 		if err != nil {
 			return err
 		}
-		if len(left) > 0 {
-			if err := s.deleteDrillIndices(ctx, left, guard); err != nil {
+		if len(again) > 0 {
+			if err := s.deleteDrillIndices(ctx, again, guard, 0); err != nil {
 				return err
 			}
 			quietSince = time.Now()
@@ -707,3 +634,8 @@ func (s *server) deleteDrillIndicesSettled(ctx context.Context, names []string, 
 	}
 	return nil
 }
+
+// drillSettleTime is how long a failed drill keeps looking for temporary indices after deleting
+// them: a restore request whose answer it did not wait for (the sidecar stopping, a lost
+// answer) may still be applied by the master, and create them after the delete.
+const drillSettleTime = 3 * time.Second

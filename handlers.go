@@ -327,8 +327,8 @@ func (s *server) fenceRestores(ctx context.Context, id string) error {
 	} else if err != nil {
 		return err
 	}
-	job, _, found, err := s.loadJob(ctx)
-	if err == nil && found && job.uses(id) {
+	stored, err := s.loadJob(ctx)
+	if job := stored.doc; err == nil && stored.found && job.uses(id) {
 		role := "restores it"
 		if job.BackupID != id {
 			role = "holds its safety backup"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -345,14 +346,11 @@ func (s *server) dataNodesDisk(ctx context.Context) (total, available int64, err
 }
 
 // indexHealth is what the cluster state says of one index: its UUID, whether a restore in
-// progress holds it, and its primaries that are not started.
+// progress holds it, and why each of its unassigned primaries is (unassigned_info).
 type indexHealth struct {
-	UUID      string
-	Restoring bool
-	// Unassigned are the reasons of its unassigned primaries (Elasticsearch's unassigned_info).
+	UUID       string
+	Restoring  bool
 	Unassigned []unassignedInfo
-	// Initializing counts its primaries that are being recovered.
-	Initializing int
 }
 
 // unassignedInfo is why Elasticsearch has not assigned a shard.
@@ -366,9 +364,8 @@ var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_t
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
 	"routing_table.indices.*.shards.*.unassigned_info.details", "restore.snapshots.indices"}
 
-// indicesHealth reads, in one cluster-state request a batch, the UUID and primaries of these
-// indices and which of them a restore in progress holds; an index that does not exist is left
-// out.
+// indicesHealth reads the indexHealth of these indices, one cluster-state request a batch; an
+// index that does not exist is left out.
 func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]indexHealth, error) {
 	out := map[string]indexHealth{}
 	ignore := true
@@ -414,14 +411,8 @@ func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]
 			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
 			for _, copies := range answer.RoutingTable.Indices[name].Shards {
 				for _, c := range copies {
-					switch {
-					case !c.Primary:
-					case c.State == "UNASSIGNED" && c.UnassignedInfo != nil:
-						h.Unassigned = append(h.Unassigned, *c.UnassignedInfo)
-					case c.State == "UNASSIGNED":
-						h.Unassigned = append(h.Unassigned, unassignedInfo{Reason: "UNKNOWN"})
-					case c.State == "INITIALIZING":
-						h.Initializing++
+					if c.Primary && c.State == "UNASSIGNED" {
+						h.Unassigned = append(h.Unassigned, *cmp.Or(c.UnassignedInfo, &unassignedInfo{Reason: "UNKNOWN"}))
 					}
 				}
 			}

@@ -16,10 +16,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
 
-// A restore job lives in Elasticsearch, as one document per installation in the jobs index,
-// so that every replica, and a restarted sidecar, reports the same job and refuses a second
-// one. Every change is a compare-and-set on the document's sequence number: creating it is the
-// lock (op_type=create), and a replica that lost the race learns it from a version conflict.
+// The jobs index holds each installation's restore job, drill and delete marks, so that every
+// replica, and a restarted sidecar, sees the same ones (lease.go: how a job's are written).
 
 // jobDoc is the stored restore job: what GET .../restore reports, plus the plan (the exact
 // snapshots and indices that were checked) and the lease of the sidecar running it.
@@ -29,8 +27,7 @@ type jobDoc struct {
 	Plan       restorePlan `json:"plan"`
 	// Restored are the indices this job restored, with their UUIDs.
 	Restored map[string]string `json:"restored,omitempty"`
-	// Restoring are the indices of the job's last restore request, until their UUIDs are in
-	// Restored.
+	// Restoring are the indices of the job's last restore request, until recorded in Restored.
 	Restoring []string `json:"restoring,omitempty"`
 	// ProgressAt is when the job last made progress (a step begun, a shard or bytes restored),
 	// in Unix milliseconds by its owner's clock: DELETE .../restore ends a job without it.
@@ -70,16 +67,14 @@ type planPart struct {
 	// UUID is the snapshot's UUID when checked: the same name taken again is another snapshot.
 	UUID    string   `json:"uuid"`
 	Indices []string `json:"indices"`
-	// Shards is how many shards the snapshot holds: the restore of it is done when as many
-	// primaries recovered from it.
+	// Shards is how many shards the snapshot holds: as many recovered primaries end its restore.
 	Shards int `json:"shards"`
 }
 
-// jobVersion is the sequence number and primary term of a stored job; the zero value means
-// "no document yet".
+// jobVersion is a stored document's sequence number and primary term; zero: no document yet.
 type jobVersion struct {
-	SeqNo       int64
-	PrimaryTerm int64
+	SeqNo       int64 `json:"_seq_no"`
+	PrimaryTerm int64 `json:"_primary_term"`
 }
 
 // jobDocID is the ID of this installation's restore job: one restore per installation.
@@ -92,21 +87,14 @@ type storedJob struct {
 	found bool
 }
 
-// loadStoredJob is loadJob as one value.
-func (s *server) loadStoredJob(ctx context.Context) (storedJob, error) {
-	doc, ver, found, err := s.loadJob(ctx)
-	return storedJob{doc, ver, found}, err
-}
-
-// pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or
-// Elasticsearch still queueing the delete behind a running snapshot) keeps its backup from
-// being restored.
+// pendingDeleteFor is how long a DELETE that did not confirm its end (its answer lost, or the
+// delete queued behind a running snapshot) keeps its backup from being restored.
 const pendingDeleteFor = time.Hour
 
 // loadJob reads the stored restore job; found is false when none was ever stored.
-func (s *server) loadJob(ctx context.Context) (doc jobDoc, v jobVersion, found bool, err error) {
-	v, found, err = s.loadDoc(ctx, s.jobDocID(), &doc)
-	return doc, v, found, err
+func (s *server) loadJob(ctx context.Context) (stored storedJob, err error) {
+	stored.ver, stored.found, err = s.loadDoc(ctx, s.jobDocID(), &stored.doc)
+	return stored, err
 }
 
 // docStamp is what every document of the jobs index carries to be written safely.
@@ -117,14 +105,12 @@ type docStamp struct {
 	Rev string `json:"rev"`
 }
 
-// loadDoc reads one document of the jobs index into target; found is false when it was never
-// stored (or the index does not exist yet).
+// loadDoc reads document id of the jobs index into target; found is false if there is none yet.
 func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersion, found bool, err error) {
 	var answer struct {
-		Found       *bool           `json:"found"`
-		SeqNo       int64           `json:"_seq_no"`
-		PrimaryTerm int64           `json:"_primary_term"`
-		Source      json.RawMessage `json:"_source"`
+		Found *bool `json:"found"`
+		jobVersion
+		Source json.RawMessage `json:"_source"`
 	}
 	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(id)}, &answer)
 	var ee *esError
@@ -143,15 +129,13 @@ func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersi
 	if err := json.Unmarshal(answer.Source, target); err != nil {
 		return jobVersion{}, false, fmt.Errorf("decode %s from %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	return jobVersion{answer.SeqNo, answer.PrimaryTerm}, true, nil
+	return answer.jobVersion, true, nil
 }
 
-// saveDoc writes doc (whose stamp is stamp) as document id if the stored one is still at
-// version v (the zero version: only if none exists), and returns the new version. A lost
-// answer is resolved by reading the document back and comparing its Rev.
+// saveDoc writes doc (stamped in stamp) as document id if the stored one is still at version v
+// (zero: none), and returns the new version; a lost answer is resolved by reading back its Rev.
 func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStamp, v jobVersion) (jobVersion, error) {
-	stamp.Heartbeat = s.now().UnixMilli()
-	stamp.Rev = newNonce()
+	stamp.Heartbeat, stamp.Rev = s.now().UnixMilli(), newNonce()
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return v, err
@@ -160,36 +144,32 @@ func (s *server) saveDoc(ctx context.Context, id string, doc any, stamp *docStam
 	if v == (jobVersion{}) {
 		req.OpType = "create"
 	} else {
-		seqNo, term := int(v.SeqNo), int(v.PrimaryTerm)
-		req.IfSeqNo, req.IfPrimaryTerm = &seqNo, &term
+		req.IfSeqNo, req.IfPrimaryTerm = new(int(v.SeqNo)), new(int(v.PrimaryTerm))
 	}
-	var answer struct {
-		SeqNo       int64 `json:"_seq_no"`
-		PrimaryTerm int64 `json:"_primary_term"`
-	}
-	err = s.write(ctx, req, &answer)
+	var stored jobVersion
+	err = s.write(ctx, req, &stored)
 	var ee *esError
 	switch {
 	case err == nil:
-		return jobVersion{answer.SeqNo, answer.PrimaryTerm}, nil
+		return stored, nil
 	case errors.As(err, &ee) && ee.Status == http.StatusConflict:
 		return v, errDocChanged
 	case !answerLost(err):
 		return v, fmt.Errorf("write %s to %s: %w", id, s.cfg.JobsIndex, err)
 	}
-	var stored struct{ docStamp }
-	nv, found, readErr := s.loadDoc(ctx, id, &stored)
-	if readErr != nil || !found || stored.Rev != stamp.Rev {
+	var back struct{ docStamp }
+	nv, found, readErr := s.loadDoc(ctx, id, &back)
+	if readErr != nil || !found || back.Rev != stamp.Rev {
 		return v, fmt.Errorf("write %s to %s: the answer was lost and the write is not there (or could not be read back): %w", id, s.cfg.JobsIndex, err)
 	}
 	return nv, nil
 }
 
-// putDoc writes doc as document id whatever version is stored (last writer wins): for
-// records, not locks. A race with another writer is retried once.
-func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
-	for attempt := 0; ; attempt++ {
-		var stored struct{ docStamp }
+// rewriteDoc stores what write makes of document id as read (into a new D) at the version read,
+// creating the jobs index if need be; up to attempts times on a race with another writer.
+func rewriteDoc[D any](ctx context.Context, s *server, id string, attempts int, write func(*D) (any, *docStamp)) error {
+	for attempt := 1; ; attempt++ {
+		var stored D
 		v, found, err := s.loadDoc(ctx, id, &stored)
 		if err != nil {
 			return err
@@ -199,18 +179,22 @@ func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp
 				return err
 			}
 		}
+		doc, stamp := write(&stored)
 		_, err = s.saveDoc(ctx, id, doc, stamp, v)
-		if !errors.Is(err, errDocChanged) || attempt == 1 {
+		if !errors.Is(err, errDocChanged) || attempt == attempts {
 			return err
 		}
 	}
 }
 
+// putDoc writes doc as document id over whatever is stored (last writer wins: records, not locks).
+func (s *server) putDoc(ctx context.Context, id string, doc any, stamp *docStamp) error {
+	return rewriteDoc(ctx, s, id, 2, func(*struct{ docStamp }) (any, *docStamp) { return doc, stamp })
+}
+
 // deleteMarks is the document of the backups a DELETE is removing ("deleting-{prefix}"): ID to
-// when the DELETE began. A DELETE writes its mark, then reads the restore job; a restore takes
-// its job, then reads the marks. With Elasticsearch's realtime reads one of the two always
-// sees the other, so a restore never starts on a backup being deleted. A running restore's
-// job document is never written by a DELETE (that would cost it its lease).
+// when the DELETE began (see nothingElseStarted). A DELETE never writes a running restore's job
+// document: that would cost it its lease.
 type deleteMarks struct {
 	Backups map[string]int64 `json:"backups"`
 	docStamp
@@ -226,8 +210,7 @@ func (s *server) loadMarks(ctx context.Context) (deleteMarks, jobVersion, error)
 	return m, v, err
 }
 
-// markedForDelete tells whether a DELETE of the backup began less than pendingDeleteFor ago
-// and has not confirmed its end (its answer lost, or Elasticsearch still queueing it).
+// markedForDelete tells whether the backup has a delete mark younger than pendingDeleteFor.
 func (s *server) markedForDelete(m deleteMarks, id string) bool {
 	at, ok := m.Backups[id]
 	return ok && s.now().Sub(time.UnixMilli(at)) < pendingDeleteFor
@@ -236,51 +219,20 @@ func (s *server) markedForDelete(m deleteMarks, id string) bool {
 // changeMarks applies change to the delete marks (compare-and-set, retried on a race with
 // another DELETE), dropping marks older than pendingDeleteFor.
 func (s *server) changeMarks(ctx context.Context, change func(map[string]int64)) error {
-	for attempt := 0; ; attempt++ {
-		m, v, err := s.loadMarks(ctx)
-		if err != nil {
-			return err
-		}
-		if v == (jobVersion{}) {
-			if err := s.ensureJobsIndex(ctx); err != nil {
-				return err
-			}
-		}
+	return rewriteDoc(ctx, s, s.marksDocID(), 5, func(m *deleteMarks) (any, *docStamp) {
 		if m.Backups == nil {
 			m.Backups = map[string]int64{}
 		}
-		for id := range m.Backups {
-			if !s.markedForDelete(m, id) {
-				delete(m.Backups, id)
-			}
-		}
+		maps.DeleteFunc(m.Backups, func(id string, _ int64) bool { return !s.markedForDelete(*m, id) })
 		change(m.Backups)
-		_, err = s.saveDoc(ctx, s.marksDocID(), &m, &m.docStamp, v)
-		if !errors.Is(err, errDocChanged) || attempt == 4 {
-			return err
-		}
-	}
+		return m, &m.docStamp
+	})
 }
 
-// jobsIndexBody is the body that creates the jobs index.
-type jobsIndexBody struct {
-	Settings struct {
-		Shards             int    `json:"number_of_shards"`
-		AutoExpandReplicas string `json:"auto_expand_replicas"`
-		Hidden             bool   `json:"hidden"`
-	} `json:"settings"`
-}
-
-// ensureJobsIndex creates the jobs index if it does not exist: one shard, a replica where the
-// cluster has a second node.
+// ensureJobsIndex creates the jobs index if missing: one shard, a replica if there are two nodes.
 func (s *server) ensureJobsIndex(ctx context.Context) error {
-	var body jobsIndexBody
-	body.Settings.Shards, body.Settings.AutoExpandReplicas, body.Settings.Hidden = 1, "0-1", true
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	err = s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(b)}, nil)
+	body := strings.NewReader(`{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
+	err := s.write(ctx, esapi.IndicesCreateRequest{Index: seg(s.cfg.JobsIndex), Body: body}, nil)
 	var ee *esError
 	if err == nil || errors.As(err, &ee) && ee.Type == "resource_already_exists_exception" {
 		return nil
@@ -291,8 +243,7 @@ func (s *server) ensureJobsIndex(ctx context.Context) error {
 // active tells whether the job is pending or running.
 func (j restoreJob) active() bool { return j.State == restorePending || j.State == restoreRunning }
 
-// uses tells whether the active job needs the backup with this ID (the one it restores, or
-// its safety backup).
+// uses tells whether the active job restores the backup with this ID or has it as safety backup.
 func (d jobDoc) uses(id string) bool {
 	return d.active() && (d.BackupID == id || d.SafetyBackupID != nil && *d.SafetyBackupID == id)
 }

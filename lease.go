@@ -28,17 +28,14 @@ import (
 
 // The errors of a leased job; each means one thing, whichever job it is.
 var (
-	// errLeaseTaken: a compare-and-set found the document changed by someone else: another
-	// sidecar took the job over, or an operator ended it. This sidecar stops at once and
-	// writes nothing more: the document is no longer its own.
+	// errLeaseTaken: a compare-and-set found the document changed by someone else; this
+	// sidecar stops at once and writes nothing more.
 	errLeaseTaken = errors.New("another sidecar changed the job's document (took the job over or ended it); this sidecar stops acting on it")
-	// errLeaseExpired: this sidecar's last stored renewal is too old to start an action (its
-	// writes are too slow); another sidecar may take the job over any moment.
+	// errLeaseExpired: this sidecar's last stored renewal is too old to start an action.
 	errLeaseExpired = errors.New("this sidecar's lease on the job is too old to act on (Elasticsearch did not store its renewals in time); it stops so that no action of its overlaps another sidecar's take-over")
 )
 
-// heartbeatEvery is how often an owner renews its lease, and how often every sidecar looks at
-// the job documents.
+// heartbeatEvery is how often an owner renews its lease, and every sidecar reads the job documents.
 const heartbeatEvery = 5 * time.Second
 
 // staleAfter is how long an active job's document may stay unchanged before its owner counts
@@ -52,8 +49,7 @@ func (s *server) guardMargin() time.Duration {
 }
 
 // leaseStamp is what every leased document carries besides its own fields: its owner ("" once
-// the owner let go of it, e.g. on shutdown, for another sidecar to take at once) and the
-// stamp of its last write.
+// let go of, on shutdown, for another sidecar to take at once) and its last write's stamp.
 type leaseStamp struct {
 	Owner string `json:"owner"`
 	docStamp
@@ -61,8 +57,7 @@ type leaseStamp struct {
 
 func (l *leaseStamp) lease() *leaseStamp { return l }
 
-// leasedDoc is a pointer to a leased document type D: it has a leaseStamp and can be copied
-// deeply (so that a change made on a copy never touches the stored document).
+// leasedDoc is a pointer to a leased document type D, with its leaseStamp and a deep clone.
 type leasedDoc[D any] interface {
 	*D
 	lease() *leaseStamp
@@ -85,15 +80,16 @@ type leasedJob[D any, P leasedDoc[D]] struct {
 	ver   jobVersion
 	// renewed is when the last write that was stored had been sent: the lease runs from then.
 	renewed time.Time
-	// unconfirmed is the Rev of a write whose answer was lost and could not be read back, sent
-	// at unconfirmedSent: finding it stored later means the write went through.
+	// unconfirmed are the Revs of writes whose answer was lost and could not be read back, and
+	// when each was sent: finding one stored later means that write went through.
 	unconfirmed map[string]time.Time
 	// stop ends the work of run() when the document was taken.
 	stop context.CancelCauseFunc
 }
 
-// newLeasedJob holds doc, stored at version ver (the zero version: not stored yet).
-func newLeasedJob[D any, P leasedDoc[D]](s *server, docID string, doc D, ver jobVersion, log *slog.Logger) *leasedJob[D, P] {
+// newLeasedJob holds doc, of backup backupID, stored at version ver (zero: not stored yet).
+func newLeasedJob[D any, P leasedDoc[D]](s *server, docID string, doc D, ver jobVersion, backupID string) *leasedJob[D, P] {
+	log := s.log.With("backup_id", backupID, "repository", s.cfg.Repository)
 	return &leasedJob[D, P]{s: s, docID: docID, log: log, doc: doc, ver: ver,
 		writing: make(chan struct{}, 1), state: make(chan struct{}, 1)}
 }
@@ -120,10 +116,18 @@ func (j *leasedJob[D, P]) guard() error {
 	return nil
 }
 
-// start stores doc as a new job owned by this sidecar: created (op_type=create) when ver is the
-// zero version, else written over the finished job stored at ver. errLeaseTaken means another
-// sidecar started one first.
+// start stores doc as a new job owned by this sidecar: created (op_type=create, with the jobs
+// index if need be) when ver is the zero version, else written over the finished job stored at
+// ver. errLeaseTaken means another sidecar started one first.
 func (j *leasedJob[D, P]) start(ctx context.Context) error {
+	j.lock()
+	isNew := j.ver == (jobVersion{})
+	j.unlock()
+	if isNew {
+		if err := j.s.ensureJobsIndex(ctx); err != nil {
+			return err
+		}
+	}
 	return j.update(ctx, func(d P) { d.lease().Owner = j.s.owner })
 }
 
@@ -152,17 +156,16 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 			j.doc, j.ver, j.renewed, j.unconfirmed = next, stored, sent, nil
 			j.unlock()
 			return nil
-		case errors.Is(err, errDocChanged) && attempt == 0:
-			adopted, rerr := j.adoptUnconfirmed(ctx)
-			if rerr != nil {
-				return rerr
-			}
-			if adopted {
-				continue
-			}
-			j.taken()
-			return errLeaseTaken
 		case errors.Is(err, errDocChanged):
+			if attempt == 0 {
+				adopted, rerr := j.adoptUnconfirmed(ctx)
+				if rerr != nil {
+					return rerr
+				}
+				if adopted {
+					continue
+				}
+			}
 			j.taken()
 			return errLeaseTaken
 		case answerLost(err):
@@ -177,9 +180,8 @@ func (j *leasedJob[D, P]) update(ctx context.Context, change func(P)) error {
 	}
 }
 
-// adoptUnconfirmed reads the stored document after a lost compare-and-set: if it is the write
-// of ours whose answer was lost, it becomes the job's document and version (that write was
-// ours, not a take-over), and update() tries once more.
+// adoptUnconfirmed reads the stored document after a lost compare-and-set: if it is our write
+// whose answer was lost (not a take-over), the job adopts it, and update() tries once more.
 func (j *leasedJob[D, P]) adoptUnconfirmed(ctx context.Context) (bool, error) {
 	j.lock()
 	pending := len(j.unconfirmed)
@@ -212,8 +214,7 @@ func (j *leasedJob[D, P]) taken() {
 	}
 }
 
-// lost tells whether the job must stop without writing anything more: its document was taken,
-// or its lease expired (the compare-and-set of its next write decides which).
+// lost tells whether the job must stop without writing anything more: its document was taken.
 func lost(ctx context.Context, err error) bool {
 	return errors.Is(err, errLeaseTaken) || errors.Is(context.Cause(ctx), errLeaseTaken)
 }
@@ -261,16 +262,14 @@ func (j *leasedJob[D, P]) renew(ctx context.Context) {
 	}
 }
 
-// watchLeased runs in every sidecar: every heartbeatEvery it reads one leased document and
-// calls takeOver for an active job that no live sidecar runs, by this process's own clock
-// (clocks of different machines are never compared):
+// watchLeased runs in every sidecar: every heartbeatEvery it reads one leased document and calls
+// takeOver for a job still running (active) that this process does not run (mine) and no live
+// sidecar runs, by this process's own clock (clocks of different machines are never compared):
 //   - this process's own job that it no longer runs (its last write failed): at once;
 //   - a job whose owner let go of it (on shutdown): one deadline after the let-go was seen, so
 //     that a request the owner cancelled, which Elasticsearch may still carry out until its
 //     master_timeout, is over before another sidecar acts;
 //   - a job whose version has not changed for staleAfter: its owner went silent.
-//
-// active says whether the job still runs; mine whether this process runs it now.
 func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID string, active func(D) bool, mine func() bool, takeOver func(context.Context, D, jobVersion) error) {
 	var seen jobVersion
 	var since time.Time
@@ -300,6 +299,5 @@ func watchLeased[D any, P leasedDoc[D]](ctx context.Context, s *server, docID st
 	}
 }
 
-// errDocChanged means a document of the jobs index changed since it was read (a
-// compare-and-set found another version).
+// errDocChanged: a compare-and-set found another version of a document of the jobs index.
 var errDocChanged = errors.New("the document was changed by another sidecar since it was read")

@@ -8,15 +8,12 @@ import (
 	"time"
 )
 
-// How the sidecar follows work that Elasticsearch does for it (a snapshot, the recovery of
-// restored indices), for the restore job and the drill alike: read sooner while the work is
-// young, never wait in silence, and tell a recovery that will never finish from a slow one.
+// How the sidecar follows work Elasticsearch does for it, for the restore job and the drill alike.
 
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
-// done and hands each reading to progress. restored are the indices the reader restored
-// itself, by UUID (see restoreProgressOf; nil: all of them). An index Elasticsearch will not
-// recover ends the wait with a *shardFailure, and so does a recovery without progress for
-// OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
+// done, handing each reading to progress; restored are the indices the reader restored, by UUID
+// (nil: all of them). An index Elasticsearch will not recover ends the wait (*shardFailure), and
+// so does a recovery without progress for OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
 func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
 	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, s.cfg.RestoreStallTimeout, func() (bool, string, error) {
 		rec, err := s.recovery(ctx, part.Indices)
@@ -41,11 +38,10 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 	})
 }
 
-// waitUntil reads the state of work Elasticsearch does (a snapshot, a restore) until poll says
-// it is done or fails, OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or, with a stall timeout,
-// the progress poll reports has not changed for that long. It reads sooner while the work is
-// young (pollWait) and logs what it waits for and how far the work is at least once a minute,
-// so that no wait is silent.
+// waitUntil polls work Elasticsearch does (a snapshot, a restore) until it is done or fails,
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or the progress poll reports has not changed for
+// stall (if not 0). It reads sooner while the work is young (pollWait), and logs what it waits
+// for at least once a minute, so that no wait is silent.
 func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, stall time.Duration, poll func() (done bool, progress string, err error)) error {
 	started := time.Now()
 	logged, moved, last := started, started, ""
@@ -74,11 +70,9 @@ func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, s
 	}
 }
 
-// restoreProgressOf is how far the restore of one snapshot is, from the recovery of its
-// indices: primaries recovered from exactly this snapshot whose recovery is DONE, out of the
-// snapshot's shards, and their bytes. A primary of an index this job restored (restored) that
-// has since moved or restarted shows a peer or local recovery: DONE counts too. It is a pure
-// function of its inputs.
+// restoreProgressOf is how far the restore of one snapshot is (a pure function): its primaries
+// DONE recovering from exactly this snapshot, out of its shards, and their bytes; a primary of an
+// index in restored that has since moved or restarted (a peer or local recovery) counts too.
 func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
@@ -106,10 +100,9 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 	return p
 }
 
-// failedIndex is an index whose restore Elasticsearch will not finish by itself: a primary
-// whose allocation or recovery failed (a node that crashed mid-restore leaves the shard's
-// files cut off, and recovering them from the local store fails), or a primary unassigned, or
-// the index gone, while no restore in progress holds it.
+// failedIndex is an index whose restore Elasticsearch will not finish by itself: gone, or with a
+// primary whose allocation failed (a node that crashed mid-restore cut its shard's files off),
+// or that is unassigned while no restore in progress holds it.
 type failedIndex struct {
 	Index, UUID string
 	// Reason is Elasticsearch's reason, or what the sidecar saw.
@@ -120,8 +113,7 @@ type failedIndex struct {
 type shardFailure struct{ failed []failedIndex }
 
 func (e *shardFailure) Error() string {
-	first := e.failed[0]
-	msg := fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", first.Index, first.Reason)
+	msg := fmt.Sprintf("index %s cannot be recovered by Elasticsearch (%s)", e.failed[0].Index, e.failed[0].Reason)
 	if len(e.failed) > 1 {
 		var others []string
 		for _, f := range e.failed[1:] {
@@ -132,9 +124,8 @@ func (e *shardFailure) Error() string {
 	return msg
 }
 
-// failedIndices returns those of these indices that Elasticsearch will not restore by itself
-// (see failedIndex), as a *shardFailure, or nil. owned are the indices the caller restored, by
-// UUID; nil means all of them. It is a pure function.
+// failedIndices returns those of these indices that Elasticsearch will not restore by itself,
+// as a *shardFailure, or nil; owned are the caller's indices, by UUID (nil: all). It is pure.
 func failedIndices(indices []string, health map[string]indexHealth, owned map[string]string) error {
 	var failed []failedIndex
 	for _, ix := range indices {
@@ -178,17 +169,14 @@ func esReasonOf(details string) string {
 	return reason
 }
 
-// minPoll is the shortest wait between two reads of the state of running work.
-const minPoll = 20 * time.Millisecond
-
 // pollWait is how long to wait before reading again the state of work (a snapshot, a
-// restore) that began elapsed ago: a fiftieth of elapsed, at least minPoll and at most limit.
+// restore) that began elapsed ago: a fiftieth of elapsed, at least 20 ms and at most limit.
 // Work is noticed done at most about 2 % of its duration (and never more than limit) after it
 // ended, so short work is not made to look long by a fixed interval, while long work is read
 // no more often than every limit. (A twentieth left a 10 s restore part up to 0.5 s unnoticed:
 // 5 % of a restore's wall time, issue 13's whole allowance.)
 func pollWait(elapsed, limit time.Duration) time.Duration {
-	return min(max(elapsed/50, minPoll), limit)
+	return min(max(elapsed/50, 20*time.Millisecond), limit)
 }
 
 // sleepCtx waits for d or until ctx ends.

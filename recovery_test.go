@@ -23,7 +23,7 @@ func TestFailedIndices(t *testing.T) {
 		want   string // the failed index, "" for none
 	}{
 		{"restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: []unassignedInfo{{Reason: "NEW_INDEX_RESTORED"}}}}, map[string]string{"a": "u"}, ""},
-		{"initializing from its store", map[string]indexHealth{"a": {UUID: "u", Initializing: 1}}, map[string]string{"a": "u"}, ""},
+		{"initializing from its store", map[string]indexHealth{"a": {UUID: "u"}}, map[string]string{"a": "u"}, ""},
 		{"allocation failed", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
 		{"allocation failed while restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
 		{"unassigned, no restore", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED"}}}}, map[string]string{"a": "u"}, "a"},

@@ -35,18 +35,16 @@ func (g *registry) release(key string) {
 	delete(g.work, key)
 }
 
-// start runs work for a claimed key in the background, with a context that cancel and
-// shutdown end. Once shutdown began it releases the key and returns false: work started then
-// would outlive the process.
+// start runs work for a claimed key in the background, until cancel or shutdown; once shutdown
+// began it releases the key and returns false (the work would outlive the process).
 func (g *registry) start(key string, work func(context.Context)) bool {
-	ctx, cancel := context.WithCancel(context.Background())
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.closed {
 		delete(g.work, key)
-		g.mu.Unlock()
-		cancel()
 		return false
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	g.work[key] = cancel
 	// Counted under the lock, so that shutdown never waits without it.
 	g.wg.Go(func() {
@@ -54,7 +52,6 @@ func (g *registry) start(key string, work func(context.Context)) bool {
 		defer g.release(key)
 		work(ctx)
 	})
-	g.mu.Unlock()
 	return true
 }
 

@@ -86,7 +86,7 @@ func (s *server) handleRestore(f family) http.HandlerFunc {
 		// The job document is read first and the restore starts only if it is still at this
 		// version: a DELETE (which writes it) after this point makes the start fail, so the
 		// backup read below cannot be one that is being deleted.
-		stored, err := s.loadStoredJob(ctx)
+		stored, err := s.loadJob(ctx)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -315,14 +315,14 @@ func (s *server) handleRestoreStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	doc, _, found, err := s.loadJob(r.Context())
+	stored, err := s.loadJob(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if !found || doc.BackupID != id {
+	if doc := stored.doc; !stored.found || doc.BackupID != id {
 		s.writeError(w, r, notFound("No restore of backup [%s] is running or recorded in Elasticsearch (only the latest restore of this installation is kept); start one with POST .../%s/restore.", id, id))
 		return
 	}
-	writeJSON(w, http.StatusOK, doc.restoreJob)
+	writeJSON(w, http.StatusOK, stored.doc.restoreJob)
 }

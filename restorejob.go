@@ -37,34 +37,19 @@ const (
 // restorePartStep is the step name of restoring part n (1-based).
 func restorePartStep(n int) string { return fmt.Sprintf("restore-part-%d", n) }
 
-// pastPointOfNoReturn tells whether a job at this step may have deleted or restored indices:
-// from there on it must be finished, not abandoned.
+// pastPointOfNoReturn tells whether a job at this step may have deleted or restored indices.
 func pastPointOfNoReturn(step string) bool {
 	return step == stepDelete || strings.HasPrefix(step, "restore-part-")
 }
 
-// partDone tells whether the job at step has finished restoring part n.
-func partDone(step string, n int) bool {
-	if step == stepDone {
-		return true
-	}
-	var cur int
-	if _, err := fmt.Sscanf(step, "restore-part-%d", &cur); err != nil {
-		return false
-	}
-	return cur > n
-}
-
-// jobRun is a restore job this process runs: its leased document in Elasticsearch, changed only
-// through update, so what the job acts on is always what is stored.
+// jobRun is a restore job this process runs, on its leased document.
 type jobRun struct {
 	*leasedJob[jobDoc, *jobDoc]
 }
 
 // newJobRun holds the restore job doc, stored at version ver (zero: not stored yet).
 func (s *server) newJobRun(doc jobDoc, ver jobVersion) *jobRun {
-	log := s.log.With("backup_id", doc.BackupID, "repository", s.cfg.Repository)
-	return &jobRun{newLeasedJob[jobDoc](s, s.jobDocID(), doc, ver, log)}
+	return &jobRun{newLeasedJob[jobDoc](s, s.jobDocID(), doc, ver, doc.BackupID)}
 }
 
 // step moves the job to a step; the step acts only after this returned nil.
@@ -84,8 +69,7 @@ func busyRestore(msg string) error {
 	return restoreRefused([]restoreCheck{{Name: "nothingRunning", Message: msg}})
 }
 
-// startRestore takes this installation's restore lock in Elasticsearch with the plan, and runs
-// the job in the background. A job that is active anywhere refuses it (409).
+// startRestore takes the installation's restore job with the plan, and runs it in the background.
 func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, stored storedJob) (restoreJob, error) {
 	if !s.restores.claim(restoreKey) {
 		return restoreJob{}, busyRestore("Another restore is running in this sidecar, or it is stopping; wait until it has finished.")
@@ -99,17 +83,8 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	if old := stored.doc; stored.found && old.active() {
 		return restoreJob{}, busyRestore(fmt.Sprintf("The restore of backup [%s] is %s (step %s); wait until it has finished (if its sidecar stopped, a running sidecar takes it over within a minute).", old.BackupID, old.State, old.Step))
 	}
-	if !stored.found {
-		if err := s.ensureJobsIndex(ctx); err != nil {
-			return restoreJob{}, err
-		}
-	}
-	doc := jobDoc{
-		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())},
-		Repository: s.cfg.Repository,
-		Plan:       plan,
-		ProgressAt: s.now().UnixMilli(),
-	}
+	doc := jobDoc{Repository: s.cfg.Repository, Plan: plan, ProgressAt: s.now().UnixMilli(),
+		restoreJob: restoreJob{BackupID: id, State: restorePending, Step: stepStarting, StartTime: ptr(s.now().UTC())}}
 	for _, p := range plan.Parts {
 		doc.Snapshots = append(doc.Snapshots, restoreProgress{SnapshotName: p.Snapshot, State: restorePending, ShardsTotal: p.Shards})
 	}
@@ -119,9 +94,8 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	} else if err != nil {
 		return restoreJob{}, err
 	}
-	// The job is taken; a DELETE that marked the backup before this point must win (see
-	// deleteMarks), and so must a drill that took its document (a drill takes its document,
-	// then reads the job): then the job ends FAILED, having done nothing.
+	// A DELETE or a drill that began before the job was taken wins: the job ends FAILED, having
+	// done nothing.
 	if err := s.nothingElseStarted(ctx, id); err != nil {
 		run.finish(ctx, fmt.Errorf("%w; nothing was changed", err), false)
 		return restoreJob{}, busyRestore(fmt.Sprintf("Cannot start now: %v; send the restore again once that has ended.", err))
@@ -137,8 +111,9 @@ func (s *server) startRestore(ctx context.Context, id string, plan restorePlan, 
 	return job, nil
 }
 
-// nothingElseStarted fails if a drill runs or a DELETE marked the backup: read after the job
-// was taken, so that of a restore and a drill or DELETE starting together one sees the other.
+// nothingElseStarted fails if a drill runs or a DELETE marked the backup. A restore reads them
+// after taking its job, a drill or a DELETE reads the job after taking its own document: with
+// Elasticsearch's realtime reads, of two starting together one always sees the other.
 func (s *server) nothingElseStarted(ctx context.Context, id string) error {
 	var drill drillDoc
 	_, drillFound, err := s.loadDoc(ctx, s.drillDocID(), &drill)
@@ -158,9 +133,7 @@ func (s *server) nothingElseStarted(ctx context.Context, id string) error {
 	return nil
 }
 
-// takeOverRestore makes this sidecar the owner of the job stored at version ver and runs it:
-// past the point of no return it is carried on; before, it is FAILED with its write block
-// lifted, since nothing was deleted yet and its checks may no longer hold.
+// takeOverRestore makes this sidecar the owner of the job stored at version ver and runs it.
 func (s *server) takeOverRestore(ctx context.Context, doc jobDoc, ver jobVersion) error {
 	if doc.Repository != s.cfg.Repository {
 		return fmt.Errorf("the restore job of backup [%s] uses repository [%s], this sidecar [%s]; a sidecar with CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME=%s resumes it", doc.BackupID, doc.Repository, s.cfg.Repository, doc.Repository)
@@ -178,8 +151,7 @@ func (s *server) takeOverRestore(ctx context.Context, doc jobDoc, ver jobVersion
 	return nil
 }
 
-// watchRestoreJobs runs in every sidecar and takes over an active restore job whose sidecar
-// let go of it (on shutdown) or went silent.
+// watchRestoreJobs takes over an active restore job whose sidecar let go of it or went silent.
 func (s *server) watchRestoreJobs(ctx context.Context) {
 	watchLeased[jobDoc](ctx, s, s.jobDocID(), jobDoc.active, func() bool { return s.restores.has(restoreKey) }, s.takeOverRestore)
 }
@@ -206,21 +178,20 @@ func (s *server) handleEndRestore(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, job)
 }
 
-// progressingWithin is how recent a job's last progress (a step begun, a shard or bytes
-// recovered) must be for DELETE .../restore to refuse ending it without ?force=true. It is
-// compared on this sidecar's clock with the owner's: a skew of seconds does not matter here.
+// progressingWithin: DELETE .../restore ends a job that progressed (a step, a shard, bytes) this
+// recently only with ?force=true. It compares two sidecars' clocks: a skew of seconds is fine.
 const progressingWithin = 2 * time.Minute
 
-// endRestore ends the active restore job of the backup at an operator's request: FAILED, "ended
-// by an operator", its write block lifted, nothing more deleted or restored. The owner, on
-// whichever replica, finds the job taken at its next write and stops. A job that made progress
-// within progressingWithin is refused (409) unless force.
+// endRestore ends the active restore job of the backup at an operator's request: FAILED, its
+// write block lifted, nothing more deleted or restored; its owner finds the job taken at its
+// next write and stops. A job that progressed within progressingWithin is refused unless force.
 func (s *server) endRestore(ctx context.Context, id string, force bool) (restoreJob, error) {
-	doc, ver, found, err := s.loadJob(ctx)
+	stored, err := s.loadJob(ctx)
+	doc := stored.doc
 	switch {
 	case err != nil:
 		return restoreJob{}, err
-	case !found || doc.BackupID != id:
+	case !stored.found || doc.BackupID != id:
 		return restoreJob{}, notFound("No restore of backup [%s] is running or recorded in Elasticsearch; there is nothing to end.", id)
 	case !doc.active():
 		return restoreJob{}, conflict("The restore of backup [%s] has already ended (%s); there is nothing to end.", id, doc.State)
@@ -228,7 +199,7 @@ func (s *server) endRestore(ctx context.Context, id string, force bool) (restore
 	if ago := s.now().Sub(time.UnixMilli(doc.ProgressAt)); !force && ago < progressingWithin {
 		return restoreJob{}, conflict("The restore of backup [%s] is making progress (step %s, last progress %v ago); wait for it, or end it anyway with DELETE .../%s/restore?force=true.", id, doc.Step, ago.Round(time.Second), id)
 	}
-	run := s.newJobRun(doc, ver)
+	run := s.newJobRun(doc, stored.ver)
 	reason := run.failureReason(doc, fmt.Errorf("ended by an operator (DELETE .../restore) at step %s; nothing more is deleted or restored", doc.Step))
 	if err := run.takeOver(ctx, func(d *jobDoc) {
 		d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, ptr(s.now().UTC())
@@ -256,9 +227,9 @@ func (s *server) endRestore(ctx context.Context, id string, force bool) (restore
 	return run.current().restoreJob, nil
 }
 
-// run carries out the job (resumed: taken over from another sidecar) while its lease is
-// renewed, lifts its write block if it failed before its point of no return, and records how
-// it ended.
+// run carries out the job while its lease is renewed, lifts its write block if it failed before
+// its point of no return, and records how it ended. A job resumed (taken over) before that
+// point fails instead: nothing was deleted yet, and its checks may no longer hold.
 func (r *jobRun) run(ctx context.Context, resumed bool) {
 	lifted := false
 	ctx, err := r.leasedJob.run(ctx, func(ctx context.Context) error {
@@ -295,9 +266,8 @@ func (r *jobRun) liftBlock(ctx context.Context, err error) (bool, error) {
 	return true, err
 }
 
-// finish records how the job ended. A job stopped past the point of no return (by shutdown, or
-// a lease that expired) is handed over instead (owner cleared), so that a sidecar resumes it
-// at once.
+// finish records how the job ended. One stopped past the point of no return (by shutdown or an
+// expired lease) is handed over instead (owner cleared), for a sidecar to resume at once.
 func (r *jobRun) finish(ctx context.Context, err error, lifted bool) {
 	if lost(ctx, err) {
 		// Another sidecar owns the job now: it records the end, not this one.
@@ -364,16 +334,15 @@ func (r *jobRun) steps(ctx context.Context) error {
 		}
 	}
 	if r.current().Step == stepDelete {
-		if err := r.retrying(ctx, "delete the replaced indices", func() error { return r.deleteReplaced(ctx) }); err != nil {
+		if err := r.s.retrying(ctx, r.log, "delete the replaced indices", func() error { return r.deleteReplaced(ctx) }); err != nil {
 			return err
 		}
 	}
-	for i := range plan.Parts {
-		if partDone(r.current().Step, i+1) {
-			continue
-		}
-		if r.current().Step != restorePartStep(i+1) {
-			if err := r.retrying(ctx, "record step "+restorePartStep(i+1), func() error { return r.step(ctx, restorePartStep(i+1)) }); err != nil {
+	var at int // the part a resumed job was restoring; 0 when its step is not a part's
+	fmt.Sscanf(r.current().Step, "restore-part-%d", &at)
+	for i := max(at, 1) - 1; i < len(plan.Parts); i++ {
+		if step := restorePartStep(i + 1); r.current().Step != step {
+			if err := r.s.retrying(ctx, r.log, "record step "+step, func() error { return r.step(ctx, step) }); err != nil {
 				return err
 			}
 		}
@@ -381,14 +350,7 @@ func (r *jobRun) steps(ctx context.Context) error {
 			return err
 		}
 	}
-	return r.retrying(ctx, "check the installation after the restore", func() error { return r.checkNothingElse(ctx) })
-}
-
-// retrying runs act until it succeeds, fails for good, or the wait deadline passes: past the
-// point of no return a passing fault (a lost answer, a busy or restarting cluster, a snapshot
-// that holds the indices for a moment) must not leave the installation half restored.
-func (r *jobRun) retrying(ctx context.Context, what string, act func() error) error {
-	return r.s.retrying(ctx, r.log, what, act)
+	return r.s.retrying(ctx, r.log, "check the installation after the restore", func() error { return r.checkNothingElse(ctx) })
 }
 
 // retrying runs act until it succeeds, fails for good (not transient), or
@@ -409,17 +371,11 @@ func (s *server) retrying(ctx context.Context, log *slog.Logger, what string, ac
 	}
 }
 
-// transient tells whether an error may pass by itself: no answer, a gateway's or a busy
-// cluster's 5xx or 429, indices held by a running snapshot, or errNotYet.
+// transient tells whether an error may pass by itself: no answer, a 429, transientTypes, errNotYet.
 func transient(err error) bool {
-	if errors.Is(err, errNotYet) {
-		return true
-	}
 	var ee *esError
-	if errors.As(err, &ee) {
-		return answerLost(err) || ee.Status == http.StatusTooManyRequests || slices.Contains(transientTypes, ee.Type)
-	}
-	return errors.Is(err, errESUnreachable)
+	return errors.Is(err, errNotYet) || answerLost(err) ||
+		errors.As(err, &ee) && (ee.Status == http.StatusTooManyRequests || slices.Contains(transientTypes, ee.Type))
 }
 
 // transientTypes are Elasticsearch errors that pass by themselves (a busy or re-electing
@@ -430,9 +386,8 @@ var transientTypes = []string{"es_rejected_execution_exception", "process_cluste
 	"concurrent_snapshot_execution_exception", "no_shard_available_action_exception"}
 
 // safetyBackup puts a write block on the indices to replace (so nothing written after the
-// snapshot began can be lost) and takes a backup of exactly them, part 1 with the import
-// indices, then part 2 with the rest; a part with no index is left out, so a half-restored
-// installation can be replaced too. It returns once every part is SUCCESS.
+// snapshot began can be lost) and backs up exactly them, until SUCCESS: part 1 the import
+// indices, part 2 the rest, a part with no index left out (a half-restored installation).
 func (r *jobRun) safetyBackup(ctx context.Context) error {
 	s := r.s
 	id := strings.ReplaceAll("safety-"+strings.ToLower(s.now().UTC().Format("20060102t150405.000z")), ".", "")
@@ -443,10 +398,11 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		return err
 	}
 	plan := r.current().Plan
-	if err := s.checkUUIDs(ctx, plan, false); err != nil {
-		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
+	err := s.checkUUIDs(ctx, plan, false)
+	if err == nil {
+		err = s.setWriteBlock(ctx, liftable(plan), true, r.guard)
 	}
-	if err := s.setWriteBlock(ctx, liftable(plan), true, r.guard); err != nil {
+	if err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
 	}
 	version, err := s.optimizeVersion(ctx)
@@ -454,14 +410,8 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		version = plan.Version // a half-restored installation may have no metadata index
 	}
 	in := newInstallation(s.cfg.IndexPrefix, nil)
-	var imports, rest []string
-	for _, ix := range plan.Replace {
-		if in.isImport(ix) {
-			imports = append(imports, ix)
-		} else {
-			rest = append(rest, ix)
-		}
-	}
+	imports := slices.DeleteFunc(slices.Clone(plan.Replace), func(ix string) bool { return !in.isImport(ix) })
+	rest := slices.DeleteFunc(slices.Clone(plan.Replace), in.isImport)
 	for part, indices := range [][]string{imports, rest} {
 		if len(indices) == 0 {
 			continue
@@ -506,9 +456,8 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snap snapshot, 
 	return snap, err
 }
 
-// confirm reads the backup again right before the first delete: it must still be COMPLETED,
-// with exactly the snapshots the plan was made of (same names and UUIDs: not deleted and
-// taken again under the same ID).
+// confirm reads the backup again right before the first delete: still COMPLETED, with exactly
+// the planned snapshots (by UUID: not deleted and taken again under the same ID).
 func (r *jobRun) confirm(ctx context.Context) error {
 	if err := r.step(ctx, stepConfirm); err != nil {
 		return err
@@ -535,9 +484,8 @@ func (r *jobRun) confirm(ctx context.Context) error {
 	return r.s.checkUUIDs(ctx, doc.Plan, false)
 }
 
-// deleteReplaced deletes the planned indices that still exist, after checking that each is
-// still the index that was checked and backed up (same UUID): an index deleted and created
-// again since (by Optimize, say) is in no snapshot and is not deleted.
+// deleteReplaced deletes the planned indices still there, once each is found to be the one
+// backed up (same UUID): one created again since (by Optimize, say) is in no snapshot.
 func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	plan := r.current().Plan
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
@@ -546,8 +494,7 @@ func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	return r.s.deleteIndices(ctx, plan.Replace, r.guard)
 }
 
-// restorePart restores the indices of part i that do not exist yet and follows the snapshot's
-// recovery until every shard is done, within the restore wait deadline.
+// restorePart restores the indices of part i that do not exist yet and follows their recovery.
 func (r *jobRun) restorePart(ctx context.Context, i int) error {
 	part := r.current().Plan.Parts[i]
 	existing, err := r.s.existingIndices(ctx, part.Indices)
@@ -578,14 +525,13 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 }
 
 // restorePartRepairing restores part i. An index of it that Elasticsearch cannot recover (a
-// node that crashed mid-restore left its shard's files cut off) is one this job created from
-// the snapshot: it is deleted and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times.
-// Then the job fails, the failed indices deleted all the same (they hold nothing of value, and
-// a red index would fail the safety backup of the next restore).
+// node crashed mid-restore, cutting its shard's files off) was created by this job: it is deleted
+// and restored again, up to OPTIMIZE_BACKUP_RESTORE_REPAIRS times; then the job fails, deleting
+// them all the same (they hold nothing of value; a red index would fail the next safety backup).
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
-		err := r.retrying(ctx, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
+		err := r.s.retrying(ctx, r.log, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
 		var failure *shardFailure
 		if !errors.As(err, &failure) {
 			return err
@@ -596,7 +542,7 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 			done = max(done, repairs[f.Index])
 		}
 		r.log.Warn("indices this restore created cannot recover; deleting them", "err", err, "repairs_done", done)
-		if err := r.retrying(ctx, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
+		if err := r.s.retrying(ctx, r.log, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
 			return err
 		}
 		if done >= r.s.cfg.RestoreRepairs {
@@ -641,9 +587,8 @@ func (r *jobRun) discard(ctx context.Context, failed []failedIndex) error {
 	})
 }
 
-// checkExisting fails unless every index of the part that exists was restored from its
-// snapshot (by this job, before it was resumed): anything else means someone created it, and
-// it is left alone.
+// checkExisting fails unless every existing index of the part was restored from its snapshot
+// (by this job, before a resume): anything else someone created, and it is left alone.
 func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []string) error {
 	if len(existing) == 0 {
 		return nil
@@ -662,8 +607,6 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 			continue // restored by this job before (its shards may have moved since)
 		}
 		if len(rec[ix].Shards) == 0 {
-			// Created by a restore whose answer this job did not see: its shards show their
-			// recovery source a moment later, unless the restore failed (a crash).
 			return r.justRestored(ctx, ix)
 		}
 		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
@@ -713,10 +656,9 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 	})
 }
 
-// justRestored judges an index of the part that exists, without a recovery to show, and whose
-// UUID the job has not recorded: created by the job's last restore request, whose answer (or
-// the record of it) was lost. If Elasticsearch cannot recover it (the node crashed under the
-// restore), it is the job's to repair; else its recovery shows a moment later.
+// justRestored judges an existing index of the part with no recovery to show and no recorded
+// UUID: created by the job's last restore request, whose answer was lost. If Elasticsearch
+// cannot recover it (a crash under the restore), it is the job's to repair; else errNotYet.
 func (r *jobRun) justRestored(ctx context.Context, ix string) error {
 	if slices.Contains(r.current().Restoring, ix) {
 		health, err := r.s.indicesHealth(ctx, []string{ix})
@@ -744,8 +686,7 @@ func (r *jobRun) appeared(ctx context.Context, indices []string) bool {
 	}
 }
 
-// checkNothingElse fails a restore after which the installation holds indices that are not
-// from the backup: something created them meanwhile, and the installation is a mix.
+// checkNothingElse fails a restore after which the installation holds indices not from the backup.
 func (r *jobRun) checkNothingElse(ctx context.Context) error {
 	_, part1, part2, err := r.s.installationIndices(ctx)
 	if err != nil {
