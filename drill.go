@@ -127,6 +127,7 @@ func (s *server) handleVerifyStatus(w http.ResponseWriter, r *http.Request) {
 	var doc drillDoc
 	_, found, err := s.loadDoc(r.Context(), s.drillDocID(), &doc)
 	if err == nil && (!found || doc.BackupID != id) {
+		doc = drillDoc{} // the decoder keeps fields the result leaves out: none of another drill's
 		_, found, err = s.loadDoc(r.Context(), s.drillResultDocID(id), &doc)
 		found = found && doc.BackupID == id
 	}
