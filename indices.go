@@ -357,12 +357,16 @@ type indexHealth struct {
 type unassignedInfo struct {
 	Reason  string `json:"reason"`
 	Details string `json:"details"`
+	// AllocationStatus no_valid_shard_copy: no node holds a usable copy (after a crash, a
+	// shard cut off mid-restore); Elasticsearch will never allocate it by itself.
+	AllocationStatus string `json:"allocation_status"`
 }
 
 // healthFields are the fields indicesHealth reads of the cluster state.
 var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
-	"routing_table.indices.*.shards.*.unassigned_info.details", "restore.snapshots.indices"}
+	"routing_table.indices.*.shards.*.unassigned_info.details", "routing_table.indices.*.shards.*.unassigned_info.allocation_status",
+	"restore.snapshots.indices"}
 
 // indicesHealth reads the indexHealth of these indices, one cluster-state request a batch; an
 // index that does not exist is left out.

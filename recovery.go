@@ -101,8 +101,8 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 }
 
 // failedIndex is an index whose restore Elasticsearch will not finish by itself: gone, or with a
-// primary whose allocation failed (a node that crashed mid-restore cut its shard's files off),
-// or that is unassigned while no restore in progress holds it.
+// primary whose allocation or recovery failed (a node that crashed mid-restore cut its shard's
+// files off, and recovering them from the local store fails).
 type failedIndex struct {
 	Index, UUID string
 	// Reason is Elasticsearch's reason, or what the sidecar saw.
@@ -137,9 +137,12 @@ func failedIndices(indices []string, health map[string]indexHealth, owned map[st
 			failed = append(failed, failedIndex{Index: ix, Reason: "the index is gone: something deleted it"})
 			continue
 		}
+		// Only a primary whose allocation or recovery Elasticsearch tried and failed, or for
+		// which no node holds a usable copy: one it has yet to allocate (fetching its store
+		// after a restart, throttled, delayed) is slow, not failed.
 		for _, u := range h.Unassigned {
-			if u.Reason == "ALLOCATION_FAILED" || !h.Restoring {
-				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s: %s", u.Reason, esReasonOf(u.Details))})
+			if u.Reason == "ALLOCATION_FAILED" || u.AllocationStatus == "no_valid_shard_copy" {
+				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s: %s", u.Reason, u.AllocationStatus, esReasonOf(u.Details))})
 				break
 			}
 		}
