@@ -161,11 +161,26 @@ func TestIntegrationDrillDamagedRepository(t *testing.T) {
 		Settings struct{ Location string } `json:"settings"`
 	}
 	json.Unmarshal(es.must("GET", "/_snapshot/"+repo, ""), &settings)
+	damageRepository(t, settings[repo].Settings.Location, 1024)
+	if status, b := sc.call("POST", "/actuator/backups/3/verify", ""); status != 202 {
+		t.Fatalf("POST verify: got %d %s; want 202", status, b)
+	}
+	r := sc.waitDrill("3")
+	if r.State != drillFailed || r.FailureReason == nil || !strings.Contains(*r.FailureReason, "could not be restored") {
+		t.Errorf("drill of a damaged backup: got %+v; want FAILED naming shards that could not be restored", r)
+	}
+	es.assertDrillLeftNothing(t, before)
+}
+
+// damageRepository flips bytes in the middle of every data file of an fs repository larger
+// than minSize, as a failing disk would, and fails the test if it found none.
+func damageRepository(t *testing.T, location string, minSize int64) {
+	t.Helper()
 	damaged := 0
-	filepath.Walk(filepath.Join(settings[repo].Settings.Location, "indices"), func(path string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && strings.HasPrefix(fi.Name(), "__") && fi.Size() > 1024 {
+	filepath.Walk(filepath.Join(location, "indices"), func(path string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && strings.HasPrefix(fi.Name(), "__") && fi.Size() > minSize {
 			b, _ := os.ReadFile(path)
-			for i := len(b) / 2; i < len(b)/2+64; i++ {
+			for i := len(b) / 2; i < len(b)/2+32; i++ {
 				b[i] ^= 0xFF
 			}
 			if os.WriteFile(path, b, fi.Mode()) == nil {
@@ -177,14 +192,6 @@ func TestIntegrationDrillDamagedRepository(t *testing.T) {
 	if damaged == 0 {
 		t.Fatal("found no data file to damage in the repository")
 	}
-	if status, b := sc.call("POST", "/actuator/backups/3/verify", ""); status != 202 {
-		t.Fatalf("POST verify: got %d %s; want 202", status, b)
-	}
-	r := sc.waitDrill("3")
-	if r.State != drillFailed || r.FailureReason == nil || !strings.Contains(*r.FailureReason, "could not be restored") {
-		t.Errorf("drill of a damaged backup: got %+v; want FAILED naming shards that could not be restored", r)
-	}
-	es.assertDrillLeftNothing(t, before)
 }
 
 // TestIntegrationDrillAbandoned leaves a drill as a killed sidecar would (SIGKILL: its

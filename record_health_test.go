@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -53,23 +52,7 @@ func TestRecordShardHealth(t *testing.T) {
 		r.save(fmt.Sprintf("shards-restoring-%d", n+1), "part "+fmt.Sprint(n+1)+"'s index while a restore (throttled to 1 KB/s) recovers it", "GET", "/_cluster/state/metadata,routing_table,customs/"+index+"?"+healthQuery(), "")
 	}
 
-	damaged := 0
-	filepath.Walk(filepath.Join(repos["record-health-damaged"], "indices"), func(path string, fi os.FileInfo, err error) error {
-		if err == nil && !fi.IsDir() && strings.HasPrefix(fi.Name(), "__") {
-			if b, err := os.ReadFile(path); err == nil && len(b) > 64 {
-				for i := len(b) / 2; i < len(b)/2+32 && i < len(b); i++ {
-					b[i] ^= 0xFF
-				}
-				if os.WriteFile(path, b, fi.Mode()) == nil {
-					damaged++
-				}
-			}
-		}
-		return nil
-	})
-	if damaged == 0 {
-		t.Fatal("found no data file to damage in the repository")
-	}
+	damageRepository(t, repos["record-health-damaged"], 64)
 	r.must("DELETE", "/"+part2, "")
 	r.must("POST", "/_snapshot/record-health-damaged/health/_restore?wait_for_completion=true", `{"indices":"`+part2+`","include_global_state":false}`)
 	for i := 0; ; i++ {
