@@ -355,7 +355,7 @@ func (d *drillRun) steps(ctx context.Context) error {
 	if err := d.step(ctx, "clean-up-before"); err != nil {
 		return err
 	}
-	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, 0); err != nil {
+	if err := d.s.deleteDrillIndices(ctx, d.temporaryNames(), d.confirmed(ctx), 0); err != nil {
 		return err
 	}
 	for i, sn := range d.current().Snapshots {
@@ -416,7 +416,7 @@ func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) err
 			indices, temporary = append(indices, ix.Index), append(temporary, ix.TemporaryIndex)
 		}
 	}
-	if err := d.guard(); err != nil {
+	if err := d.confirmed(ctx)(); err != nil {
 		return err
 	}
 	shards, err := s.restoreToTemporary(ctx, sn.Snapshot, indices, s.drillIndexPrefix())
@@ -424,10 +424,19 @@ func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) err
 		// The answer was lost (a gateway that cuts long requests, a dropped connection): the
 		// restore may run all the same. Follow it from the recovery of the temporary indices.
 		s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", sn.Snapshot, "err", err)
+		if ok, aerr := s.appeared(ctx, temporary); aerr != nil {
+			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost (%v), then: %w", sn.Snapshot, err, aerr)
+		} else if !ok {
+			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost (%v) and its indices did not appear within %v: the restore did not start", sn.Snapshot, err, s.cfg.ESTimeout)
+		}
 		part := planPart{Snapshot: sn.Snapshot, Indices: temporary, Shards: sn.ShardsTotal}
 		log := s.log.With("snapshot", sn.Snapshot)
+		watch := newStallWatch("the drill's restore of snapshot "+sn.Snapshot, s.cfg.RestoreStallTimeout)
 		if err := s.retrying(ctx, log, "follow the drill's restore", func() error {
-			return s.followRecovery(ctx, log, part, nil, func(restoreProgress) error { return nil })
+			if err := watch.stalled(time.Now()); err != nil {
+				return err
+			}
+			return s.followRecovery(ctx, log, part, nil, watch, func(restoreProgress) error { return nil })
 		}); err != nil {
 			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost, then: %w", sn.Snapshot, err)
 		}
@@ -520,7 +529,7 @@ func (d *drillRun) finish(ctx context.Context, err error) {
 	if err != nil {
 		settle = drillSettleTime
 	}
-	if cleanupErr := s.deleteDrillIndices(ctx, d.temporaryNames(), d.guard, settle); cleanupErr != nil {
+	if cleanupErr := s.deleteDrillIndices(ctx, d.temporaryNames(), d.confirmed(ctx), settle); cleanupErr != nil {
 		left = d.temporaryNames()
 		s.log.Error("drill: cannot delete its temporary indices; delete them by hand (a later drill also deletes them)", "indices", left, "err", cleanupErr)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -170,18 +171,22 @@ func (s *server) setWriteBlock(ctx context.Context, names []string, on bool, che
 	return nil
 }
 
-// indexFacts is what a restore records of an index it will replace.
+// indexFacts is what a restore records of an index it will replace or has restored.
 type indexFacts struct {
 	UUID         string
 	WriteBlocked bool
+	// CreatedMillis is index.creation_date. A restore keeps the date the index had in the
+	// snapshot, so an index restored from a snapshot was created before the snapshot began,
+	// and one created since (by Optimize, by anyone) after: see jobRun.fromSnapshot.
+	CreatedMillis int64
 }
 
-// indexSettings reads the UUID and write block of exactly these indices, in batches; indices
-// that do not exist are left out.
+// indexSettings reads the UUID, write block and creation date of exactly these indices, in
+// batches; indices that do not exist are left out.
 func (s *server) indexSettings(ctx context.Context, names []string) (map[string]indexFacts, error) {
 	out := map[string]indexFacts{}
 	for _, batch := range batches(names) {
-		req := esapi.IndicesGetSettingsRequest{Index: segs(batch), Name: []string{"index.uuid", "index.blocks.write"},
+		req := esapi.IndicesGetSettingsRequest{Index: segs(batch), Name: []string{"index.uuid", "index.blocks.write", "index.creation_date"},
 			IgnoreUnavailable: new(true), FlatSettings: new(true), ExpandWildcards: "all"}
 		var answer map[string]struct {
 			Settings map[string]string `json:"settings"`
@@ -190,7 +195,8 @@ func (s *server) indexSettings(ctx context.Context, names []string) (map[string]
 			return nil, fmt.Errorf("read the settings of %s: %w", strings.Join(batch, ","), err)
 		}
 		for name, ix := range answer {
-			out[name] = indexFacts{UUID: ix.Settings["index.uuid"], WriteBlocked: ix.Settings["index.blocks.write"] == "true"}
+			created, _ := strconv.ParseInt(ix.Settings["index.creation_date"], 10, 64) // 0, never a snapshot's, if unreadable
+			out[name] = indexFacts{UUID: ix.Settings["index.uuid"], WriteBlocked: ix.Settings["index.blocks.write"] == "true", CreatedMillis: created}
 		}
 	}
 	return out, nil
@@ -357,16 +363,18 @@ type indexHealth struct {
 type unassignedInfo struct {
 	Reason  string `json:"reason"`
 	Details string `json:"details"`
-	// AllocationStatus no_valid_shard_copy: no node holds a usable copy (after a crash, a
-	// shard cut off mid-restore); Elasticsearch will never allocate it by itself.
+	// AllocationStatus is the outcome of Elasticsearch's last try: no_valid_shard_copy (no node
+	// holds a usable copy), deciders_no (it will not try again: its retries are used up, or the
+	// restore it came from has ended), or one that passes (throttled, fetching_shard_data, ...).
 	AllocationStatus string `json:"allocation_status"`
+	FailedAttempts   int    `json:"failed_attempts"`
 }
 
 // healthFields are the fields indicesHealth reads of the cluster state.
 var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
 	"routing_table.indices.*.shards.*.unassigned_info.details", "routing_table.indices.*.shards.*.unassigned_info.allocation_status",
-	"restore.snapshots.indices"}
+	"routing_table.indices.*.shards.*.unassigned_info.failed_attempts", "restore.snapshots.indices"}
 
 // indicesHealth reads the indexHealth of these indices, one cluster-state request a batch; an
 // index that does not exist is left out.

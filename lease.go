@@ -116,6 +116,19 @@ func (j *leasedJob[D, P]) guard() error {
 	return nil
 }
 
+// confirmed is the check before each destructive request (a delete, a block, a restore, a
+// snapshot): guard, then a compare-and-set write that finds the document still this sidecar's.
+// An operator's end (DELETE .../restore) or a take-over since the last heartbeat is seen here,
+// before the request: only a request already sent can land after it.
+func (j *leasedJob[D, P]) confirmed(ctx context.Context) func() error {
+	return func() error {
+		if err := j.guard(); err != nil {
+			return err
+		}
+		return j.update(ctx, func(P) {})
+	}
+}
+
 // start stores doc as a new job owned by this sidecar: created (op_type=create, with the jobs
 // index if need be) when ver is the zero version, else written over the finished job stored at
 // ver. errLeaseTaken means another sidecar started one first.

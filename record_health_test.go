@@ -50,6 +50,7 @@ func TestRecordShardHealth(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	for n, index := range []string{part1, part2} {
 		r.save(fmt.Sprintf("shards-restoring-%d", n+1), "part "+fmt.Sprint(n+1)+"'s index while a restore (throttled to 1 KB/s) recovers it", "GET", "/_cluster/state/metadata,routing_table,customs/"+index+"?"+healthQuery(), "")
+		r.save(fmt.Sprintf("settings-restoring-%d", n+1), "part "+fmt.Sprint(n+1)+"'s index while a restore recovers it: its UUID and creation date (kept from the snapshot)", "GET", "/"+index+"/_settings/index.uuid,index.blocks.write,index.creation_date?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
 	}
 
 	damageRepository(t, repos["record-health-damaged"], 64)
@@ -68,6 +69,14 @@ func TestRecordShardHealth(t *testing.T) {
 	r.must("PUT", "/rec-red?wait_for_active_shards=0", `{"settings":{"number_of_shards":1,"number_of_replicas":0,"index.routing.allocation.require._name":"no-such-node"}}`)
 	r.save("cluster-health-red", "an index whose primary no node may hold: the cluster is red", "GET", "/_cluster/health?filter_path=status", "")
 	r.must("DELETE", "/rec-red", "")
-	r.save("settings-failed", "part 2's index after its restore from damaged files failed: its UUID", "GET", "/"+part2+"/_settings/index.uuid,index.blocks.write?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
-	r.save("shards-failed", "part 2's index after its restore from damaged files failed: primary unassigned, ALLOCATION_FAILED, no restore in progress", "GET", "/_cluster/state/metadata,routing_table,customs/"+part2+"?"+healthQuery(), "")
+	r.save("settings-failed", "part 2's index after its restore from damaged files failed: its UUID", "GET", "/"+part2+"/_settings/index.uuid,index.blocks.write,index.creation_date?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
+	r.save("shards-failed", "part 2's index after its restore from damaged files failed: primary unassigned, ALLOCATION_FAILED, no restore in progress for it", "GET", "/_cluster/state/metadata,routing_table,customs/"+part2+"?"+healthQuery(), "")
+}
+
+// TestRecordIndexSettings records the settings a restore reads of the installation's indices
+// (load-data.sh): UUID, write block and creation date (make record).
+func TestRecordIndexSettings(t *testing.T) {
+	r := recordingES(t)
+	r.save("settings-installation", "UUID, write block and creation date of the optimize installation's indices, as a replace-restore reads them", "GET",
+		"/optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings/index.uuid,index.blocks.write,index.creation_date?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
 }

@@ -337,8 +337,6 @@ func TestRecordRestoreJobs(t *testing.T) {
 	r.save("resolve-installations", "indices of optimize-* with optimize-east and optimize-logs-2026.11 (load-data.sh)", "GET", "/_resolve/index/optimize-*?expand_wildcards=all&filter_path=indices.name,aliases.name", "")
 	r.save("indices-exist", "which of two names exist", "GET", "/_resolve/index/optimize-import-index_v3,optimize-nothing_v1?expand_wildcards=all&filter_path=indices.name&ignore_unavailable=true", "")
 
-	r.save("settings-installation", "UUID and write block of the optimize installation's indices, as a replace-restore reads them", "GET",
-		"/optimize-import-index_v3,optimize-position-based-import-index_v2,optimize-timestamp-based-import-index_v4,optimize-collection_v5,optimize-dashboard_v8,optimize-external-process-variable_v2-000001,optimize-metadata_v3,optimize-process-definition_v6,optimize-process-instance-invoice_v8,optimize-process-instance-order-fulfilment_v8,optimize-process-instance-shipping_v8,optimize-single-process-report_v10/_settings/index.uuid,index.blocks.write?expand_wildcards=all&flat_settings=true&ignore_unavailable=true", "")
 	r.save("indices-exist-none", "which of two names exist: none", "GET", "/_resolve/index/optimize-nothing_v1,optimize-nothing_v2?expand_wildcards=all&filter_path=indices.name&ignore_unavailable=true", "")
 
 	// Part 1 of backups 1 and nightly just done, as the part-2 starter reads it before and

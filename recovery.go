@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -12,12 +13,21 @@ import (
 
 // followRecovery reads the recovery of a part's indices until every shard of its snapshot is
 // done, handing each reading to progress; restored are the indices the reader restored, by UUID
-// (nil: all of them). An index Elasticsearch will not recover ends the wait (*shardFailure), and
-// so does a recovery without progress for OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
-func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, progress func(restoreProgress) error) error {
-	return s.waitUntil(ctx, log, "the restore of snapshot "+part.Snapshot, s.cfg.RestoreStallTimeout, func() (bool, string, error) {
+// (nil: every index of the part is the reader's, as a drill's temporary indices are). The wait
+// ends with a *shardFailure for an index of the reader's that Elasticsearch will not recover,
+// with an error for an index of the part's name that is not the reader's (another UUID), and
+// when watch sees no progress for its limit.
+func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part planPart, restored map[string]string, watch *stallWatch, progress func(restoreProgress) error) error {
+	return s.waitUntil(ctx, log, watch, func() (bool, string, error) {
 		rec, err := s.recovery(ctx, part.Indices)
 		if err != nil {
+			return false, "", err
+		}
+		health, err := s.indicesHealth(ctx, part.Indices)
+		if err != nil {
+			return false, "", err
+		}
+		if err := foreignIndex(part.Indices, health, restored); err != nil {
 			return false, "", err
 		}
 		p := restoreProgressOf(part, rec, restored)
@@ -27,10 +37,6 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 		if p.State == restoreCompleted {
 			return true, "", nil
 		}
-		health, err := s.indicesHealth(ctx, part.Indices)
-		if err != nil {
-			return false, "", err
-		}
 		if err := failedIndices(part.Indices, health, restored); err != nil {
 			return false, "", err
 		}
@@ -38,31 +44,62 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 	})
 }
 
+// stallWatch is how a wait knows whether its work moves: when the progress it reads last
+// changed, and since when the work is waited for. One outlives the retries of a wait, so that a
+// passing fault (a 429, a lost answer, an index not there yet) restarts neither the stall
+// timeout nor the "since" of the logs and of the job's status.
+type stallWatch struct {
+	what         string
+	limit        time.Duration // 0: none
+	since, moved time.Time
+	progress     string
+}
+
+// newStallWatch watches work described by what, from now on, with this stall limit (0: none).
+func newStallWatch(what string, limit time.Duration) *stallWatch {
+	now := time.Now()
+	return &stallWatch{what: what, limit: limit, since: now, moved: now}
+}
+
+// see records one reading of the progress.
+func (w *stallWatch) see(progress string, now time.Time) {
+	if progress != w.progress {
+		w.progress, w.moved = progress, now
+	}
+}
+
+// stalled is the error of work whose progress has not changed for the limit, else nil.
+func (w *stallWatch) stalled(now time.Time) error {
+	if w.limit == 0 || now.Sub(w.moved) <= w.limit {
+		return nil
+	}
+	return fmt.Errorf("%s made no progress for %v (OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT): %s; see GET _cluster/allocation/explain",
+		w.what, w.limit, cmp.Or(w.progress, "its progress could not be read"))
+}
+
 // waitUntil polls work Elasticsearch does (a snapshot, a restore) until it is done or fails,
-// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or the progress poll reports has not changed for
-// stall (if not 0). It reads sooner while the work is young (pollWait), and logs what it waits
-// for at least once a minute, so that no wait is silent.
-func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, stall time.Duration, poll func() (done bool, progress string, err error)) error {
+// OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT passes, or watch sees it stalled. It reads sooner while
+// the work is young (pollWait), and logs what it waits for at least once a minute, so that no
+// wait is silent.
+func (s *server) waitUntil(ctx context.Context, log *slog.Logger, watch *stallWatch, poll func() (done bool, progress string, err error)) error {
 	started := time.Now()
-	logged, moved, last := started, started, ""
+	logged := started
 	for {
 		done, progress, err := poll()
 		if err != nil || done {
 			return err
 		}
 		now := time.Now()
-		if progress != last {
-			last, moved = progress, now
-		}
+		watch.see(progress, now)
 		if now.Sub(logged) >= time.Minute {
-			log.Info("waiting", "for", what, "progress", progress, "since", started.UTC().Format(time.RFC3339))
+			log.Info("waiting", "for", watch.what, "progress", progress, "since", watch.since.UTC().Format(time.RFC3339))
 			logged = now
 		}
-		switch {
-		case now.Sub(started) > s.cfg.RestoreWaitTimeout:
-			return fmt.Errorf("%s is not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %s", what, s.cfg.RestoreWaitTimeout, progress)
-		case stall > 0 && now.Sub(moved) > stall:
-			return fmt.Errorf("%s made no progress for %v (OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT): %s; see GET _cluster/allocation/explain", what, stall, progress)
+		if now.Sub(started) > s.cfg.RestoreWaitTimeout {
+			return fmt.Errorf("%s is not done after %v (OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT): %s", watch.what, s.cfg.RestoreWaitTimeout, progress)
+		}
+		if err := watch.stalled(now); err != nil {
+			return err
 		}
 		if err := sleepCtx(ctx, pollWait(now.Sub(started), s.cfg.PollInterval)); err != nil {
 			return err
@@ -72,15 +109,17 @@ func (s *server) waitUntil(ctx context.Context, log *slog.Logger, what string, s
 
 // restoreProgressOf is how far the restore of one snapshot is (a pure function): its primaries
 // DONE recovering from exactly this snapshot, out of its shards, and their bytes; a primary of an
-// index in restored that has since moved or restarted (a peer or local recovery) counts too.
+// index the reader restored (restored; nil: all) that has since moved or restarted (a peer or
+// local recovery) counts too. The caller checked that each such index is the one restored (UUID).
 func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]string) restoreProgress {
 	p := restoreProgress{SnapshotName: part.Snapshot, State: restoreRunning, ShardsTotal: part.Shards}
 	for _, ix := range part.Indices {
+		mine := restored == nil || restored[ix] != ""
 		done := map[int]bool{} // a relocating primary shows twice (source and target): count its shard once
 		for _, sh := range rec[ix].Shards {
 			fromPart := sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot
 			// An empty store is a new index, not one restored: it never counts.
-			moved := (sh.Type == "PEER" || sh.Type == "EXISTING_STORE") && restored[ix] != ""
+			moved := (sh.Type == "PEER" || sh.Type == "EXISTING_STORE") && mine
 			if !sh.Primary || !fromPart && !moved {
 				continue
 			}
@@ -98,6 +137,17 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 		p.State = restoreCompleted
 	}
 	return p
+}
+
+// foreignIndex fails if an index the reader restored (restored, by UUID) now has another UUID:
+// something deleted it and created another of the name, which is no one's to count or repair.
+func foreignIndex(indices []string, health map[string]indexHealth, restored map[string]string) error {
+	for _, ix := range indices {
+		if h, exists := health[ix]; exists && restored[ix] != "" && h.UUID != restored[ix] {
+			return fmt.Errorf("index %s is not the index this restore created (UUID %s, restored %s): something deleted it and created another (is Optimize running?); it was left as it is", ix, h.UUID, restored[ix])
+		}
+	}
+	return nil
 }
 
 // failedIndex is an index whose restore Elasticsearch will not finish by itself: gone, or with a
@@ -125,24 +175,27 @@ func (e *shardFailure) Error() string {
 }
 
 // failedIndices returns those of these indices that Elasticsearch will not restore by itself,
-// as a *shardFailure, or nil; owned are the caller's indices, by UUID (nil: all). It is pure.
-func failedIndices(indices []string, health map[string]indexHealth, owned map[string]string) error {
+// as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). Only a
+// primary whose allocation Elasticsearch tried, failed and will not try again, or for which no
+// node holds a usable copy, is failed: one it has yet to allocate (fetching its store after a
+// restart, throttled, delayed, or retrying after a first failure) is slow. It is pure.
+func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string) error {
 	var failed []failedIndex
 	for _, ix := range indices {
 		h, exists := health[ix]
-		if owned != nil && (owned[ix] == "" || exists && h.UUID != owned[ix]) {
-			continue // not an index the caller created: never its to repair
-		}
-		if !exists {
+		switch {
+		case restored != nil && restored[ix] == "", exists && restored != nil && h.UUID != restored[ix]:
+			continue // not an index the caller created: never its to repair (see foreignIndex)
+		case !exists && restored == nil:
+			failed = append(failed, failedIndex{Index: ix, Reason: "the index does not exist: its restore never created it, or something deleted it"})
+			continue
+		case !exists:
 			failed = append(failed, failedIndex{Index: ix, Reason: "the index is gone: something deleted it"})
 			continue
 		}
-		// Only a primary whose allocation or recovery Elasticsearch tried and failed, or for
-		// which no node holds a usable copy: one it has yet to allocate (fetching its store
-		// after a restart, throttled, delayed) is slow, not failed.
 		for _, u := range h.Unassigned {
-			if u.Reason == "ALLOCATION_FAILED" || u.AllocationStatus == "no_valid_shard_copy" {
-				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s: %s", u.Reason, u.AllocationStatus, esReasonOf(u.Details))})
+			if u.AllocationStatus == "no_valid_shard_copy" || u.Reason == "ALLOCATION_FAILED" && u.AllocationStatus == "deciders_no" {
+				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s after %d attempts: %s", u.Reason, u.AllocationStatus, u.FailedAttempts, esReasonOf(u.Details))})
 				break
 			}
 		}

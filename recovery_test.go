@@ -15,7 +15,8 @@ import (
 // a failed allocation, or with no restore to fill it, is failed; an index the caller did not
 // create (another UUID) is never the caller's to repair.
 func TestFailedIndices(t *testing.T) {
-	failed := []unassignedInfo{{Reason: "ALLOCATION_FAILED", Details: "failed shard on node [n]: failed recovery\n\tat x\nCaused by: java.nio.file.NoSuchFileException: translog.ckp\n\tat y"}}
+	failed := []unassignedInfo{{Reason: "ALLOCATION_FAILED", AllocationStatus: "deciders_no", FailedAttempts: 5, Details: "failed shard on node [n]: failed recovery\n\tat x\nCaused by: java.nio.file.NoSuchFileException: translog.ckp\n\tat y"}}
+	retried := []unassignedInfo{{Reason: "ALLOCATION_FAILED", AllocationStatus: "throttled", FailedAttempts: 1}}
 	for _, tc := range []struct {
 		name   string
 		health map[string]indexHealth
@@ -26,6 +27,7 @@ func TestFailedIndices(t *testing.T) {
 		{"initializing from its store", map[string]indexHealth{"a": {UUID: "u"}}, map[string]string{"a": "u"}, ""},
 		{"allocation failed", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
 		{"allocation failed while restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
+		{"allocation failed once, Elasticsearch retries", map[string]indexHealth{"a": {UUID: "u", Unassigned: retried}}, map[string]string{"a": "u"}, ""},
 		{"unassigned, not yet allocated after a restart", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED"}}}}, map[string]string{"a": "u"}, ""},
 		{"no node holds a copy (a crash cut it off)", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED", AllocationStatus: "no_valid_shard_copy"}}}}, map[string]string{"a": "u"}, "a"},
 		{"gone", map[string]indexHealth{}, map[string]string{"a": "u"}, "a"},
@@ -43,8 +45,8 @@ func TestFailedIndices(t *testing.T) {
 	}
 	var failure *shardFailure
 	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil), &failure)
-	if len(failure.failed) != 2 || failure.failed[1].Index != "c" {
-		t.Errorf("got failed %+v; want a and c (gone), not b (restoring)", failure.failed)
+	if len(failure.failed) != 2 || failure.failed[1].Index != "c" || !strings.Contains(failure.failed[1].Reason, "never created it") {
+		t.Errorf("got failed %+v; want a and c (never created, a drill's), not b (restoring)", failure.failed)
 	}
 	f := failure.failed[0]
 	if !strings.Contains(f.Reason, "ALLOCATION_FAILED") || !strings.Contains(f.Reason, "NoSuchFileException: translog.ckp") || strings.Contains(f.Reason, "\tat") {
@@ -59,21 +61,21 @@ func TestWaitUntilStall(t *testing.T) {
 		s := &server{cfg: config{RestoreWaitTimeout: 6 * time.Hour, PollInterval: time.Second}}
 		log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
 		began := time.Now()
-		err := s.waitUntil(context.Background(), log, "the test's work", 10*time.Minute, func() (bool, string, error) {
+		err := s.waitUntil(context.Background(), log, newStallWatch("the test's work", 10*time.Minute), func() (bool, string, error) {
 			return false, "stuck at 1 of 3 shards", nil
 		})
 		if took := time.Since(began); err == nil || !strings.Contains(err.Error(), "OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT") || took > 11*time.Minute {
 			t.Errorf("a stalled wait: got %v after %v; want the stall named after about 10m", err, took)
 		}
 		n := 0
-		err = s.waitUntil(context.Background(), log, "the test's work", 10*time.Minute, func() (bool, string, error) {
+		err = s.waitUntil(context.Background(), log, newStallWatch("the test's work", 10*time.Minute), func() (bool, string, error) {
 			n++
 			return n == 2000, strings.Repeat(".", n), nil // progress every read, done after ~33 minutes
 		})
 		if err != nil {
 			t.Errorf("a wait that progresses: got %v; want it to end done", err)
 		}
-		err = s.waitUntil(context.Background(), log, "the test's work", 0, func() (bool, string, error) { return false, "", errors.New("boom") })
+		err = s.waitUntil(context.Background(), log, newStallWatch("the test's work", 0), func() (bool, string, error) { return false, "", errors.New("boom") })
 		if err == nil || err.Error() != "boom" {
 			t.Errorf("a failing poll: got %v; want its error", err)
 		}

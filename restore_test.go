@@ -26,8 +26,8 @@ const (
 	recoverPart2 = "GET /optimize-metadata_v3/_recovery"
 	existPart1   = "GET /_resolve/index/optimize-import-index_v3"
 	existPart2   = "GET /_resolve/index/optimize-metadata_v3"
-	uuidPart1    = "GET /optimize-import-index_v3/_settings/index.uuid,index.blocks.write"
-	uuidPart2    = "GET /optimize-metadata_v3/_settings/index.uuid,index.blocks.write"
+	uuidPart1    = "GET /optimize-import-index_v3/_settings/index.uuid,index.blocks.write,index.creation_date"
+	uuidPart2    = "GET /optimize-metadata_v3/_settings/index.uuid,index.blocks.write,index.creation_date"
 	shardsPart1  = "GET /_cluster/state/metadata,routing_table,customs/optimize-import-index_v3"
 	shardsPart2  = "GET /_cluster/state/metadata,routing_table,customs/optimize-metadata_v3"
 	createJobs   = "PUT /camunda-optimize-backup-jobs"
@@ -112,16 +112,16 @@ func TestRestoreChecks(t *testing.T) {
 var (
 	jobPath       = strings.TrimPrefix(getJob, "GET ")
 	allOptimize   = strings.Join(optimizeIndices, ",")
-	readAllUUIDs  = "GET /" + allOptimize + "/_settings/index.uuid,index.blocks.write"
+	readAllUUIDs  = "GET /" + allOptimize + "/_settings/index.uuid,index.blocks.write,index.creation_date"
 	blockAll      = "PUT /" + allOptimize + "/_settings"
 	deleteAll     = "DELETE /" + allOptimize
 	safetyPart1   = "/_snapshot/test-repo/" + snapshotName(safetyID, "3.9.0", 1)
 	safetyPart2   = "/_snapshot/test-repo/" + snapshotName(safetyID, "3.9.0", 2)
 	restoreParts  = []snapshotOf{{"camunda_optimize_12_3.9.0_part_1_of_2", []string{"optimize-import-index_v3"}}, {"camunda_optimize_12_3.9.0_part_2_of_2", []string{"optimize-metadata_v3"}}}
 	bothPartsDone = map[string]string{
-		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", uuidPart1: "settings-installation", recoverPart1: "recovery-running|recovery-done-1",
+		existPart1: "indices-exist-none", restorePart1: "restore-accepted-1", uuidPart1: "settings-restoring-1", recoverPart1: "recovery-running|recovery-done-1",
 		shardsPart1: "shards-restoring-1", shardsPart2: "shards-restoring-2",
-		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", uuidPart2: "settings-installation", recoverPart2: "recovery-none|recovery-done-2",
+		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", uuidPart2: "settings-restoring-2", recoverPart2: "recovery-none|recovery-done-2",
 	}
 )
 
@@ -213,7 +213,7 @@ func TestRestoreReplace(t *testing.T) {
 // as a node that crashed mid-restore leaves it), until it is restored again.
 func repairRoutes() map[string]string {
 	return startRoutes("resolve-empty", bothPartsDone, map[string]string{
-		uuidPart2: "settings-failed", recoverPart2: "recovery-none|recovery-done-2", shardsPart2: "shards-failed|shards-restoring-2",
+		uuidPart2: "settings-failed|settings-failed|settings-restoring-2", recoverPart2: "recovery-none|recovery-done-2", shardsPart2: "shards-failed|shards-restoring-2",
 		"DELETE /optimize-metadata_v3": "delete-indices-batch",
 	})
 }
@@ -355,7 +355,7 @@ func TestRestoreProgress(t *testing.T) {
 		{"a relocating primary (source and target) counts once", rec([]recoveryShard{shard("DONE", "snap-a", true, 100), peer("DONE")}, nil),
 			map[string]string{"ix-1": "uuid-1"},
 			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsDone: 1, ShardsTotal: 2, BytesRecovered: 100, BytesTotal: 100}},
-		{"a peer recovery of an index this job did not restore does not count", rec(nil, []recoveryShard{peer("DONE")}), nil,
+		{"a peer recovery of an index this job did not restore does not count", rec(nil, []recoveryShard{peer("DONE")}), map[string]string{},
 			restoreProgress{SnapshotName: "snap-a", State: restoreRunning, ShardsTotal: 2}},
 	} {
 		if diff := cmp.Diff(tc.want, restoreProgressOf(part, tc.rec, tc.restored)); diff != "" {
@@ -382,8 +382,8 @@ func TestRestoreResume(t *testing.T) {
 	for _, ix := range replace {
 		uuids[ix] = facts[ix].Settings["index.uuid"]
 	}
-	finish := map[string]string{putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-installation", uuidPart2: "settings-installation",
-		existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2"}
+	finish := map[string]string{putJob: "job-updated", resolveIdx: "resolve-empty", uuidPart1: "settings-restoring-1", uuidPart2: "settings-restoring-2",
+		shardsPart1: "shards-restoring-1", shardsPart2: "shards-restoring-2", existPart2: "indices-exist-none", restorePart2: "restore-accepted-2", recoverPart2: "recovery-done-2"}
 	for _, tc := range []struct {
 		name string
 		step string
@@ -391,8 +391,8 @@ func TestRestoreResume(t *testing.T) {
 		want restoreOutcome
 	}{
 		{"at delete-indices", stepDelete, map[string]string{
-			"GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write": "settings-installation",
-			"DELETE /optimize-import-index_v3,optimize-metadata_v3":                                      "delete-indices-batch",
+			"GET /optimize-import-index_v3,optimize-metadata_v3/_settings/index.uuid,index.blocks.write,index.creation_date": "settings-installation",
+			"DELETE /optimize-import-index_v3,optimize-metadata_v3":                                                          "delete-indices-batch",
 			existPart1: "indices-exist-none", restorePart1: "restore-accepted-unblocked", recoverPart1: "recovery-done-1",
 		}, restoreOutcome{Deleted: replace, Restored: restoreParts}},
 		{"at restore-part-1, the stopped sidecar's restore request applied late", restorePartStep(1), map[string]string{
@@ -407,7 +407,7 @@ func TestRestoreResume(t *testing.T) {
 			fake.keepDocument(jobPath, "job-found-completed")
 			srv := newTestServer(t, testConfig(fake.srv.URL))
 			doc := jobDoc{
-				restoreJob: restoreJob{BackupID: "12", State: restoreRunning, Step: tc.step, SafetyBackupID: ptr(safetyID),
+				restoreJob: restoreJob{BackupID: "12", State: restoreRunning, Step: tc.step, SafetyBackupID: ptr(safetyID), StartTime: ptr(srv.now().UTC()),
 					Snapshots: []restoreProgress{{SnapshotName: "camunda_optimize_12_3.9.0_part_1_of_2", State: restorePending, ShardsTotal: 1},
 						{SnapshotName: "camunda_optimize_12_3.9.0_part_2_of_2", State: restorePending, ShardsTotal: 1}}},
 				Repository: "test-repo",

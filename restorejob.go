@@ -59,8 +59,12 @@ func (r *jobRun) step(ctx context.Context, name string) error {
 	})
 }
 
-// waiting records what the job waits for, and since when, for GET .../restore.
+// waiting records what the job waits for, and since when, for GET .../restore; waiting again
+// for the same (a retry after a passing fault) keeps the time it began.
 func (r *jobRun) waiting(ctx context.Context, what string) error {
+	if was := r.current().WaitingFor; was != nil && *was == what {
+		return nil
+	}
 	return r.update(ctx, func(d *jobDoc) { d.WaitingFor, d.WaitingSince = &what, ptr(r.s.now().UTC()) })
 }
 
@@ -186,45 +190,81 @@ const progressingWithin = 2 * time.Minute
 // write block lifted, nothing more deleted or restored; its owner finds the job taken at its
 // next write and stops. A job that progressed within progressingWithin is refused unless force.
 func (s *server) endRestore(ctx context.Context, id string, force bool) (restoreJob, error) {
-	stored, err := s.loadJob(ctx)
-	doc := stored.doc
-	switch {
-	case err != nil:
-		return restoreJob{}, err
-	case !stored.found || doc.BackupID != id:
-		return restoreJob{}, notFound("No restore of backup [%s] is running or recorded in Elasticsearch; there is nothing to end.", id)
-	case !doc.active():
-		return restoreJob{}, conflict("The restore of backup [%s] has already ended (%s); there is nothing to end.", id, doc.State)
-	}
-	if ago := s.now().Sub(time.UnixMilli(doc.ProgressAt)); !force && ago < progressingWithin {
-		return restoreJob{}, conflict("The restore of backup [%s] is making progress (step %s, last progress %v ago); wait for it, or end it anyway with DELETE .../%s/restore?force=true.", id, doc.Step, ago.Round(time.Second), id)
-	}
-	run := s.newJobRun(doc, stored.ver)
-	reason := run.failureReason(doc, fmt.Errorf("ended by an operator (DELETE .../restore) at step %s; nothing more is deleted or restored", doc.Step))
-	if err := run.takeOver(ctx, func(d *jobDoc) {
-		d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, ptr(s.now().UTC())
-	}); errors.Is(err, errLeaseTaken) {
-		return restoreJob{}, conflict("The restore of backup [%s] changed while it was being ended; send the DELETE again.", id)
-	} else if err != nil {
-		return restoreJob{}, err
-	}
-	s.log.Warn("restore ended by an operator", "backup_id", id, "step", doc.Step, "previous_owner", doc.Owner)
-	if doc.WriteBlocked {
+	// A live owner writes its job often (heartbeat, progress): read and take it again when it
+	// wrote in between, a few times, rather than send the operator back.
+	for attempt := 1; ; attempt++ {
+		run, doc, err := s.takeEndedJob(ctx, id, force)
+		if errors.Is(err, errLeaseTaken) && attempt < 5 {
+			continue
+		} else if errors.Is(err, errLeaseTaken) {
+			return restoreJob{}, conflict("The restore of backup [%s] changed while it was being ended, %d times; send the DELETE again.", id, attempt)
+		} else if err != nil {
+			return restoreJob{}, err
+		}
+		s.log.Warn("restore ended by an operator", "backup_id", id, "step", doc.Step, "previous_owner", doc.Owner)
+		if !doc.WriteBlocked {
+			return run.current().restoreJob, nil
+		}
 		if err := s.setWriteBlock(ctx, liftable(doc.Plan), false, run.guard); err != nil {
 			return run.current().restoreJob, fmt.Errorf("the restore of backup [%s] was ended, but lifting its write block failed: %w; lift it with PUT <index>/_settings {\"index.blocks.write\": null}", id, err)
 		}
 		if err := run.update(ctx, func(d *jobDoc) { d.WriteBlocked = false }); err != nil {
 			return run.current().restoreJob, err
 		}
-		// A block the owner was setting at this very moment may land after this lift: lift
-		// again once every request of the owner has ended (its master_timeout).
-		time.AfterFunc(s.cfg.ESTimeout+time.Second, func() {
-			if err := s.setWriteBlock(context.Background(), liftable(doc.Plan), false, func() error { return nil }); err != nil {
-				s.log.Error("cannot lift the write block of an ended restore again; lift it with PUT <index>/_settings {\"index.blocks.write\": null}", "backup_id", id, "err", err)
-			}
-		})
+		s.liftAgainLater(run.current())
+		return run.current().restoreJob, nil
 	}
-	return run.current().restoreJob, nil
+}
+
+// takeEndedJob reads the active restore job of the backup and stores it FAILED, ended by an
+// operator (compare-and-set: errLeaseTaken if it changed since it was read).
+func (s *server) takeEndedJob(ctx context.Context, id string, force bool) (*jobRun, jobDoc, error) {
+	stored, err := s.loadJob(ctx)
+	doc := stored.doc
+	switch {
+	case err != nil:
+		return nil, doc, err
+	case !stored.found || doc.BackupID != id:
+		return nil, doc, notFound("No restore of backup [%s] is running or recorded in Elasticsearch; there is nothing to end.", id)
+	case !doc.active():
+		return nil, doc, conflict("The restore of backup [%s] has already ended (%s); there is nothing to end.", id, doc.State)
+	}
+	if ago := s.now().Sub(time.UnixMilli(doc.ProgressAt)); !force && ago < progressingWithin {
+		return nil, doc, conflict("The restore of backup [%s] is making progress (step %s, last progress %v ago); wait for it, or end it anyway with DELETE .../%s/restore?force=true.", id, doc.Step, ago.Round(time.Second), id)
+	}
+	run := s.newJobRun(doc, stored.ver)
+	reason := run.failureReason(doc, fmt.Errorf("ended by an operator (DELETE .../restore) at step %s; nothing more is deleted or restored", doc.Step))
+	err = run.takeOver(ctx, func(d *jobDoc) {
+		d.State, d.FailureReason, d.EndTime = restoreFailed, &reason, ptr(s.now().UTC())
+	})
+	return run, doc, err
+}
+
+// liftAgainLater lifts the write block of a job ended by an operator once more, when every
+// request of its former owner has ended (its master_timeout): a block the owner was setting at
+// the very moment of the end may land after the first lift. It lifts nothing if the stored job
+// is no longer that one (a new restore blocks the same indices for its own safety backup), and
+// at once if the sidecar stops before.
+func (s *server) liftAgainLater(ended jobDoc) {
+	key := "lift-again-" + ended.BackupID
+	if !s.restores.claim(key) {
+		return // one is already waiting, or the sidecar is stopping
+	}
+	s.restores.start(key, func(ctx context.Context) {
+		_ = sleepCtx(ctx, s.cfg.ESTimeout+time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.ESTimeout)
+		defer cancel()
+		stored, err := s.loadJob(ctx)
+		if err == nil && (!stored.found || stored.doc.active() || stored.doc.Rev != ended.Rev) {
+			return // another job since: its block is its own
+		}
+		if err == nil {
+			err = s.setWriteBlock(ctx, liftable(ended.Plan), false, func() error { return nil })
+		}
+		if err != nil {
+			s.log.Error("cannot lift the write block of an ended restore again; lift it with PUT <index>/_settings {\"index.blocks.write\": null}", "backup_id", ended.BackupID, "err", err)
+		}
+	})
 }
 
 // run carries out the job while its lease is renewed, lifts its write block if it failed before
@@ -260,7 +300,7 @@ func (r *jobRun) liftBlock(ctx context.Context, err error) (bool, error) {
 			return false, err
 		}
 	}
-	if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false, r.guard); lerr != nil {
+	if lerr := r.s.setWriteBlock(cleanup, liftable(doc.Plan), false, r.confirmed(cleanup)); lerr != nil {
 		return false, fmt.Errorf("%w; and lifting the write block failed (%v): lift it with PUT <index>/_settings {\"index.blocks.write\": null}", err, lerr)
 	}
 	return true, err
@@ -400,7 +440,7 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 	plan := r.current().Plan
 	err := s.checkUUIDs(ctx, plan, false)
 	if err == nil {
-		err = s.setWriteBlock(ctx, liftable(plan), true, r.guard)
+		err = s.setWriteBlock(ctx, liftable(plan), true, r.confirmed(ctx))
 	}
 	if err != nil {
 		return fmt.Errorf("safety backup [%s] not started, nothing was deleted: %w", id, err)
@@ -418,7 +458,7 @@ func (r *jobRun) safetyBackup(ctx context.Context) error {
 		}
 		name := snapshotName(id, version, part+1)
 		meta := snapshotMetadata{BackupID: id, Version: version, PartNo: part + 1, PartCount: partCount, CreatedBy: "optimize-backup", Kind: "safety", IndexPrefix: s.cfg.IndexPrefix}
-		if err := r.guard(); err != nil {
+		if err := r.confirmed(ctx)(); err != nil {
 			return err
 		}
 		if err := s.startSnapshot(ctx, name, indices, meta); err != nil {
@@ -440,9 +480,15 @@ func (r *jobRun) waitSnapshot(ctx context.Context, name string) (snap snapshot, 
 	if err := r.waiting(ctx, "snapshot "+name+" to complete"); err != nil {
 		return snapshot{}, err
 	}
-	err = r.s.waitUntil(ctx, r.log, "snapshot "+name, 0, func() (bool, string, error) {
+	shards := -1
+	err = r.s.waitUntil(ctx, r.log, newStallWatch("snapshot "+name, 0), func() (bool, string, error) {
 		var found bool
 		snap, found, err = r.s.snapshotByName(ctx, name)
+		if err == nil && found && snap.Shards.Successful != shards {
+			// A shard done is progress: DELETE .../restore refuses to end a job that progresses.
+			shards = snap.Shards.Successful
+			err = r.update(ctx, func(d *jobDoc) { d.ProgressAt = r.s.now().UnixMilli() })
+		}
 		switch {
 		case err != nil:
 			return false, "", err
@@ -491,11 +537,12 @@ func (r *jobRun) deleteReplaced(ctx context.Context) error {
 	if err := r.s.checkUUIDs(ctx, plan, true); err != nil {
 		return err
 	}
-	return r.s.deleteIndices(ctx, plan.Replace, r.guard)
+	return r.s.deleteIndices(ctx, plan.Replace, r.confirmed(ctx))
 }
 
-// restorePart restores the indices of part i that do not exist yet and follows their recovery.
-func (r *jobRun) restorePart(ctx context.Context, i int) error {
+// restorePart restores the indices of part i that do not exist yet and follows their recovery,
+// watched by watch.
+func (r *jobRun) restorePart(ctx context.Context, i int, watch *stallWatch) error {
 	part := r.current().Plan.Parts[i]
 	existing, err := r.s.existingIndices(ctx, part.Indices)
 	if err != nil {
@@ -512,7 +559,7 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 		return err
 	}
 	var written time.Time // when the progress was last stored
-	return r.s.followRecovery(ctx, r.log, part, r.current().Restored, func(p restoreProgress) error {
+	return r.s.followRecovery(ctx, r.log, part, r.current().Restored, watch, func(p restoreProgress) error {
 		// Progress is stored when a shard or the state changes, and bytes at most every
 		// progressEvery: the recovery is read far more often while a part is young.
 		was := r.current().Snapshots[i]
@@ -531,7 +578,15 @@ func (r *jobRun) restorePart(ctx context.Context, i int) error {
 func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	snapshot := r.current().Plan.Parts[i].Snapshot
 	for {
-		err := r.s.retrying(ctx, r.log, "restore "+snapshot, func() error { return r.restorePart(ctx, i) })
+		// One watch for every retry: a passing fault does not restart the stall timeout. A
+		// repair starts a new one (deleting and restoring again is progress).
+		watch := newStallWatch("the restore of snapshot "+snapshot, r.s.cfg.RestoreStallTimeout)
+		err := r.s.retrying(ctx, r.log, "restore "+snapshot, func() error {
+			if err := watch.stalled(time.Now()); err != nil {
+				return err
+			}
+			return r.restorePart(ctx, i, watch)
+		})
 		var failure *shardFailure
 		if !errors.As(err, &failure) {
 			return err
@@ -577,7 +632,7 @@ func (r *jobRun) discard(ctx context.Context, failed []failedIndex) error {
 			doomed = append(doomed, f.Index)
 		}
 	}
-	if err := r.s.deleteIndices(ctx, doomed, r.guard); err != nil {
+	if err := r.s.deleteIndices(ctx, doomed, r.confirmed(ctx)); err != nil {
 		return err
 	}
 	return r.update(ctx, func(d *jobDoc) {
@@ -607,7 +662,7 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 			continue // restored by this job before (its shards may have moved since)
 		}
 		if len(rec[ix].Shards) == 0 {
-			return r.justRestored(ctx, ix)
+			return r.justRestored(ctx, part, ix)
 		}
 		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
 			return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
@@ -616,18 +671,19 @@ func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []st
 	return nil
 }
 
-// restoreMissing restores these indices of the part and records their UUIDs: a resumed job
-// accepts them by UUID, wherever their shards moved since.
+// restoreMissing restores these indices of the part and records their UUIDs, each once it is
+// proven restored from a snapshot (fromSnapshot): a resumed job accepts them by UUID,
+// wherever their shards moved since, and only they are ever the job's to repair.
 func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []string) error {
 	if len(missing) == 0 {
 		return nil
 	}
 	// Recorded before the request: an index of these names that shows up without its UUID
-	// recorded was created by this request (see justRestored).
+	// recorded may have been created by this request (see justRestored).
 	if err := r.update(ctx, func(d *jobDoc) { d.Restoring = missing }); err != nil {
 		return err
 	}
-	if err := r.guard(); err != nil {
+	if err := r.confirmed(ctx)(); err != nil {
 		return err
 	}
 	if err := r.s.restoreSnapshot(ctx, part.Snapshot, missing); err != nil {
@@ -637,51 +693,101 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 			// request from before a restart, applied late. The next round checks what it is.
 			return fmt.Errorf("%w: %v", errNotYet, err)
 		}
-		if !answerLost(err) || !r.appeared(ctx, missing) {
+		if !answerLost(err) {
 			return err
 		}
+		if ok, aerr := r.s.appeared(ctx, missing); aerr != nil || !ok {
+			return cmp.Or(aerr, err)
+		}
 	}
-	facts, err := r.s.indexSettings(ctx, missing)
+	return r.recordRestored(ctx, part, missing)
+}
+
+// fromSnapshot tells whether an index of a part's name was restored from a snapshot, not
+// created during the job (by Optimize, by anyone): a restore keeps the creation date the index
+// had when the snapshot was taken, and no index of the name existed when the job began (it
+// deleted or found missing each). The job repairs (deletes) an index only when this holds: a
+// name alone never proves an index is the job's. Elasticsearch's clock is compared with the
+// sidecar's: a skew of seconds matters only for an index created in the job's first seconds.
+func (r *jobRun) fromSnapshot(f indexFacts) bool {
+	start := r.current().StartTime
+	return f.CreatedMillis > 0 && start != nil && f.CreatedMillis < start.UnixMilli()
+}
+
+// recordRestored records the UUIDs of those of these indices of the part that were restored
+// from a snapshot, and fails for one that was created since: it is no one's to repair.
+func (r *jobRun) recordRestored(ctx context.Context, part planPart, indices []string) error {
+	facts, err := r.s.indexSettings(ctx, indices)
 	if err != nil {
 		return err
 	}
-	return r.update(ctx, func(d *jobDoc) {
+	var created []string
+	for _, ix := range indices {
+		if f, exists := facts[ix]; exists && !r.fromSnapshot(f) {
+			created = append(created, ix)
+		}
+	}
+	if err := r.update(ctx, func(d *jobDoc) {
 		if d.Restored == nil {
 			d.Restored = map[string]string{}
 		}
-		for _, ix := range missing {
-			d.Restored[ix] = facts[ix].UUID
+		for _, ix := range indices {
+			if f, exists := facts[ix]; exists && r.fromSnapshot(f) {
+				d.Restored[ix] = f.UUID
+			}
 		}
-		d.Restoring = nil
-	})
+		d.Restoring = slices.DeleteFunc(slices.Clone(d.Restoring), func(ix string) bool { return slices.Contains(indices, ix) })
+	}); err != nil {
+		return err
+	}
+	if len(created) > 0 {
+		return fmt.Errorf("indices %v exist but were created after this restore began, not restored from snapshot %s: something created them (is Optimize running?); they were left as they are", created, part.Snapshot)
+	}
+	return nil
 }
 
 // justRestored judges an existing index of the part with no recovery to show and no recorded
-// UUID: created by the job's last restore request, whose answer was lost. If Elasticsearch
-// cannot recover it (a crash under the restore), it is the job's to repair; else errNotYet.
-func (r *jobRun) justRestored(ctx context.Context, ix string) error {
-	if slices.Contains(r.current().Restoring, ix) {
-		health, err := r.s.indicesHealth(ctx, []string{ix})
-		if err != nil {
-			return err
-		}
-		if err := failedIndices([]string{ix}, health, nil); err != nil {
-			return err
-		}
+// UUID: one the job's last restore request asked for (Restoring) may have been created by it,
+// its answer lost. Once proven restored (recordRestored), an index Elasticsearch cannot recover
+// (a crash under the restore) is the job's to repair; otherwise errNotYet.
+func (r *jobRun) justRestored(ctx context.Context, part planPart, ix string) error {
+	if !slices.Contains(r.current().Restoring, ix) {
+		return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
+	}
+	if err := r.recordRestored(ctx, part, []string{ix}); err != nil {
+		return err
+	}
+	health, err := r.s.indicesHealth(ctx, []string{ix})
+	if err != nil {
+		return err
+	}
+	if err := failedIndices([]string{ix}, health, r.current().Restored); err != nil {
+		return err
 	}
 	return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
 }
 
-// appeared waits up to one Elasticsearch deadline for indices whose restore request lost its
-// answer: the master may still apply it.
-func (r *jobRun) appeared(ctx context.Context, indices []string) bool {
-	deadline := time.Now().Add(r.s.cfg.ESTimeout)
+// appeared waits for indices whose restore request lost its answer: the master may still apply
+// it (all of a request's indices come at once). It gives up one Elasticsearch deadline after
+// the first answer without them; while Elasticsearch does not answer (a node restarting), it
+// keeps asking, until OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT.
+func (s *server) appeared(ctx context.Context, indices []string) (bool, error) {
+	var missingSince time.Time
+	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
 	for {
-		if now, err := r.s.existingIndices(ctx, indices); err == nil && len(now) == len(indices) {
-			return true
+		now, err := s.existingIndices(ctx, indices)
+		switch {
+		case err == nil && len(now) == len(indices):
+			return true, nil
+		case err == nil && missingSince.IsZero():
+			missingSince = time.Now()
+		case err == nil && time.Since(missingSince) > s.cfg.ESTimeout:
+			return false, nil
+		case err != nil && (!transient(err) || time.Now().After(deadline)):
+			return false, err
 		}
-		if time.Now().After(deadline) || sleepCtx(ctx, r.s.cfg.PollInterval) != nil {
-			return false
+		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
+			return false, err
 		}
 	}
 }
