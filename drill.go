@@ -424,7 +424,7 @@ func (d *drillRun) restorePart(ctx context.Context, i int, sn drillSnapshot) err
 		// The answer was lost (a gateway that cuts long requests, a dropped connection): the
 		// restore may run all the same. Follow it from the recovery of the temporary indices.
 		s.log.Warn("drill: the restore's answer was lost; following the restore from the recovery of its indices", "snapshot", sn.Snapshot, "err", err)
-		if ok, aerr := s.appeared(ctx, temporary); aerr != nil {
+		if ok, aerr := s.appeared(ctx, s.log.With("snapshot", sn.Snapshot), temporary); aerr != nil {
 			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost (%v), then: %w", sn.Snapshot, err, aerr)
 		} else if !ok {
 			return fmt.Errorf("restore snapshot %s to temporary indices: its answer was lost (%v) and its indices did not appear within %v: the restore did not start", sn.Snapshot, err, s.cfg.ESTimeout)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
@@ -368,13 +369,16 @@ type unassignedInfo struct {
 	// restore it came from has ended), or one that passes (throttled, fetching_shard_data, ...).
 	AllocationStatus string `json:"allocation_status"`
 	FailedAttempts   int    `json:"failed_attempts"`
+	// At is when the shard became unassigned, by Elasticsearch's clock.
+	At time.Time `json:"at"`
 }
 
 // healthFields are the fields indicesHealth reads of the cluster state.
 var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
 	"routing_table.indices.*.shards.*.unassigned_info.details", "routing_table.indices.*.shards.*.unassigned_info.allocation_status",
-	"routing_table.indices.*.shards.*.unassigned_info.failed_attempts", "restore.snapshots.indices"}
+	"routing_table.indices.*.shards.*.unassigned_info.failed_attempts", "routing_table.indices.*.shards.*.unassigned_info.at",
+	"restore.snapshots.indices"}
 
 // indicesHealth reads the indexHealth of these indices, one cluster-state request a batch; an
 // index that does not exist is left out.

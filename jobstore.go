@@ -69,6 +69,9 @@ type planPart struct {
 	Indices []string `json:"indices"`
 	// Shards is how many shards the snapshot holds: as many recovered primaries end its restore.
 	Shards int `json:"shards"`
+	// StartMillis is when the snapshot began, by the clock of the cluster that took it (see
+	// jobRun.fromSnapshot).
+	StartMillis int64 `json:"startMillis,omitempty"`
 }
 
 // jobVersion is a stored document's sequence number and primary term; zero: no document yet.

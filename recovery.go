@@ -37,7 +37,7 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 		if p.State == restoreCompleted {
 			return true, "", nil
 		}
-		if err := failedIndices(part.Indices, health, restored); err != nil {
+		if err := failedIndices(part.Indices, health, restored, time.Now()); err != nil {
 			return false, "", err
 		}
 		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
@@ -144,10 +144,15 @@ func restoreProgressOf(part planPart, rec recoveryShards, restored map[string]st
 func foreignIndex(indices []string, health map[string]indexHealth, restored map[string]string) error {
 	for _, ix := range indices {
 		if h, exists := health[ix]; exists && restored[ix] != "" && h.UUID != restored[ix] {
-			return fmt.Errorf("index %s is not the index this restore created (UUID %s, restored %s): something deleted it and created another (is Optimize running?); it was left as it is", ix, h.UUID, restored[ix])
+			return errForeign(ix, h.UUID, restored[ix])
 		}
 	}
 	return nil
+}
+
+// errForeign is the error of an index of a restored index's name that is another index.
+func errForeign(ix, uuid, restored string) error {
+	return fmt.Errorf("index %s is not the index this restore created (UUID %s, restored %s): something deleted it and created another (is Optimize running?); it was left as it is", ix, uuid, restored)
 }
 
 // failedIndex is an index whose restore Elasticsearch will not finish by itself: gone, or with a
@@ -174,12 +179,18 @@ func (e *shardFailure) Error() string {
 	return msg
 }
 
+// noCopyGrace is how long a primary of which no node holds a copy (no_valid_shard_copy) may stay
+// so, unless its allocation failed, before it counts as failed: the node holding its only copy
+// (a restored index has no replica yet) may be restarting or rejoining the cluster.
+const noCopyGrace = 5 * time.Minute
+
 // failedIndices returns those of these indices that Elasticsearch will not restore by itself,
 // as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). Only a
-// primary whose allocation Elasticsearch tried, failed and will not try again, or for which no
-// node holds a usable copy, is failed: one it has yet to allocate (fetching its store after a
-// restart, throttled, delayed, or retrying after a first failure) is slow. It is pure.
-func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string) error {
+// primary whose allocation Elasticsearch tried, failed and will not try again (deciders_no), or
+// of which no node holds a usable copy (after a failed allocation, or for noCopyGrace), is
+// failed: one it has yet to allocate (fetching its store after a restart, throttled, delayed,
+// retrying after a first failure, its node away for a moment) is slow. It is pure.
+func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string, now time.Time) error {
 	var failed []failedIndex
 	for _, ix := range indices {
 		h, exists := health[ix]
@@ -194,7 +205,9 @@ func failedIndices(indices []string, health map[string]indexHealth, restored map
 			continue
 		}
 		for _, u := range h.Unassigned {
-			if u.AllocationStatus == "no_valid_shard_copy" || u.Reason == "ALLOCATION_FAILED" && u.AllocationStatus == "deciders_no" {
+			noCopy := u.AllocationStatus == "no_valid_shard_copy"
+			gaveUp := u.Reason == "ALLOCATION_FAILED" && (noCopy || u.AllocationStatus == "deciders_no")
+			if gaveUp || noCopy && !u.At.IsZero() && now.Sub(u.At) > noCopyGrace {
 				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s after %d attempts: %s", u.Reason, u.AllocationStatus, u.FailedAttempts, esReasonOf(u.Details))})
 				break
 			}

@@ -29,14 +29,16 @@ func TestFailedIndices(t *testing.T) {
 		{"allocation failed while restoring", map[string]indexHealth{"a": {UUID: "u", Restoring: true, Unassigned: failed}}, map[string]string{"a": "u"}, "a"},
 		{"allocation failed once, Elasticsearch retries", map[string]indexHealth{"a": {UUID: "u", Unassigned: retried}}, map[string]string{"a": "u"}, ""},
 		{"unassigned, not yet allocated after a restart", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED"}}}}, map[string]string{"a": "u"}, ""},
-		{"no node holds a copy (a crash cut it off)", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED", AllocationStatus: "no_valid_shard_copy"}}}}, map[string]string{"a": "u"}, "a"},
+		{"no node holds a copy for minutes (a crash cut it off)", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "CLUSTER_RECOVERED", AllocationStatus: "no_valid_shard_copy", At: time.Now().Add(-6 * time.Minute)}}}}, map[string]string{"a": "u"}, "a"},
+		{"no node holds a copy for a moment (its node is restarting)", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "NODE_LEFT", AllocationStatus: "no_valid_shard_copy", At: time.Now().Add(-time.Minute)}}}}, map[string]string{"a": "u"}, ""},
+		{"no valid copy after a failed allocation", map[string]indexHealth{"a": {UUID: "u", Unassigned: []unassignedInfo{{Reason: "ALLOCATION_FAILED", AllocationStatus: "no_valid_shard_copy", At: time.Now()}}}}, map[string]string{"a": "u"}, "a"},
 		{"gone", map[string]indexHealth{}, map[string]string{"a": "u"}, "a"},
 		{"another index of the name", map[string]indexHealth{"a": {UUID: "other", Unassigned: failed}}, map[string]string{"a": "u"}, ""},
 		{"not restored by the caller", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, map[string]string{}, ""},
 		{"all the caller's (a drill)", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := failedIndices([]string{"a"}, tc.health, tc.owned)
+			err := failedIndices([]string{"a"}, tc.health, tc.owned, time.Now())
 			var got *shardFailure
 			if errors.As(err, &got) != (tc.want != "") || got != nil && got.failed[0].Index != tc.want {
 				t.Errorf("got %v; want failed %q", err, tc.want)
@@ -44,7 +46,7 @@ func TestFailedIndices(t *testing.T) {
 		})
 	}
 	var failure *shardFailure
-	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil), &failure)
+	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil, time.Now()), &failure)
 	if len(failure.failed) != 2 || failure.failed[1].Index != "c" || !strings.Contains(failure.failed[1].Reason, "never created it") {
 		t.Errorf("got failed %+v; want a and c (never created, a drill's), not b (restoring)", failure.failed)
 	}

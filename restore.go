@@ -201,7 +201,7 @@ func planOf(snaps []snapshot) (plan restorePlan, indices []string) {
 	snaps = slices.Clone(snaps)
 	slices.SortFunc(snaps, func(a, b snapshot) int { return partOf(a.Name) - partOf(b.Name) })
 	for _, sn := range snaps {
-		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, UUID: sn.UUID, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful})
+		plan.Parts = append(plan.Parts, planPart{Snapshot: sn.Name, UUID: sn.UUID, Indices: slices.Clone(sn.Indices), Shards: sn.Shards.Successful, StartMillis: sn.StartMillis})
 		indices = append(indices, sn.Indices...)
 		if _, v, _, _, ok := parseSnapshotName(sn.Name); ok {
 			plan.Version = v

@@ -217,7 +217,7 @@ func TestReviewShardsElasticsearchStillAllocates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := failedIndices([]string{ix}, health, map[string]string{ix: uuid}); err != nil {
+			if err := failedIndices([]string{ix}, health, map[string]string{ix: uuid}, time.Now()); err != nil {
 				t.Errorf("got %v; want no failure: Elasticsearch allocates this primary by itself", err)
 			}
 		})
@@ -419,6 +419,7 @@ func TestReviewDrillLostRestoreSaysDeleted(t *testing.T) {
 			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
 		}
 		s := scriptServer(t, es, 3)
+		s.cfg.RestoreWaitTimeout = time.Hour // longer than the wait for the indices to appear
 		doc := drillDoc{drillResult: drillResult{BackupID: "1", State: drillRunning,
 			Snapshots: []drillSnapshot{{Snapshot: "snap-1", ShardsTotal: 1}},
 			Indices:   []drillIndex{{Snapshot: "snap-1", Index: "optimize-metadata_v3", TemporaryIndex: s.drillIndexPrefix() + "optimize-metadata_v3"}}}, Repository: "repo"}

@@ -246,7 +246,7 @@ func (s *server) takeEndedJob(ctx context.Context, id string, force bool) (*jobR
 // is no longer that one (a new restore blocks the same indices for its own safety backup), and
 // at once if the sidecar stops before.
 func (s *server) liftAgainLater(ended jobDoc) {
-	key := "lift-again-" + ended.BackupID
+	key := "lift-again-" + ended.Rev // per ended job: the same backup may be restored and ended again
 	if !s.restores.claim(key) {
 		return // one is already waiting, or the sidecar is stopping
 	}
@@ -642,33 +642,42 @@ func (r *jobRun) discard(ctx context.Context, failed []failedIndex) error {
 	})
 }
 
-// checkExisting fails unless every existing index of the part was restored from its snapshot
-// (by this job, before a resume): anything else someone created, and it is left alone.
+// checkExisting fails unless every existing index of the part is this job's: recorded by UUID,
+// or created by one of its restore requests (asked for in Restoring, or recovering from the
+// part's snapshot) whose record was lost with a stopped sidecar or a lost answer; such an index
+// is recorded once its creation date proves it restored (recordRestored). Anything else
+// someone created, and it is left alone.
 func (r *jobRun) checkExisting(ctx context.Context, part planPart, existing []string) error {
 	if len(existing) == 0 {
 		return nil
-	}
-	rec, err := r.s.recovery(ctx, existing)
-	if err != nil {
-		return err
 	}
 	facts, err := r.s.indexSettings(ctx, existing)
 	if err != nil {
 		return err
 	}
-	restored := r.current().Restored
+	doc := r.current()
+	var unrecorded []string
 	for _, ix := range existing {
-		if uuid := restored[ix]; uuid != "" && facts[ix].UUID == uuid {
-			continue // restored by this job before (its shards may have moved since)
-		}
-		if len(rec[ix].Shards) == 0 {
-			return r.justRestored(ctx, part, ix)
-		}
-		if !slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot }) {
-			return fmt.Errorf("index %s exists but was not restored from snapshot %s: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
+		if uuid := doc.Restored[ix]; uuid != "" && facts[ix].UUID != uuid {
+			return errForeign(ix, facts[ix].UUID, uuid)
+		} else if uuid == "" {
+			unrecorded = append(unrecorded, ix)
 		}
 	}
-	return nil
+	if len(unrecorded) == 0 {
+		return nil
+	}
+	rec, err := r.s.recovery(ctx, unrecorded)
+	if err != nil {
+		return err
+	}
+	for _, ix := range unrecorded {
+		fromPart := slices.ContainsFunc(rec[ix].Shards, func(sh recoveryShard) bool { return sh.Type == "SNAPSHOT" && sh.Source.Snapshot == part.Snapshot })
+		if !fromPart && !slices.Contains(doc.Restoring, ix) {
+			return fmt.Errorf("index %s exists but was not restored from snapshot %s by this job: something created it (is Optimize running?); it was left as it is", ix, part.Snapshot)
+		}
+	}
+	return r.recordRestored(ctx, part, unrecorded)
 }
 
 // restoreMissing restores these indices of the part and records their UUIDs, each once it is
@@ -696,20 +705,26 @@ func (r *jobRun) restoreMissing(ctx context.Context, part planPart, missing []st
 		if !answerLost(err) {
 			return err
 		}
-		if ok, aerr := r.s.appeared(ctx, missing); aerr != nil || !ok {
+		if err := r.waiting(ctx, "the indices restored from snapshot "+part.Snapshot+" to appear (the restore request's answer was lost)"); err != nil {
+			return err
+		}
+		if ok, aerr := r.s.appeared(ctx, r.log, missing); aerr != nil || !ok {
 			return cmp.Or(aerr, err)
 		}
 	}
 	return r.recordRestored(ctx, part, missing)
 }
 
-// fromSnapshot tells whether an index of a part's name was restored from a snapshot, not
-// created during the job (by Optimize, by anyone): a restore keeps the creation date the index
-// had when the snapshot was taken, and no index of the name existed when the job began (it
-// deleted or found missing each). The job repairs (deletes) an index only when this holds: a
-// name alone never proves an index is the job's. Elasticsearch's clock is compared with the
-// sidecar's: a skew of seconds matters only for an index created in the job's first seconds.
-func (r *jobRun) fromSnapshot(f indexFacts) bool {
+// fromSnapshot tells whether an index of the part's name was restored from its snapshot, not
+// created since (by Optimize, by anyone): a restore keeps the creation date the index had, so
+// one restored from the snapshot was created before the snapshot began. Both dates are by the
+// clock of the cluster that took the snapshot, whatever the sidecar's clock. The job repairs
+// (deletes) an index only when this holds: a name alone never proves an index is the job's. A
+// plan stored without the snapshot's start compares with the job's start, by the sidecar's clock.
+func (r *jobRun) fromSnapshot(part planPart, f indexFacts) bool {
+	if part.StartMillis > 0 {
+		return f.CreatedMillis > 0 && f.CreatedMillis <= part.StartMillis
+	}
 	start := r.current().StartTime
 	return f.CreatedMillis > 0 && start != nil && f.CreatedMillis < start.UnixMilli()
 }
@@ -723,7 +738,7 @@ func (r *jobRun) recordRestored(ctx context.Context, part planPart, indices []st
 	}
 	var created []string
 	for _, ix := range indices {
-		if f, exists := facts[ix]; exists && !r.fromSnapshot(f) {
+		if f, exists := facts[ix]; exists && !r.fromSnapshot(part, f) {
 			created = append(created, ix)
 		}
 	}
@@ -732,7 +747,7 @@ func (r *jobRun) recordRestored(ctx context.Context, part planPart, indices []st
 			d.Restored = map[string]string{}
 		}
 		for _, ix := range indices {
-			if f, exists := facts[ix]; exists && r.fromSnapshot(f) {
+			if f, exists := facts[ix]; exists && r.fromSnapshot(part, f) {
 				d.Restored[ix] = f.UUID
 			}
 		}
@@ -741,55 +756,36 @@ func (r *jobRun) recordRestored(ctx context.Context, part planPart, indices []st
 		return err
 	}
 	if len(created) > 0 {
-		return fmt.Errorf("indices %v exist but were created after this restore began, not restored from snapshot %s: something created them (is Optimize running?); they were left as they are", created, part.Snapshot)
+		return fmt.Errorf("indices %v exist but were created after snapshot %s began, not restored from it: something created them (is Optimize running?); they were left as they are", created, part.Snapshot)
 	}
 	return nil
-}
-
-// justRestored judges an existing index of the part with no recovery to show and no recorded
-// UUID: one the job's last restore request asked for (Restoring) may have been created by it,
-// its answer lost. Once proven restored (recordRestored), an index Elasticsearch cannot recover
-// (a crash under the restore) is the job's to repair; otherwise errNotYet.
-func (r *jobRun) justRestored(ctx context.Context, part planPart, ix string) error {
-	if !slices.Contains(r.current().Restoring, ix) {
-		return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
-	}
-	if err := r.recordRestored(ctx, part, []string{ix}); err != nil {
-		return err
-	}
-	health, err := r.s.indicesHealth(ctx, []string{ix})
-	if err != nil {
-		return err
-	}
-	if err := failedIndices([]string{ix}, health, r.current().Restored); err != nil {
-		return err
-	}
-	return fmt.Errorf("%w: index %s exists but shows no recovery yet", errNotYet, ix)
 }
 
 // appeared waits for indices whose restore request lost its answer: the master may still apply
 // it (all of a request's indices come at once). It gives up one Elasticsearch deadline after
 // the first answer without them; while Elasticsearch does not answer (a node restarting), it
-// keeps asking, until OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT.
-func (s *server) appeared(ctx context.Context, indices []string) (bool, error) {
+// keeps asking, logging every minute, until OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT.
+func (s *server) appeared(ctx context.Context, log *slog.Logger, indices []string) (found bool, err error) {
 	var missingSince time.Time
-	deadline := time.Now().Add(s.cfg.RestoreWaitTimeout)
-	for {
+	watch := newStallWatch("the indices of a restore whose answer was lost ("+strings.Join(indices, ", ")+")", s.cfg.RestoreStallTimeout)
+	err = s.waitUntil(ctx, log, watch, func() (bool, string, error) {
 		now, err := s.existingIndices(ctx, indices)
 		switch {
-		case err == nil && len(now) == len(indices):
-			return true, nil
-		case err == nil && missingSince.IsZero():
+		case err != nil && transient(err):
+			return false, "Elasticsearch does not answer", nil
+		case err != nil:
+			return false, "", err
+		case len(now) == len(indices):
+			found = true
+			return true, "", nil
+		case missingSince.IsZero():
 			missingSince = time.Now()
-		case err == nil && time.Since(missingSince) > s.cfg.ESTimeout:
-			return false, nil
-		case err != nil && (!transient(err) || time.Now().After(deadline)):
-			return false, err
+		case time.Since(missingSince) > s.cfg.ESTimeout:
+			return true, "", nil
 		}
-		if err := sleepCtx(ctx, s.cfg.PollInterval); err != nil {
-			return false, err
-		}
-	}
+		return false, "not there yet", nil
+	})
+	return found, err
 }
 
 // checkNothingElse fails a restore after which the installation holds indices not from the backup.
