@@ -182,3 +182,20 @@ func TestNoteOfAnotherBackup(t *testing.T) {
 		t.Errorf("Elasticsearch requests (-want +got):\n%s", diff)
 	}
 }
+
+// TestScheduledRunSaysWhy checks that the scheduler's wait for its backup's end gives an
+// INCOMPLETE backup's reason from its note, as GET does: the run's record and log keep it.
+func TestScheduledRunSaysWhy(t *testing.T) {
+	routes := noteRoutes("2")
+	routes[getBackup("2")] = "get-part1-only"
+	fake := newFakeES(t, routes)
+	fake.keepDocument(noteDoc("2"), "note-found")
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	var part1 getSnapshotsAnswer
+	json.Unmarshal(loadRecording(t, "get-part1-only").Body, &part1)
+	srv.noteBackup(context.Background(), "2", part1.Snapshots, 2, "Elasticsearch refused to start it.")
+	info, err := srv.waitBackupEnd(context.Background(), "2")
+	if err != nil || info.State != stateIncomplete || !strings.HasSuffix(derefString(info.FailureReason), "): Elasticsearch refused to start it. Delete the backup and take another.") {
+		t.Errorf("got %s %q, %v; want INCOMPLETE with the note's reason", info.State, derefString(info.FailureReason), err)
+	}
+}
