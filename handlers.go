@@ -156,6 +156,9 @@ func (s *server) handleGetBackup(f family) http.HandlerFunc {
 			drill.Go(func() { last = s.lastDrill(r.Context(), id) })
 		}
 		info, snaps, err := s.readBackup(r.Context(), id, s.backupStates)
+		if err == nil && info.State == stateIncomplete {
+			info = s.explainIncomplete(r.Context(), info, snaps)
+		}
 		drill.Wait()
 		if err != nil {
 			s.writeError(w, r, err)
@@ -247,7 +250,7 @@ func (s *server) handleDeleteBackup(w http.ResponseWriter, r *http.Request) {
 // deleteBackup deletes this installation's snapshots of exactly one backup and returns their
 // names; check, if not nil, may refuse the delete on the snapshots as read (retention's).
 func (s *server) deleteBackup(ctx context.Context, id string, check func([]snapshot) error) ([]string, error) {
-	_, snaps, err := s.backupAndSnapshots(ctx, id)
+	info, snaps, err := s.backupAndSnapshots(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -265,9 +268,17 @@ func (s *server) deleteBackup(ctx context.Context, id string, check func([]snaps
 	if err := s.fenceRestores(ctx, id); err != nil {
 		return nil, err // a restore or drill needs it, or that cannot be told: delete nothing
 	}
-	// A part 2 this process was about to start must not appear after the delete.
+	// A part 2 this process was about to start must not appear after the delete, nor a part 2
+	// it follows be reported vanished.
 	s.backups.cancel(id)
+	s.watches.cancel(id)
 	if err := s.deleteSnapshots(ctx, names); err != nil {
+		// Only a delete that may have removed a part leaves a backup INCOMPLETE: one whose answer
+		// was lost, or of several requests (a refused single request deleted nothing). What made
+		// a backup that was not COMPLETED incomplete is the story of that backup.
+		if info.State == stateCompleted && (answerLost(err) || len(batches(names)) > 1) {
+			s.noteBackup(ctx, id, snaps, 0, fmt.Sprintf("a DELETE through the sidecar began deleting the backup (%s) at %s and did not finish: %v.", strings.Join(names, ", "), noteTime(s.now()), err))
+		}
 		if !answerLost(err) {
 			s.unfence(ctx, id) // Elasticsearch refused: nothing was deleted
 		} // else the mark stays: the delete may still be queued

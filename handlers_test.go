@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -39,8 +40,10 @@ const (
 func getBackup(id string) string { return "GET /_snapshot/test-repo/camunda_optimize_" + id + "_*" }
 
 // createRoutes is what a successful create of backup 1 asks Elasticsearch, in order.
+// When the clock is past part 1's grace period, part 2 is not started, and the note saying so
+// is written (noteRoutes).
 func createRoutes() map[string]string {
-	return map[string]string{
+	routes := map[string]string{
 		getBackup1:   "get-unknown",
 		readMetadata: "metadata",
 		resolveIdx:   "resolve",
@@ -48,6 +51,8 @@ func createRoutes() map[string]string {
 		pollPart1:    "get-part1-done-1",
 		putPart2:     "create-accepted",
 	}
+	maps.Copy(routes, noteRoutes("1"))
+	return routes
 }
 
 // apiCase is one request through the real router against a fake Elasticsearch, whose answer
@@ -203,7 +208,9 @@ func TestAPI(t *testing.T) {
 		{name: "get-in-progress", method: "GET", path: "/actuator/backups/5", es: map[string]string{getBackup("5"): "state-in-progress"}, status: 200},
 		{name: "get-between-parts", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part1-only"}, status: 200,
 			now: part1End.Add(30 * time.Second)},
-		{name: "get-incomplete", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part1-only"}, status: 200},
+		{name: "get-incomplete", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part1-only", "GET " + noteDoc("2"): "note-missing"}, status: 200,
+			wantES: []string{getBackup("2"), "GET " + noteDoc("2")}},
+		{name: "get-incomplete-part2-vanished", method: "GET", path: "/actuator/backups/2", es: map[string]string{getBackup("2"): "state-part2-vanished", "GET " + noteDoc("2"): "note-found"}, status: 200},
 		{name: "get-failed", method: "GET", path: "/actuator/backups/4", es: map[string]string{getBackup("4"): "state-partial"}, status: 200},
 		{name: "get-incompatible", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: "state-incompatible"}, status: 200},
 		{name: "get-extra-snapshots", method: "GET", path: "/actuator/backups/3", es: map[string]string{getBackup("3"): "state-extra"}, status: 200},
@@ -287,7 +294,7 @@ func runAPICases(t *testing.T, cases []apiCase) {
 				srv.now = func() time.Time { return tc.now }
 			}
 			res := serve(t, srv, tc.method, tc.path, tc.body, tc.header)
-			srv.backups.shutdown(context.Background()) // let part 2 be started
+			finishBackground(srv) // let part 2 be started
 
 			if res.Code != tc.status {
 				t.Errorf("got status %d; want %d; body %s", res.Code, tc.status, res.Body)
@@ -474,6 +481,7 @@ func TestConcurrentCreateOneWins(t *testing.T) {
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
 	srv.backups.shutdown(stopped)
+	srv.watches.shutdown(stopped)
 	count := map[int]int{}
 	for c := range codes {
 		count[c]++

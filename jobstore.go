@@ -118,7 +118,7 @@ func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersi
 	err = s.read(ctx, esapi.GetRequest{Index: seg(s.cfg.JobsIndex), DocumentID: seg(id)}, &answer)
 	var ee *esError
 	switch {
-	case errors.As(err, &ee) && (ee.Type == "index_not_found_exception" || ee.Status == http.StatusNotFound && strings.Contains(ee.Reason, `"found":false`)):
+	case errors.As(err, &ee) && (ee.Type == "index_not_found_exception" || docNotFound(ee)):
 		return jobVersion{}, false, nil // no jobs index yet, or no such document
 	case err != nil:
 		return jobVersion{}, false, fmt.Errorf("read %s from %s: %w", id, s.cfg.JobsIndex, err)
@@ -133,6 +133,15 @@ func (s *server) loadDoc(ctx context.Context, id string, target any) (v jobVersi
 		return jobVersion{}, false, fmt.Errorf("decode %s from %s: %w", id, s.cfg.JobsIndex, err)
 	}
 	return answer.jobVersion, true, nil
+}
+
+// docNotFound tells whether Elasticsearch's 404 to a document read is its answer for a document
+// that does not exist, {"found":false,...} (whatever its spacing), not an error.
+func docNotFound(ee *esError) bool {
+	var answer struct {
+		Found *bool `json:"found"`
+	}
+	return ee.Status == http.StatusNotFound && json.Unmarshal([]byte(ee.Reason), &answer) == nil && answer.Found != nil && !*answer.Found
 }
 
 // saveDoc writes doc (stamped in stamp) as document id if the stored one is still at version v

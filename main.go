@@ -39,6 +39,8 @@ type server struct {
 	// backups holds the backups whose part 2 this process is still going to start; restores
 	// and drills the restore job and the drill it runs.
 	backups, restores, drills *registry
+	// watches holds the part 2s this process follows until they end (see watchPart2).
+	watches *registry
 	// drillsSeen tells that this installation has run a drill: only then does GET of a backup
 	// also read the backup's last drill (a second Elasticsearch request).
 	drillsSeen atomic.Bool
@@ -61,6 +63,7 @@ func newServer(cfg config, es esClients, log *slog.Logger) *server {
 		backups:      newRegistry(),
 		restores:     newRegistry(),
 		drills:       newRegistry(),
+		watches:      newRegistry(),
 		metrics:      &metrics{requests: map[string]int{}},
 		listPageSize: defaultListPageSize,
 	}
@@ -147,6 +150,8 @@ func (s *server) shutdown(ctx context.Context, httpServer *http.Server, schedule
 	go func() {
 		s.restores.shutdown(ctx)
 		s.drills.shutdown(ctx)
+		// Following a part 2 is only for a note should it vanish: it stops at once too.
+		s.watches.shutdown(ctx)
 		close(restoreStopped)
 	}()
 	err := httpServer.Shutdown(shutdownCtx)

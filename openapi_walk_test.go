@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -202,7 +201,7 @@ func TestOpenAPIStatusesWalk(t *testing.T) {
 				srv := newTestServer(t, cfg)
 				method, path, body, header := sit.request(op)
 				res := serve(t, srv, method, path, body, header)
-				srv.backups.shutdown(context.Background()) // a create's part 2 has ended
+				finishBackground(srv) // a create's part 2 has started (or its note was written)
 				req, _ := servedRequests.Load(res)
 				if err := openAPIProblem(t, req.(*http.Request), res); err != nil {
 					t.Errorf("%s %s: %v (it documents %v); body %s", method, path, err, op.statuses, res.Body)

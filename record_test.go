@@ -44,6 +44,12 @@ func recordingES(t *testing.T) realES {
 func (r realES) save(name, note, method, path, body string) {
 	r.t.Helper()
 	status, b := r.do(method, path, body)
+	r.write(name, note, method, path, status, b)
+}
+
+// write writes an answer already received as testdata/es/name.json.
+func (r realES) write(name, note, method, path string, status int, b []byte) {
+	r.t.Helper()
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, b, "  ", "  "); err != nil {
 		r.t.Fatalf("%s %s answered non-JSON %q", method, path, b)

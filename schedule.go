@@ -201,7 +201,10 @@ func (s *server) scheduleDocID() string { return "schedule-" + s.cfg.IndexPrefix
 func (s *server) waitBackupEnd(ctx context.Context, id string) (backupInfo, error) {
 	deadline := s.now().Add(s.cfg.RestoreWaitTimeout)
 	for {
-		info, _, err := s.backupAndSnapshots(ctx, id)
+		info, snaps, err := s.backupAndSnapshots(ctx, id)
+		if err == nil && info.State == stateIncomplete {
+			info = s.explainIncomplete(ctx, info, snaps) // the run's record says why, as GET does
+		}
 		if err == nil && info.State != stateInProgress {
 			return info, nil
 		}

@@ -105,7 +105,10 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 		// backup in progress, not an incomplete one (Optimize's own API gets this wrong).
 		if has1 && part1.State == "SUCCESS" && (starting || now.Sub(time.UnixMilli(part1.EndMillis)) < grace) {
 			info.State = stateInProgress
+			break
 		}
+		part, name := missingPart(id, snaps)
+		info.FailureReason = ptr(incompleteReason(id, part, name, unrecorded(part)))
 	default:
 		info.State = stateFailed
 		names := make([]string, len(sorted))
@@ -116,6 +119,40 @@ func backupState(id string, snaps []snapshot, starting bool, now time.Time, grac
 			id, len(snaps), partCount, strings.Join(names, ", ")))
 	}
 	return info
+}
+
+// missingPart is the lowest part number that none of the snapshots of an INCOMPLETE backup has,
+// and the name that part's snapshot would have (the version tag of the parts that exist).
+func missingPart(id string, snaps []snapshot) (int, string) {
+	version := ""
+	var have [partCount + 1]bool
+	for _, sn := range snaps {
+		_, v, part, _, _ := parseSnapshotName(sn.Name)
+		version = cmp.Or(version, v)
+		if part >= 1 && part <= partCount {
+			have[part] = true
+		}
+	}
+	part := 1
+	for part < partCount && have[part] {
+		part++
+	}
+	return part, snapshotName(id, version, part)
+}
+
+// incompleteReason is the failureReason of an INCOMPLETE backup: the part it lacks, what
+// happened to that part, and what to do.
+func incompleteReason(id string, part int, name, what string) string {
+	return fmt.Sprintf("Backup [%s] is missing part %d of %d (%s): %s Delete the backup and take another.", id, part, partCount, name, what)
+}
+
+// unrecorded says what can have happened to a missing part when no sidecar recorded anything
+// about it (see backupNote): what the snapshots alone tell.
+func unrecorded(part int) string {
+	if part == 1 {
+		return "no sidecar recorded what happened to it; it was deleted from the repository outside the sidecar."
+	}
+	return "no sidecar recorded what happened to it; it was never started (the sidecar that started part 1 was stopped or restarted before part 1 ended) or it was deleted from the repository outside the sidecar."
 }
 
 // failureOf describes why a snapshot failed, for failureReason.

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
 // TestBackupState checks the state rules of docs/decisions.md on hand-made snapshot lists,
 // including the grace period that keeps a backup between its parts IN_PROGRESS and the crash
-// case where it must become INCOMPLETE.
+// case where it must become INCOMPLETE, naming the part it lacks.
 func TestBackupState(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	ended := func(ago time.Duration) int64 { return now.Add(-ago).UnixMilli() }
@@ -42,8 +43,14 @@ func TestBackupState(t *testing.T) {
 			if got.State != tc.want {
 				t.Errorf("got %s; want %s", got.State, tc.want)
 			}
-			if (got.State == stateFailed) != (got.FailureReason != nil) {
-				t.Errorf("got failureReason %v with state %s; want a reason exactly when FAILED", got.FailureReason, got.State)
+			if (got.State == stateFailed || got.State == stateIncomplete) != (got.FailureReason != nil) {
+				t.Errorf("got failureReason %v with state %s; want a reason exactly when FAILED or INCOMPLETE", got.FailureReason, got.State)
+			}
+			if got.State == stateIncomplete {
+				missing := map[string]string{"camunda_optimize_7_3.9.0_part_1_of_2": "part 2 of 2 (camunda_optimize_7_3.9.0_part_2_of_2)", "camunda_optimize_7_3.9.0_part_2_of_2": "part 1 of 2 (camunda_optimize_7_3.9.0_part_1_of_2)"}[tc.snaps[0].Name]
+				if !strings.Contains(derefString(got.FailureReason), "is missing "+missing) {
+					t.Errorf("got failureReason %q; want it to name the missing %s", derefString(got.FailureReason), missing)
+				}
 			}
 			if len(got.Details) != len(tc.snaps) {
 				t.Errorf("got %d details; want %d", len(got.Details), len(tc.snaps))
