@@ -62,6 +62,16 @@ type config struct {
 	// ESCAFile is a PEM file with the CA that signed Elasticsearch's certificate.
 	ESCAFile string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES"`
 
+	// AWSEnabled signs every request with AWS Signature Version 4 for Amazon OpenSearch Service
+	// (aws.go), with the credentials of the AWS SDK's default chain instead of basic auth:
+	// Optimize's own variable, which the Camunda Helm chart sets from
+	// optimize.database.opensearch.aws.enabled.
+	AWSEnabled bool `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_AWS_ENABLED" envDefault:"false"`
+	// AWSRegion is the region requests are signed for, read as the AWS SDK reads it: AWS_REGION,
+	// else AWS_DEFAULT_REGION. loadConfig leaves the one that applies in AWSRegion.
+	AWSRegion        string `env:"AWS_REGION"`
+	AWSDefaultRegion string `env:"AWS_DEFAULT_REGION"`
+
 	// IndexPrefix is Optimize's index prefix: its indices are {prefix}-{name}.
 	IndexPrefix string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX" envDefault:"optimize"`
 
@@ -167,6 +177,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.RestoreESAPIKey = p.secret("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "key", keyHint, apiKeyProblem)
 	cfg.parseESURLs(&p)
 	cfg.validate(&p)
+	cfg.validateAWS(&p)
 	if len(p.errs) > 0 {
 		return config{}, errors.Join(p.errs...)
 	}
@@ -360,6 +371,43 @@ func (c *config) validate(p *problems) {
 		c.ESAPIKey != "", c.ESUsername != "" || c.ESPassword != "")
 	exclusive("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", c.RestoreESAPIKeyFile, "OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_USERNAME/_PASSWORD",
 		c.RestoreESAPIKey != "", c.RestoreESUsername != "" || c.RestoreESPassword != "")
+}
+
+// validateAWS reports what stops the sidecar from backing up Amazon OpenSearch: a Serverless
+// collection (no snapshot API), signing without a region, and signing with basic auth or an API
+// key, which would need the one Authorization header the signature takes. It leaves the region
+// that applies in AWSRegion.
+func (c *config) validateAWS(p *problems) {
+	c.AWSRegion = cmp.Or(strings.TrimSpace(c.AWSRegion), strings.TrimSpace(c.AWSDefaultRegion))
+	for _, u := range c.ESURLs {
+		parsed, err := url.Parse(u)
+		if err != nil || !serverlessHost(parsed.Hostname()) {
+			continue
+		}
+		variable := "OPTIMIZE_ELASTICSEARCH_URLS"
+		if serverlessHost(c.ESHost) {
+			variable = "OPTIMIZE_ELASTICSEARCH_HOST"
+		}
+		p.add(variable, "%s is an Amazon OpenSearch Serverless collection, which has no snapshot API to back up with; point the sidecar at an Amazon OpenSearch Service domain (its endpoint ends in .es.amazonaws.com) instead", parsed.Hostname())
+		break
+	}
+	if !c.AWSEnabled {
+		return
+	}
+	const awsVar = "CAMUNDA_OPTIMIZE_OPENSEARCH_AWS_ENABLED"
+	p.addIf(c.AWSRegion == "", awsVar, "requests to Amazon OpenSearch Service are signed for the domain's region, and none is set; set AWS_REGION (or AWS_DEFAULT_REGION) to it, such as eu-west-1")
+	const oneAuthorization = "%s is set too; an AWS-signed request carries its signature in the Authorization header, so it cannot carry other credentials: unset %s (the AWS role then needs the privileges, see docs/aws.md), or unset %s"
+	if main := c.mainCredentials(); main.vars != "" {
+		p.add(awsVar, oneAuthorization, main.vars, main.vars, awsVar)
+	}
+	if restore, own := c.restoreCredentials(); own {
+		p.add(awsVar, oneAuthorization, restore.vars, restore.vars, awsVar)
+	}
+	urlUser := slices.ContainsFunc(c.ESURLs, func(u string) bool {
+		parsed, err := url.Parse(u)
+		return err == nil && parsed.User != nil
+	})
+	p.addIf(urlUser, awsVar, "OPTIMIZE_ELASTICSEARCH_URLS holds a user name; an AWS-signed request cannot carry basic auth too: remove user:password@ from the URLs, or unset %s", awsVar)
 }
 
 // parseSchedule parses a cron expression read in the named time zone, reporting a bad zone and
