@@ -284,7 +284,11 @@ func (r realES) shardDir(index string) string {
 	if err := json.Unmarshal(b, &settings); err != nil {
 		r.t.Fatal(err)
 	}
-	return filepath.Join(r.runDir, "node-1", "data", "indices", settings[index].Settings.Index.UUID, "0", "index")
+	data := filepath.Join(r.runDir, "node-1", "data")
+	if testDB() == databaseOpenSearch {
+		data = filepath.Join(data, "nodes", "0") // OpenSearch keeps Elasticsearch 7's layout
+	}
+	return filepath.Join(data, "indices", settings[index].Settings.Index.UUID, "0", "index")
 }
 
 // TestRecordRestoreJobs records the answers behind the restore job stored in Elasticsearch,
