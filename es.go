@@ -179,14 +179,17 @@ func newTransportClient(cfg config, rt http.RoundTripper, creds credentials, ret
 		}
 		urls = append(urls, u)
 	}
-	return elastictransport.New(elastictransport.Config{
-		URLs:         urls,
-		Username:     creds.username,
-		Password:     creds.password,
-		APIKey:       encodedAPIKey(creds.apiKey),
-		Transport:    opaqueID{rt},
-		DisableRetry: !retry,
-	})
+	opts := []elastictransport.Option{elastictransport.WithURLs(urls...), elastictransport.WithTransport(opaqueID{rt})}
+	if creds.username != "" || creds.password != "" {
+		opts = append(opts, elastictransport.WithBasicAuth(creds.username, creds.password))
+	}
+	if creds.apiKey != "" {
+		opts = append(opts, elastictransport.WithAPIKey(encodedAPIKey(creds.apiKey)))
+	}
+	if !retry {
+		opts = append(opts, elastictransport.WithDisableRetry())
+	}
+	return elastictransport.NewClient(opts...)
 }
 
 // clusterManagerTimeout sends OpenSearch the master_timeout that esapi's requests carry (the
@@ -366,8 +369,10 @@ func (s *server) elasticsearchVersion(ctx context.Context) (string, error) {
 // checkProduct reads GET / and fails, with one sentence naming both products and the variable
 // to change, when the server is not the product CAMUNDA_OPTIMIZE_DATABASE names: with the other
 // product every request would fail later, or (OpenSearch's list answers) mean something else.
-// When the root cannot be read (the node is down, or the credentials may not read it) or names
-// no product, it logs why and lets the sidecar start: health then tells what is wrong.
+// Elasticsearch says what it is in the X-Elastic-Product header of every answer (an error too:
+// a role without cluster:monitor/main), OpenSearch in the root's version.distribution. When
+// neither can be read (the node is down) it logs why and lets the sidecar start: health then
+// tells what is wrong.
 func (s *server) checkProduct(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
 	defer cancel()
@@ -380,30 +385,28 @@ func (s *server) checkProduct(ctx context.Context) error {
 	var root struct {
 		Version struct{ Distribution, Number string } `json:"version"`
 	}
-	body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err == nil && !res.IsError() {
-		err = json.Unmarshal(body, &root)
-	}
-	if err != nil || res.IsError() {
-		s.log.Warn("cannot read the database's root (GET /) to check it is "+s.cfg.product()+"; starting anyway", "status", res.StatusCode, "err", err)
-		return nil
+	if body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20)); err == nil && !res.IsError() {
+		_ = json.Unmarshal(body, &root) // an answer that is not the root names no product
 	}
 	server := ""
 	switch {
-	case root.Version.Distribution == databaseOpenSearch:
-		server = "OpenSearch"
 	case res.Header.Get("X-Elastic-Product") == "Elasticsearch":
 		server = "Elasticsearch"
+	case root.Version.Distribution == databaseOpenSearch:
+		server = "OpenSearch"
 	default:
-		s.log.Warn("the database's root (GET /) names no product the sidecar knows; starting anyway", "configured", s.cfg.product())
+		s.log.Warn("the database's root (GET /) names no product the sidecar knows; starting anyway", "configured", s.cfg.product(), "status", res.StatusCode)
 		return nil
 	}
 	if server == s.cfg.product() {
 		return nil
 	}
-	at := strings.Join(s.cfg.esAddressesRedacted(), ",")
-	if s.cfg.openSearch() {
-		return fmt.Errorf("the server at %s is Elasticsearch %s, but CAMUNDA_OPTIMIZE_DATABASE is opensearch; unset CAMUNDA_OPTIMIZE_DATABASE (or set it to elasticsearch) and set Optimize's Elasticsearch variables, as Optimize has them", at, root.Version.Number)
+	at, version := strings.Join(s.cfg.esAddressesRedacted(), ","), ""
+	if root.Version.Number != "" {
+		version = " " + root.Version.Number
 	}
-	return fmt.Errorf("the server at %s is OpenSearch %s, but CAMUNDA_OPTIMIZE_DATABASE is elasticsearch (the default); set CAMUNDA_OPTIMIZE_DATABASE=opensearch and Optimize's OpenSearch variables (CAMUNDA_OPTIMIZE_OPENSEARCH_HOST, ...), as Optimize has them", at, root.Version.Number)
+	if s.cfg.openSearch() {
+		return fmt.Errorf("the server at %s is Elasticsearch%s, but CAMUNDA_OPTIMIZE_DATABASE is opensearch; unset CAMUNDA_OPTIMIZE_DATABASE (or set it to elasticsearch) and set Optimize's Elasticsearch variables, as Optimize has them", at, version)
+	}
+	return fmt.Errorf("the server at %s is OpenSearch%s, but CAMUNDA_OPTIMIZE_DATABASE is elasticsearch (the default); set CAMUNDA_OPTIMIZE_DATABASE=opensearch and Optimize's OpenSearch variables (CAMUNDA_OPTIMIZE_OPENSEARCH_HOST, ...), as Optimize has them", at, version)
 }
