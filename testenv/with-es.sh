@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs a command with a real Elasticsearch (or OpenSearch, DB=opensearch): starts it (es-start.sh), loads Optimize-shaped data
-# (load-data.sh), exports its address for the integration tests, runs the command, and stops
-# and removes the node whatever the command's outcome.
+# Runs a command with a real Elasticsearch (DB=opensearch: OpenSearch): starts it (es-start.sh),
+# loads Optimize-shaped data (load-data.sh), exports its address for the integration tests, runs
+# the command, and stops and removes the node whatever the command's outcome.
 #
 #   testenv/with-es.sh go test ./...
 #
