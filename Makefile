@@ -1,5 +1,6 @@
-# optimize-backup: make demo runs the sidecar with a local Elasticsearch and demo data;
-# make test runs every check and test, the integration tests on a real Elasticsearch.
+# optimize-backup: make demo runs the sidecar with a local Elasticsearch (DB=opensearch: OpenSearch)
+# and demo data; make test runs every check and test, the integration tests on a real
+# Elasticsearch and a real OpenSearch.
 
 STATICCHECK_VERSION := v0.8.2
 GOBIN := $(CURDIR)/bin
@@ -29,9 +30,11 @@ image:
 	  --output type=docker,name=$(IMAGE),rewrite-timestamp=true .
 
 ## test: formatting, vet, staticcheck, a short fuzz (IDs, snapshot names), then all
-## tests with -race against a real Elasticsearch.
+## tests with -race against a real Elasticsearch, and the integration tests again against a
+## real OpenSearch (with-es.sh tells the tests which database runs: OPTIMIZE_BACKUP_TEST_DB).
 test: lint fuzz deploy-test
 	testenv/with-es.sh go test -race -count=1 ./...
+	DB=opensearch testenv/with-es.sh go test -race -count=1 -run Integration .
 
 ## deploy-test: the Helm values and the Deployment under deploy/, decoded strictly into the
 ## Kubernetes API types and checked offline (a Go module of its own, see deploy/go.mod).
@@ -75,9 +78,11 @@ BENCH_RUN_DIR ?= /dev/shm/optimize-backup-bench-9230
 bench: build
 	ES_HTTP_PORT=9230 ES_RUN_DIR=$(BENCH_RUN_DIR) testenv/with-es.sh go test -tags bench -run '^TestBench$$' -count=1 -timeout 30m -v .
 
-## record: re-record testdata/es from a real Elasticsearch.
+## record: re-record testdata/es from a real Elasticsearch, and testdata/opensearch from a real
+## OpenSearch.
 record:
 	testenv/with-es.sh go test -count=1 -run 'TestRecord' -record .
+	DB=opensearch testenv/with-es.sh go test -count=1 -run 'TestRecord(Root|OpenSearch)$$' -record .
 
 clean:
 	rm -rf bin optimize-backup testenv/target testenv/run

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -49,7 +50,7 @@ func TestConfigAPIKey(t *testing.T) {
 			if got := encodedIfSet(restore.apiKey); got != tc.wantRes || own != tc.ownRestore {
 				t.Errorf("got restore key %q (own %v); want %q (own %v)", got, own, tc.wantRes, tc.ownRestore)
 			}
-			if _, err := newESClients(cfg); err != nil {
+			if _, err := newESClients(context.Background(), cfg); err != nil {
 				t.Errorf("newESClients: %v", err)
 			}
 		})

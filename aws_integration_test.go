@@ -15,38 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elastic/elastic-transport-go/v8/elastictransport"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
-
-// signedTestClients are the sidecar's clients as they will be on Amazon OpenSearch Service:
-// esapi requests on elastic-transport-go clients (no product check) over the transport
-// awsSigning returns. Until the OpenSearch clients of issue 21 land in newESClients, the test
-// builds them here; opaqueID wraps the signer, as it must (headers added after signing would
-// break the signature).
-func signedTestClients(t *testing.T, cfg config, signing http.RoundTripper) esClients {
-	t.Helper()
-	urls := make([]*url.URL, len(cfg.ESURLs))
-	for i, u := range cfg.ESURLs {
-		var err error
-		if urls[i], err = url.Parse(u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	client := func(retry bool) esapi.Transport {
-		opts := []elastictransport.Option{elastictransport.WithURLs(urls...), elastictransport.WithTransport(opaqueID{signing})}
-		if !retry {
-			opts = append(opts, elastictransport.WithDisableRetry())
-		}
-		c, err := elastictransport.NewClient(opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	write := client(false)
-	return esClients{read: client(true), write: write, restore: write}
-}
 
 // esDo runs one esapi request through client and returns status and body.
 func esDo(t *testing.T, client esapi.Transport, req esapi.Request) (int, string) {
@@ -72,7 +42,8 @@ func esMust(t *testing.T, client esapi.Transport, req esapi.Request) string {
 
 // TestIntegrationSigV4 puts the signature-checking proxy (sigV4Proxy, the AWS SDK's own signer
 // and the credentials it knows) in front of the real node and sends through it, signed by
-// awsSigning with credentials from the AWS SDK's default chain: a snapshot repository
+// the sidecar's own clients (newESClients, awsSigning with credentials from the AWS SDK's
+// default chain): a snapshot repository
 // registered, a document indexed, searches with bodies, a scroll cleared (DELETE with a body),
 // then a backup through the sidecar's routes (POST, GET until COMPLETED, list, DELETE). Every
 // request passes; a client with a wrong secret is refused with 403 before the node.
@@ -89,6 +60,7 @@ func TestIntegrationSigV4(t *testing.T) {
 	isolateAWSEnv(t, map[string]string{"AWS_ACCESS_KEY_ID": testAWSCreds.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testAWSCreds.SecretAccessKey, "AWS_SESSION_TOKEN": testAWSCreds.SessionToken})
 	repo := fmt.Sprintf("sigv4-%d", time.Now().UnixNano())
 	cfg, err := loadConfig(mapEnv(map[string]string{
+		"CAMUNDA_OPTIMIZE_DATABASE":               testDB(),
 		"OPTIMIZE_ELASTICSEARCH_URLS":             proxySrv.URL,
 		"CAMUNDA_OPTIMIZE_OPENSEARCH_AWS_ENABLED": "true",
 		"AWS_REGION": testAWSRegion,
@@ -99,11 +71,10 @@ func TestIntegrationSigV4(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signing, err := awsSigning(t.Context(), cfg, http.DefaultTransport)
+	clients, err := newESClients(t.Context(), cfg) // the sidecar's own clients, signing as in production
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := signedTestClients(t, cfg, signing)
 
 	location := filepath.Join(es.runDir, "repo", repo)
 	esMust(t, clients.write, esapi.SnapshotCreateRepositoryRequest{Repository: repo, Body: strings.NewReader(fmt.Sprintf(`{"type":"fs","settings":{"location":%q}}`, location))})
@@ -113,7 +84,10 @@ func TestIntegrationSigV4(t *testing.T) {
 
 	wrong := testAWSCreds
 	wrong.SecretAccessKey = "not-the-secret"
-	wrongClients := signedTestClients(t, cfg, testSigner(wrong, http.DefaultTransport))
+	wrongClients, err := newESClientsOver(cfg, testSigner(wrong, http.DefaultTransport))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if status, body := esDo(t, wrongClients.read, esapi.InfoRequest{}); status != http.StatusForbidden || !strings.Contains(body, "signature mismatch") {
 		t.Errorf("wrong secret: got %d %s; want 403 signature mismatch", status, body)
 	}

@@ -23,6 +23,11 @@ import (
 // config is everything the sidecar reads from its environment. Where Optimize has a variable for
 // the same thing, the sidecar uses Optimize's name, so one Kubernetes env block serves both.
 type config struct {
+	// Database is the store Optimize keeps its indices in, read as Optimize reads it:
+	// elasticsearch or opensearch. With opensearch the connection comes from Optimize's
+	// OpenSearch variables (the OS* fields), which loadConfig puts into the ES* fields.
+	Database string `env:"CAMUNDA_OPTIMIZE_DATABASE" envDefault:"elasticsearch"`
+
 	// Repository is the Elasticsearch snapshot repository backups go to. Not required to start
 	// (health, info and liveness work without it), but every backup call answers 400 until set.
 	Repository string `env:"CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME"`
@@ -74,6 +79,19 @@ type config struct {
 
 	// IndexPrefix is Optimize's index prefix: its indices are {prefix}-{name}.
 	IndexPrefix string `env:"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX" envDefault:"optimize"`
+
+	// OSHost, OSPort, OSUsername, OSPassword, OSSSLEnabled, OSCAFile and OSIndexPrefix are
+	// Optimize's own OpenSearch variables, read only with CAMUNDA_OPTIMIZE_DATABASE=opensearch
+	// (https://docs.camunda.io/docs/self-managed/components/optimize/configuration/system-configuration/):
+	// the same settings as ESHost, ESPort, ESUsername, ESPassword, ESSSLEnabled, ESCAFile and
+	// IndexPrefix, into which loadConfig copies them.
+	OSHost        string `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_HOST" envDefault:"localhost"`
+	OSPort        int    `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT" envDefault:"9200"`
+	OSUsername    string `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_USERNAME"`
+	OSPassword    string `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_PASSWORD"`
+	OSSSLEnabled  bool   `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_SSL_ENABLED" envDefault:"false"`
+	OSCAFile      string `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_SSL_CERTIFICATE_AUTHORITIES"`
+	OSIndexPrefix string `env:"CAMUNDA_OPTIMIZE_OPENSEARCH_SETTINGS_INDEX_PREFIX" envDefault:"optimize"`
 
 	// Port is the management port the sidecar serves on (Optimize's actuator port).
 	Port int `env:"MANAGEMENT_SERVER_PORT" envDefault:"8092"`
@@ -175,6 +193,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg.AdminToken = p.secret("OPTIMIZE_BACKUP_ADMIN_TOKEN", cfg.AdminToken, cfg.AdminTokenFile, "token", "put the admin token in it", adminTokenProblem)
 	cfg.ESAPIKey = p.secret("OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY", cfg.ESAPIKey, cfg.ESAPIKeyFile, "key", keyHint, apiKeyProblem)
 	cfg.RestoreESAPIKey = p.secret("OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY", cfg.RestoreESAPIKey, cfg.RestoreESAPIKeyFile, "key", keyHint, apiKeyProblem)
+	cfg.useDatabase(&p)
 	cfg.parseESURLs(&p)
 	cfg.validate(&p)
 	cfg.validateAWS(&p)
@@ -273,6 +292,65 @@ func encodedAPIKey(key string) string {
 	return key
 }
 
+// The databases CAMUNDA_OPTIMIZE_DATABASE may name, as Optimize spells them.
+const (
+	databaseElasticsearch = "elasticsearch"
+	databaseOpenSearch    = "opensearch"
+)
+
+// openSearch tells whether the sidecar talks to OpenSearch rather than Elasticsearch.
+func (c config) openSearch() bool { return c.Database == databaseOpenSearch }
+
+// product is the database's name as its vendor writes it, for sentences.
+func (c config) product() string {
+	if c.openSearch() {
+		return "OpenSearch"
+	}
+	return "Elasticsearch"
+}
+
+// openSearchVars are the OpenSearch variables of Optimize's Elasticsearch connection variables.
+var openSearchVars = map[string]string{
+	"OPTIMIZE_ELASTICSEARCH_HOST":                                "CAMUNDA_OPTIMIZE_OPENSEARCH_HOST",
+	"OPTIMIZE_ELASTICSEARCH_HTTP_PORT":                           "CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT",
+	"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD": "CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_USERNAME/_PASSWORD",
+	"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES": "CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_SSL_CERTIFICATE_AUTHORITIES",
+	"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX":       "CAMUNDA_OPTIMIZE_OPENSEARCH_SETTINGS_INDEX_PREFIX",
+}
+
+// connVar is the variable that sets a connection setting with the configured database: the
+// Elasticsearch variable esVar, or its OpenSearch twin.
+func (c config) connVar(esVar string) string {
+	if twin, ok := openSearchVars[esVar]; ok && c.openSearch() {
+		return twin
+	}
+	return esVar
+}
+
+// useDatabase checks CAMUNDA_OPTIMIZE_DATABASE and, for OpenSearch, copies Optimize's
+// OpenSearch variables into the fields the sidecar connects with: like Optimize, it then
+// ignores the Elasticsearch ones. OpenSearch has no Elasticsearch API keys, so those are
+// refused with it.
+func (c *config) useDatabase(p *problems) {
+	c.Database = strings.ToLower(strings.TrimSpace(c.Database))
+	switch c.Database {
+	case databaseElasticsearch:
+		return
+	case databaseOpenSearch:
+	default:
+		p.add("CAMUNDA_OPTIMIZE_DATABASE", "%q is not a database Optimize runs on; set elasticsearch (the default) or opensearch", c.Database)
+		return
+	}
+	c.ESHost, c.ESPort, c.ESSSLEnabled, c.ESCAFile = c.OSHost, c.OSPort, c.OSSSLEnabled, c.OSCAFile
+	c.ESUsername, c.ESPassword, c.IndexPrefix = c.OSUsername, c.OSPassword, c.OSIndexPrefix
+	for variable, set := range map[string]bool{
+		"OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY":         c.ESAPIKey != "" || c.ESAPIKeyFile != "",
+		"OPTIMIZE_BACKUP_RESTORE_ELASTICSEARCH_API_KEY": c.RestoreESAPIKey != "" || c.RestoreESAPIKeyFile != "",
+	} {
+		p.addIf(set, variable, "OpenSearch has no Elasticsearch API keys; unset it (and its _FILE) and set user and password (%s)", c.connVar("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME/_PASSWORD"))
+	}
+}
+
 // parseESURLs checks the URLs set in ESURLs, or builds the one of the host, port and SSL switch.
 func (c *config) parseESURLs(p *problems) {
 	for i := range c.ESURLs {
@@ -297,7 +375,7 @@ func (c *config) parseESURLs(p *problems) {
 	}
 	hostPort := net.JoinHostPort(host, strconv.Itoa(c.ESPort))
 	if u, err := url.Parse(scheme + "://" + hostPort); err != nil || u.Host != hostPort {
-		p.add("OPTIMIZE_ELASTICSEARCH_HOST", "%q is not a host name or IP address; set Elasticsearch's host such as elasticsearch (default localhost)", c.ESHost)
+		p.add(c.connVar("OPTIMIZE_ELASTICSEARCH_HOST"), "%q is not a host name or IP address; set %s's host such as %s (default localhost)", c.ESHost, c.product(), c.Database)
 	}
 	c.ESURLs = []string{scheme + "://" + hostPort}
 }
@@ -317,13 +395,13 @@ func (c *config) validate(p *problems) {
 	_, healthURLOK := httpURL(c.OptimizeHealthURL)
 	_, caErr := os.Stat(c.ESCAFile)
 	p.addIf(c.Port < 0 || c.Port > 65535, "MANAGEMENT_SERVER_PORT", "%d is not a TCP port; set 1-65535 (default 8092; 0 picks a free port)", c.Port)
-	p.addIf(c.ESPort < 1 || c.ESPort > 65535, "OPTIMIZE_ELASTICSEARCH_HTTP_PORT", "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
+	p.addIf(c.ESPort < 1 || c.ESPort > 65535, c.connVar("OPTIMIZE_ELASTICSEARCH_HTTP_PORT"), "%d is not a TCP port; set 1-65535 (default 9200)", c.ESPort)
 	p.addIf(c.Repository != "" && strings.ContainsAny(c.Repository, forbiddenNameChars), "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME", "%q is not a valid repository name; set the name the repository was registered with in Elasticsearch", c.Repository)
-	p.addIf(badIndexName(c.IndexPrefix), "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX", "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
+	p.addIf(badIndexName(c.IndexPrefix), c.connVar("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SETTINGS_INDEX_PREFIX"), "%q is not a valid index prefix; set Optimize's prefix (default optimize)", c.IndexPrefix)
 	p.addIf(c.OptimizeVersion != "" && !versionPattern.MatchString(c.OptimizeVersion), "OPTIMIZE_VERSION", "%q is not a version; set Optimize's version such as 3.9.0, or unset it to read it from Elasticsearch", c.OptimizeVersion)
 	p.addIf(badIndexName(c.JobsIndex) || strings.HasPrefix(c.JobsIndex, c.IndexPrefix+"-"), "OPTIMIZE_BACKUP_JOBS_INDEX", "%q is not a valid index name outside the prefix [%s-]; set a lowercase index name such as camunda-optimize-backup-jobs", c.JobsIndex, c.IndexPrefix)
 	p.addIf(c.OptimizeHealthURL != "" && !healthURLOK, "OPTIMIZE_HEALTH_URL", "the value is not an http(s) URL; set Optimize's readiness URL such as http://localhost:8090/api/readyz, or unset it")
-	p.addIf(c.ESCAFile != "" && caErr != nil, "CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES", "%v; point it at a PEM file with Elasticsearch's CA", caErr)
+	p.addIf(c.ESCAFile != "" && caErr != nil, c.connVar("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES"), "%v; point it at a PEM file with %s's CA", caErr, c.product())
 	for name, d := range map[string]time.Duration{
 		"OPTIMIZE_BACKUP_ELASTICSEARCH_TIMEOUT": c.ESTimeout,
 		"OPTIMIZE_BACKUP_POLL_INTERVAL":         c.PollInterval,

@@ -160,3 +160,43 @@ func TestConfigSecrets(t *testing.T) {
 		t.Errorf("got %v; want an error that does not show the password", err)
 	}
 }
+
+// TestConfigOpenSearch checks that CAMUNDA_OPTIMIZE_DATABASE=opensearch reads Optimize's own
+// OpenSearch variables (and ignores its Elasticsearch ones, as Optimize does), that problems
+// name the OpenSearch variable that was set, and that an unknown database or an Elasticsearch
+// API key with OpenSearch is refused.
+func TestConfigOpenSearch(t *testing.T) {
+	cfg, err := loadConfig(mapEnv(map[string]string{
+		"CAMUNDA_OPTIMIZE_DATABASE":                         "OpenSearch",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_HOST":                  "opensearch",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT":             "9201",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_SSL_ENABLED":           "true",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_USERNAME":     "optimize",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_SECURITY_PASSWORD":     "secret",
+		"CAMUNDA_OPTIMIZE_OPENSEARCH_SETTINGS_INDEX_PREFIX": "os-optimize",
+		"OPTIMIZE_ELASTICSEARCH_HOST":                       "elasticsearch",
+		"CAMUNDA_OPTIMIZE_ELASTICSEARCH_SECURITY_USERNAME":  "elastic",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{cfg.Database, strings.Join(cfg.ESURLs, ","), cfg.ESUsername, cfg.ESPassword, cfg.IndexPrefix}
+	if diff := cmp.Diff([]string{"opensearch", "https://opensearch:9201", "optimize", "secret", "os-optimize"}, got); diff != "" {
+		t.Errorf("database, URLs, user, password, prefix (-want +got):\n%s", diff)
+	}
+
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"CAMUNDA_OPTIMIZE_DATABASE": "postgres"}, `CAMUNDA_OPTIMIZE_DATABASE: "postgres" is not a database Optimize runs on`},
+		{map[string]string{"CAMUNDA_OPTIMIZE_DATABASE": "opensearch", "CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT": "0"}, "CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT: 0 is not a TCP port"},
+		{map[string]string{"CAMUNDA_OPTIMIZE_DATABASE": "opensearch", "CAMUNDA_OPTIMIZE_OPENSEARCH_SETTINGS_INDEX_PREFIX": "Optimize"}, `CAMUNDA_OPTIMIZE_OPENSEARCH_SETTINGS_INDEX_PREFIX: "Optimize" is not a valid index prefix`},
+		{map[string]string{"CAMUNDA_OPTIMIZE_DATABASE": "opensearch", "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY": "id:key"}, "OPTIMIZE_BACKUP_ELASTICSEARCH_API_KEY: OpenSearch has no Elasticsearch API keys"},
+	} {
+		_, err := loadConfig(mapEnv(tc.env))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: got %v; want a line with %q", tc.env, err, tc.want)
+		}
+	}
+}

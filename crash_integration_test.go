@@ -22,7 +22,8 @@ type ownES struct {
 }
 
 // startOwnES starts nodes Elasticsearch nodes on port (es-start.sh) with docs documents of
-// test data (load-data.sh).
+// test data (load-data.sh), of the run's database: es-start.sh reads DB from the environment
+// with-es.sh was given (OpenSearch with DB=opensearch, as testDB says).
 func startOwnES(t *testing.T, port string, nodes, docs int) ownES {
 	shared := needES(t) // only where the test environment runs
 	runDir := filepath.Join(filepath.Dir(shared.runDir), port)

@@ -125,11 +125,12 @@ func (s *server) answerOf(r *http.Request, err error) *httpError {
 		return newHTTPError(http.StatusRequestEntityTooLarge, "badRequestError",
 			"The request body is larger than %d bytes; a backup request is a small JSON object such as {\"backupId\": 1}.", tooLarge.Limit)
 	case errors.Is(err, errESUnreachable) && errors.As(err, &untrusted):
-		return unreachable(r, "Elasticsearch at %s presented a certificate the sidecar does not trust (%v); set CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.", at, untrusted.Err)
+		return unreachable(r, "%s at %s presented a certificate the sidecar does not trust (%v); set %s to the PEM file of the CA that signed it (a mounted secret) and restart the sidecar.",
+			s.cfg.product(), at, untrusted.Err, s.cfg.connVar("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES"))
 	case errors.Is(err, errESUnreachable):
-		return unreachable(r, "Elasticsearch at %s could not be reached; check that it is running and that OPTIMIZE_ELASTICSEARCH_HOST/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.", at)
+		return unreachable(r, "%s at %s could not be reached; check that it is running and that %s/_HTTP_PORT or OPTIMIZE_ELASTICSEARCH_URLS point at it.", s.cfg.product(), at, s.cfg.connVar("OPTIMIZE_ELASTICSEARCH_HOST"))
 	case errors.As(err, &es) && es.Type == "repository_missing_exception":
-		return serverError("No repository with name [%s] could be found. Register it in Elasticsearch (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.Repository)
+		return serverError("No repository with name [%s] could be found. Register it in %s (PUT _snapshot/%s) or set CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME to an existing one.", s.cfg.Repository, s.cfg.product(), s.cfg.Repository)
 	case errors.As(err, &es) && es.Type == "invalid_snapshot_name_exception":
 		// The ID rules keep such names out; should Elasticsearch refuse one anyway, it is the
 		// ID that must change, not a server fault.

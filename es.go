@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elastic/elastic-transport-go/v8/elastictransport"
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 )
@@ -39,6 +40,9 @@ type esClients struct {
 	// restore sends the restore's changes (write blocks, index delete, snapshot restore), once,
 	// with the restore credentials when configured.
 	restore esapi.Transport
+	// root reads GET / at start with the main credentials, without the product check of
+	// go-elasticsearch's client, so checkProduct can name whatever answers.
+	root esapi.Transport
 	// mainCreds and restoreCreds name the variables that set the credentials of read and write,
 	// and of restore: when Elasticsearch refuses them, the error says which ones to fix.
 	mainCreds, restoreCreds string
@@ -81,7 +85,23 @@ func (c config) restoreCredentials() (credentials, bool) {
 
 // newESClients builds the clients over one net/http Transport: one pool of keep-alive
 // connections serves them all (credentials go in each request's headers), with the CA.
-func newESClients(cfg config) (esClients, error) {
+func newESClients(ctx context.Context, cfg config) (esClients, error) {
+	transport, err := newHTTPTransport(cfg)
+	if err != nil {
+		return esClients{}, err
+	}
+	// Signing (Amazon OpenSearch Service) is the last step before the wire: everything the
+	// clients add or rewrite (headers, cluster_manager_timeout) is signed with the request.
+	signed, err := awsSigning(ctx, cfg, transport)
+	if err != nil {
+		return esClients{}, err
+	}
+	return newESClientsOver(cfg, signed)
+}
+
+// newHTTPTransport is the net/http Transport every client sends through, trusting the
+// configured CA.
+func newHTTPTransport(cfg config) (*http.Transport, error) {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
@@ -96,41 +116,102 @@ func newESClients(cfg config) (esClients, error) {
 	}
 	if cfg.ESCAFile != "" {
 		// The CA goes into this transport, so TLS keeps its dialer and idle settings.
+		caVar := cfg.connVar("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES")
 		ca, err := os.ReadFile(cfg.ESCAFile)
 		if err != nil {
-			return esClients{}, fmt.Errorf("reading CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES %s: %w", cfg.ESCAFile, err)
+			return nil, fmt.Errorf("reading %s %s: %w", caVar, cfg.ESCAFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(ca) {
-			return esClients{}, fmt.Errorf("CAMUNDA_OPTIMIZE_ELASTICSEARCH_SSL_CERTIFICATE_AUTHORITIES: %s holds no PEM certificate; point it at Elasticsearch's CA certificate", cfg.ESCAFile)
+			return nil, fmt.Errorf("%s: %s holds no PEM certificate; point it at %s's CA certificate", caVar, cfg.ESCAFile, cfg.product())
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	main := cfg.mainCredentials()
-	restoreCreds, own := cfg.restoreCredentials()
-	read, err1 := newESClient(cfg, transport, main, true)
-	write, err2 := newESClient(cfg, transport, main, false)
-	restore, err3 := write, error(nil)
-	if own {
-		restore, err3 = newESClient(cfg, transport, restoreCreds, false)
-	}
-	if err := cmp.Or(err1, err2, err3); err != nil {
-		return esClients{}, err
-	}
-	return esClients{read: read, write: write, restore: restore, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
+	return transport, nil
 }
 
-// newESClient builds one Elasticsearch client with these credentials over transport; retry
-// tells whether the client may resend a request that got no usable answer.
-func newESClient(cfg config, transport http.RoundTripper, creds credentials, retry bool) (*elasticsearch.Client, error) {
-	return elasticsearch.NewClient(elasticsearch.Config{
+// newESClientsOver builds the clients over rt, through which every request to the database
+// leaves the sidecar: a RoundTripper that must see each request (such as one that signs it for
+// Amazon OpenSearch Service) wraps rt before it is passed here.
+func newESClientsOver(cfg config, rt http.RoundTripper) (esClients, error) {
+	main := cfg.mainCredentials()
+	restoreCreds, own := cfg.restoreCredentials()
+	read, err1 := newESClient(cfg, rt, main, true)
+	write, err2 := newESClient(cfg, rt, main, false)
+	restore, err3 := write, error(nil)
+	if own {
+		restore, err3 = newESClient(cfg, rt, restoreCreds, false)
+	}
+	root, err4 := newTransportClient(cfg, rt, main, true)
+	if err := cmp.Or(err1, err2, err3, err4); err != nil {
+		return esClients{}, err
+	}
+	return esClients{read: read, write: write, restore: restore, root: root, mainCreds: main.vars, restoreCreds: restoreCreds.vars}, nil
+}
+
+// newESClient builds one client of the configured product with these credentials over rt;
+// retry tells whether the client may resend a request that got no usable answer. Both run the
+// same esapi requests: go-elasticsearch's client for Elasticsearch; for OpenSearch its
+// transport alone (elastic-transport-go), as the client refuses every server that does not
+// say it is Elasticsearch (the X-Elastic-Product header). checkProduct makes sure at start
+// that the server is the configured one.
+func newESClient(cfg config, rt http.RoundTripper, creds credentials, retry bool) (esapi.Transport, error) {
+	if cfg.openSearch() {
+		return newTransportClient(cfg, clusterManagerTimeout{rt}, creds, retry)
+	}
+	client, err := elasticsearch.NewClient(elasticsearch.Config{
 		Addresses:    cfg.ESURLs,
 		Username:     creds.username,
 		Password:     creds.password,
 		APIKey:       encodedAPIKey(creds.apiKey), // "" for none
-		Transport:    opaqueID{transport},
+		Transport:    opaqueID{rt},
 		DisableRetry: !retry,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return client, nil
+}
+
+// newTransportClient is an elastic-transport-go client with these credentials over rt, which
+// does no product check of its own: the OpenSearch clients, and the one that reads GET / to
+// tell which product answers.
+func newTransportClient(cfg config, rt http.RoundTripper, creds credentials, retry bool) (esapi.Transport, error) {
+	urls := make([]*url.URL, 0, len(cfg.ESURLs))
+	for _, a := range cfg.ESURLs {
+		u, err := url.Parse(a) // loadConfig checked each
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
+	}
+	opts := []elastictransport.Option{elastictransport.WithURLs(urls...), elastictransport.WithTransport(opaqueID{rt})}
+	if creds.username != "" || creds.password != "" {
+		opts = append(opts, elastictransport.WithBasicAuth(creds.username, creds.password))
+	}
+	if creds.apiKey != "" {
+		opts = append(opts, elastictransport.WithAPIKey(encodedAPIKey(creds.apiKey)))
+	}
+	if !retry {
+		opts = append(opts, elastictransport.WithDisableRetry())
+	}
+	return elastictransport.NewClient(opts...)
+}
+
+// clusterManagerTimeout sends OpenSearch the master_timeout that esapi's requests carry (the
+// only name Elasticsearch knows) as cluster_manager_timeout: OpenSearch 2 deprecated
+// master_timeout (its answers warn of it) and OpenSearch 3 removed it.
+type clusterManagerTimeout struct{ next http.RoundTripper }
+
+// RoundTrip renames the parameter, on a copy as RoundTrippers must not change the request.
+func (c clusterManagerTimeout) RoundTrip(r *http.Request) (*http.Response, error) {
+	if q := r.URL.Query(); q.Has("master_timeout") {
+		q.Set("cluster_manager_timeout", q.Get("master_timeout"))
+		q.Del("master_timeout")
+		r = r.Clone(r.Context())
+		r.URL.RawQuery = q.Encode()
+	}
+	return c.next.RoundTrip(r)
 }
 
 // opaqueID sends the request ID of the sidecar request an Elasticsearch request serves as
@@ -289,4 +370,49 @@ func (s *server) elasticsearchVersion(ctx context.Context) (string, error) {
 		return n.Version, nil
 	}
 	return "", errors.New("nodes info: no node in the answer")
+}
+
+// checkProduct reads GET / and fails, with one sentence naming both products and the variable
+// to change, when the server is not the product CAMUNDA_OPTIMIZE_DATABASE names: with the other
+// product every request would fail later, or (OpenSearch's list answers) mean something else.
+// Elasticsearch says what it is in the X-Elastic-Product header of every answer (an error too:
+// a role without cluster:monitor/main), OpenSearch in the root's version.distribution. When
+// neither can be read (the node is down) it logs why and lets the sidecar start: health then
+// tells what is wrong.
+func (s *server) checkProduct(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ESTimeout)
+	defer cancel()
+	res, err := esapi.InfoRequest{}.Do(ctx, s.es.root)
+	if err != nil {
+		s.log.Warn("cannot read the database's root (GET /) to check it is "+s.cfg.product()+"; starting anyway", "err", err)
+		return nil
+	}
+	defer res.Body.Close()
+	var root struct {
+		Version struct{ Distribution, Number string } `json:"version"`
+	}
+	if body, err := io.ReadAll(io.LimitReader(res.Body, 1<<20)); err == nil && !res.IsError() {
+		_ = json.Unmarshal(body, &root) // an answer that is not the root names no product
+	}
+	server := ""
+	switch {
+	case res.Header.Get("X-Elastic-Product") == "Elasticsearch":
+		server = "Elasticsearch"
+	case root.Version.Distribution == databaseOpenSearch:
+		server = "OpenSearch"
+	default:
+		s.log.Warn("the database's root (GET /) names no product the sidecar knows; starting anyway", "configured", s.cfg.product(), "status", res.StatusCode)
+		return nil
+	}
+	if server == s.cfg.product() {
+		return nil
+	}
+	at, version := strings.Join(s.cfg.esAddressesRedacted(), ","), ""
+	if root.Version.Number != "" {
+		version = " " + root.Version.Number
+	}
+	if s.cfg.openSearch() {
+		return fmt.Errorf("the server at %s is Elasticsearch%s, but CAMUNDA_OPTIMIZE_DATABASE is opensearch; unset CAMUNDA_OPTIMIZE_DATABASE (or set it to elasticsearch) and set Optimize's Elasticsearch variables, as Optimize has them", at, version)
+	}
+	return fmt.Errorf("the server at %s is OpenSearch%s, but CAMUNDA_OPTIMIZE_DATABASE is elasticsearch (the default); set CAMUNDA_OPTIMIZE_DATABASE=opensearch and Optimize's OpenSearch variables (CAMUNDA_OPTIMIZE_OPENSEARCH_HOST, ...), as Optimize has them", at, version)
 }

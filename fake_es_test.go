@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -80,8 +81,11 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	name, stored, ok := f.route(key, r)
-	// The v8 client refuses answers that do not say they come from Elasticsearch.
-	w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	// The v8 client refuses answers that do not say they come from Elasticsearch; OpenSearch's
+	// recordings (opensearch/...) are answered as OpenSearch answers, without the header.
+	if !strings.HasPrefix(strings.TrimPrefix(name, misroutedMark), openSearchRecordings) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	if !ok {
 		f.t.Errorf("fake Elasticsearch got unexpected request %s", key)
@@ -166,12 +170,18 @@ func misrouted(name string) string { return misroutedMark + name }
 // TestMain's check that every recording is.
 var servedRecordings sync.Map
 
-// recordingsNotServed lists the recordings in testdata/es that no fake served, sorted.
+// recordingsNotServed lists the recordings in testdata/es and testdata/opensearch that no fake
+// served, sorted.
 func recordingsNotServed() []string {
 	files, _ := filepath.Glob(filepath.Join("testdata", "es", "*.json"))
+	openSearch, _ := filepath.Glob(filepath.Join("testdata", "opensearch", "*.json"))
+	files = append(files, openSearch...)
 	var missing []string
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
+		if filepath.Base(filepath.Dir(f)) == "opensearch" {
+			name = openSearchRecordings + name
+		}
 		if _, ok := servedRecordings.Load(name); !ok {
 			missing = append(missing, name)
 		}
@@ -224,7 +234,7 @@ func (f *fakeES) mutations() []string {
 // volatileParams are query parameters whose values a test cannot know before it runs (the
 // version a compare-and-set expects) or that the recorder set to its own (master_timeout, the
 // sidecar's Elasticsearch deadline): only their presence is compared.
-var volatileParams = []string{"if_seq_no", "if_primary_term", "master_timeout"}
+var volatileParams = []string{"if_seq_no", "if_primary_term", "master_timeout", "cluster_manager_timeout"}
 
 // mismatch says how a request differs from the one the recording was made with, in method,
 // endpoint and (sorted) query string; "" if it does not. Names in the path are the test's to
@@ -270,10 +280,18 @@ func endpoint(path string) string {
 	return "/" + strings.Join(segs, "/")
 }
 
-// loadRecording reads testdata/es/name.json.
+// openSearchRecordings starts the name of a recording made on OpenSearch: opensearch/x is
+// testdata/opensearch/x.json (see its README).
+const openSearchRecordings = "opensearch/"
+
+// loadRecording reads testdata/es/name.json, or testdata/opensearch/x.json for opensearch/x.
 func loadRecording(t *testing.T, name string) recording {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "es", name+".json"))
+	file := filepath.Join("testdata", "es", name+".json")
+	if rest, ok := strings.CutPrefix(name, openSearchRecordings); ok {
+		file = filepath.Join("testdata", "opensearch", rest+".json")
+	}
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatalf("recording %s: %v", name, err)
 	}
@@ -310,7 +328,7 @@ func testConfig(esURL string) config {
 // into the test log; its clock is the fixed testNow.
 func newTestServer(t testing.TB, cfg config) *server {
 	t.Helper()
-	clients, err := newESClients(cfg)
+	clients, err := newESClients(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

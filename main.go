@@ -80,18 +80,21 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("optimize-backup: invalid configuration:\n%w", err)
 	}
-	es, err := newESClients(cfg)
+	es, err := newESClients(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("optimize-backup: %w", err)
 	}
 	srv := newServer(cfg, es, log)
+	if err := srv.checkProduct(ctx); err != nil {
+		return fmt.Errorf("optimize-backup: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.ListenAddress, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("optimize-backup: cannot listen on port %d: %w; set MANAGEMENT_SERVER_PORT to a free port", cfg.Port, err)
 	}
 	httpServer := newHTTPServer(srv.routes(), log)
-	log.Info("serving", "addr", ln.Addr().String(), "elasticsearch", cfg.esAddressesRedacted(), "repository", cfg.Repository, "index_prefix", cfg.IndexPrefix)
+	log.Info("serving", "addr", ln.Addr().String(), "database", cfg.Database, "elasticsearch", cfg.esAddressesRedacted(), "repository", cfg.Repository, "index_prefix", cfg.IndexPrefix)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpServer.Serve(ln) }()

@@ -33,6 +33,9 @@ func recordingES(t *testing.T) realES {
 	if !*record {
 		t.Skip("re-recording only with -record (make record)")
 	}
+	if testDB() != databaseElasticsearch {
+		t.Skip("testdata/es is recorded on Elasticsearch; TestRecordOpenSearch records OpenSearch")
+	}
 	url, runDir := os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL"), os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")
 	if url == "" || runDir == "" {
 		t.Fatal("set OPTIMIZE_BACKUP_TEST_ES_URL and OPTIMIZE_BACKUP_TEST_ES_RUN_DIR (make record does)")
@@ -40,7 +43,8 @@ func recordingES(t *testing.T) realES {
 	return realES{t: t, url: url, runDir: runDir}
 }
 
-// save sends one request and writes its answer as testdata/es/name.json.
+// save sends one request and writes its answer as testdata/es/name.json (on OpenSearch,
+// testdata/opensearch/name.json).
 func (r realES) save(name, note, method, path, body string) {
 	r.t.Helper()
 	status, b := r.do(method, path, body)
@@ -58,7 +62,11 @@ func (r realES) write(name, note, method, path string, status int, b []byte) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join("testdata", "es", name+".json"), append(out, '\n'), 0o644); err != nil {
+	dir := filepath.Join("testdata", "es")
+	if testDB() == databaseOpenSearch {
+		dir = filepath.Join("testdata", "opensearch")
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(out, '\n'), 0o644); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -290,7 +298,11 @@ func (r realES) shardDir(index string) string {
 	if err := json.Unmarshal(b, &settings); err != nil {
 		r.t.Fatal(err)
 	}
-	return filepath.Join(r.runDir, "node-1", "data", "indices", settings[index].Settings.Index.UUID, "0", "index")
+	data := filepath.Join(r.runDir, "node-1", "data")
+	if testDB() == databaseOpenSearch {
+		data = filepath.Join(data, "nodes", "0") // OpenSearch keeps Elasticsearch 7's layout
+	}
+	return filepath.Join(data, "indices", settings[index].Settings.Index.UUID, "0", "index")
 }
 
 // TestRecordRestoreJobs records the answers behind the restore job stored in Elasticsearch,

@@ -419,9 +419,10 @@ func transient(err error) bool {
 }
 
 // transientTypes are Elasticsearch errors that pass by themselves (a busy or re-electing
-// cluster, indices held by a snapshot for a while); any other 500 is permanent.
+// cluster, indices held by a snapshot for a while); any other 500 is permanent. OpenSearch
+// names a cluster without an elected manager cluster_manager_not_discovered_exception.
 var transientTypes = []string{"es_rejected_execution_exception", "process_cluster_event_timeout_exception",
-	"master_not_discovered_exception", "unavailable_shards_exception", "node_not_connected_exception",
+	"master_not_discovered_exception", "cluster_manager_not_discovered_exception", "unavailable_shards_exception", "node_not_connected_exception",
 	"node_disconnected_exception", "circuit_breaking_exception", "snapshot_in_progress_exception",
 	"concurrent_snapshot_execution_exception", "no_shard_available_action_exception"}
 

@@ -114,7 +114,7 @@ func TestIntegrationScheduleTwoReplicas(t *testing.T) {
 	}
 
 	// A last retention pass, as the sidecar runs it after a slot: nothing may be in flight.
-	srv := envServer(t, env)
+	srv := envServer(t, forTestDB(env))
 	srv.now = time.Now
 	var err error
 	var scheduled []scheduledBackup

@@ -224,6 +224,7 @@ func errorDetail(body []byte) string {
 // manage, get errors naming the action and the privileges that grant it.
 func TestIntegrationSecuredElasticsearch(t *testing.T) {
 	es := needES(t)
+	elasticsearchOnly(t, "the proxy plays Elasticsearch's security: API keys, and its 401 and 403 answers")
 	repo := es.newRepo("secured")
 	certs := newTestTLS(t)
 

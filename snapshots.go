@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -145,23 +146,30 @@ func allDigits(s string) bool {
 }
 
 // getSnapshots returns one page (size 0: no limit) of the snapshots whose names match pattern
-// (escaped), after the cursor after, newest first, with these fields.
+// (escaped), after the cursor after, newest first, with these fields. On OpenSearch the page is
+// every match: its get-snapshots has no sort, order, size or after (it refuses them as
+// unrecognized parameters), so the answer is sorted here and has no next cursor.
 func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
-	req := esapi.SnapshotGetRequest{
-		Repository: seg(s.cfg.Repository),
-		Snapshot:   []string{pattern},
-		Sort:       "start_time",
-		Order:      "desc",
-		After:      after,
-		FilterPath: fields,
-	}
-	if size > 0 {
-		req.Size = &size
+	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{pattern}, FilterPath: fields}
+	if !s.cfg.openSearch() {
+		req.Sort, req.Order, req.After = "start_time", "desc", after
+		if size > 0 {
+			req.Size = &size
+		}
 	}
 	var answer getSnapshotsAnswer
-	if err := s.read(ctx, req, &answer); err != nil {
+	err := s.read(ctx, req, &answer)
+	var ee *esError
+	if s.cfg.openSearch() && strings.Contains(pattern, "*") && errors.As(err, &ee) && ee.Type == "snapshot_missing_exception" {
+		// OpenSearch answers a pattern that matches no snapshot with 404 snapshot_missing_exception;
+		// Elasticsearch with an empty list, which is what it means.
+		return getSnapshotsAnswer{}, nil
+	}
+	if err != nil {
 		return answer, fmt.Errorf("get snapshots %s: %w", pattern, err)
 	}
+	// Elasticsearch reports a missing repository in a 200 answer's failures (OpenSearch answers
+	// 404 repository_missing_exception, an error above).
 	for _, raw := range answer.Failures {
 		var failure struct{ Type, Reason string }
 		_ = json.Unmarshal(raw, &failure)
@@ -170,6 +178,11 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 			status = http.StatusNotFound
 		}
 		return answer, fmt.Errorf("get snapshots %s: %w", pattern, &esError{Status: status, Type: failure.Type, Reason: failure.Reason})
+	}
+	if s.cfg.openSearch() {
+		slices.SortFunc(answer.Snapshots, func(a, b snapshot) int {
+			return cmp.Or(cmp.Compare(b.StartMillis, a.StartMillis), strings.Compare(b.Name, a.Name))
+		})
 	}
 	return answer, nil
 }
@@ -325,7 +338,7 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &ee) && ee.Type == "snapshot_name_already_in_use_exception":
+	case errors.As(err, &ee) && nameInUse(ee):
 		return fmt.Errorf("create snapshot %s: %w: %v", name, errSnapshotNameTaken, err)
 	case !answerLost(err):
 		return fmt.Errorf("create snapshot %s: %w", name, err)
@@ -341,6 +354,15 @@ func (s *server) startSnapshot(ctx context.Context, name string, indices []strin
 	}
 	s.log.Warn("snapshot create answer lost, but the snapshot exists with this request's nonce; carrying on", "snapshot", name, "err", err)
 	return nil
+}
+
+// nameInUse tells whether a create was refused because a snapshot of that name exists or is
+// running: Elasticsearch says so with a type of its own; OpenSearch with the
+// invalid_snapshot_name_exception it also answers for a name it refuses (an ID's business, see
+// answerOf), told apart by the reason.
+func nameInUse(ee *esError) bool {
+	return ee.Type == "snapshot_name_already_in_use_exception" ||
+		ee.Type == "invalid_snapshot_name_exception" && strings.Contains(ee.Reason, "snapshot with the same name")
 }
 
 // deleteSnapshots deletes exactly these snapshots (never a pattern; a running one is aborted),
