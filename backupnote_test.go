@@ -65,7 +65,12 @@ func TestPart2VanishedIsNoted(t *testing.T) {
 	if note.BackupID != "2" || note.Part != 2 || note.Snapshots[names[0]] != part1.Snapshots[0].UUID {
 		t.Errorf("got note %+v; want one of part 2 of backup 2, tied to part 1's UUID %s", note, part1.Snapshots[0].UUID)
 	}
-	for _, want := range []string{"vanished from the repository", "AccessDeniedException", "optimize-process-instance-shipping_v8"} {
+	var failing getSnapshotsAnswer // the shard failures Elasticsearch reported while part 2 ran
+	json.Unmarshal(loadRecording(t, "part2-failing").Body, &failing)
+	if len(failing.Snapshots) == 0 || len(failing.Snapshots[0].Failures) == 0 {
+		t.Fatal("part2-failing holds no shard failure")
+	}
+	for _, want := range []string{"vanished from the repository", "AccessDeniedException", failing.Snapshots[0].Failures[0].Index} {
 		if !strings.Contains(note.What, want) {
 			t.Errorf("got note %q; want it to say %q", note.What, want)
 		}

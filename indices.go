@@ -371,10 +371,13 @@ type unassignedInfo struct {
 	FailedAttempts   int    `json:"failed_attempts"`
 	// At is when the shard became unassigned, by Elasticsearch's clock.
 	At time.Time `json:"at"`
+	// InSync is how many copies of the shard ever started and are in sync (the index's
+	// in_sync_allocations): 0 for a primary that never finished its first recovery.
+	InSync int `json:"-"`
 }
 
 // healthFields are the fields indicesHealth reads of the cluster state.
-var healthFields = []string{"metadata.indices.*.settings.index.uuid", "routing_table.indices.*.shards.*.state",
+var healthFields = []string{"metadata.indices.*.settings.index.uuid", "metadata.indices.*.in_sync_allocations", "routing_table.indices.*.shards.*.state",
 	"routing_table.indices.*.shards.*.primary", "routing_table.indices.*.shards.*.unassigned_info.reason",
 	"routing_table.indices.*.shards.*.unassigned_info.details", "routing_table.indices.*.shards.*.unassigned_info.allocation_status",
 	"routing_table.indices.*.shards.*.unassigned_info.failed_attempts", "routing_table.indices.*.shards.*.unassigned_info.at",
@@ -394,6 +397,7 @@ func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]
 							UUID string `json:"uuid"`
 						} `json:"index"`
 					} `json:"settings"`
+					InSync map[string][]string `json:"in_sync_allocations"`
 				} `json:"indices"`
 			} `json:"metadata"`
 			RoutingTable struct {
@@ -425,10 +429,12 @@ func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]
 		}
 		for name, meta := range answer.Metadata.Indices {
 			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
-			for _, copies := range answer.RoutingTable.Indices[name].Shards {
+			for shard, copies := range answer.RoutingTable.Indices[name].Shards {
 				for _, c := range copies {
 					if c.Primary && c.State == "UNASSIGNED" {
-						h.Unassigned = append(h.Unassigned, *cmp.Or(c.UnassignedInfo, &unassignedInfo{Reason: "UNKNOWN"}))
+						u := *cmp.Or(c.UnassignedInfo, &unassignedInfo{Reason: "UNKNOWN"})
+						u.InSync = len(meta.InSync[shard])
+						h.Unassigned = append(h.Unassigned, u)
 					}
 				}
 			}

@@ -40,7 +40,7 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 		if err := failedIndices(part.Indices, health, restored, time.Now()); err != nil {
 			return false, "", err
 		}
-		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal), nil
+		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes%s", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal, unassignedSummary(part.Indices, health)), nil
 	})
 }
 
@@ -179,17 +179,35 @@ func (e *shardFailure) Error() string {
 	return msg
 }
 
+// unassignedSummary says which primaries of these indices are unassigned and why, as
+// Elasticsearch says (reason, allocation status, attempts), for the logs of a wait: the
+// operator sees what Elasticsearch waits for without asking it.
+func unassignedSummary(indices []string, health map[string]indexHealth) string {
+	var parts []string
+	for _, ix := range indices {
+		for _, u := range health[ix].Unassigned {
+			parts = append(parts, fmt.Sprintf("%s (%s, %s, %d attempts, %d in-sync copies)", ix, u.Reason, u.AllocationStatus, u.FailedAttempts, u.InSync))
+		}
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; unassigned primaries: " + strings.Join(parts, ", ")
+}
+
 // noCopyGrace is how long a primary of which no node holds a copy (no_valid_shard_copy) may stay
 // so, unless its allocation failed, before it counts as failed: the node holding its only copy
 // (a restored index has no replica yet) may be restarting or rejoining the cluster.
 const noCopyGrace = 5 * time.Minute
 
 // failedIndices returns those of these indices that Elasticsearch will not restore by itself,
-// as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). Only a
-// primary whose allocation Elasticsearch tried, failed and will not try again (deciders_no), or
-// of which no node holds a usable copy (after a failed allocation, or for noCopyGrace), is
-// failed: one it has yet to allocate (fetching its store after a restart, throttled, delayed,
-// retrying after a first failure, its node away for a moment) is slow. It is pure.
+// as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). A primary
+// is failed when Elasticsearch tried, failed and will not try again (ALLOCATION_FAILED with
+// deciders_no or no_valid_shard_copy); when it never started and no restore is left to fill it
+// (no in-sync copy, not in a restore in progress: a full restart cut its restore off); or when
+// no node has held a copy for noCopyGrace. One it has yet to allocate (fetching its store after
+// a restart, throttled, delayed, retrying after a first failure, the node of its only copy away
+// for a moment) is slow. It is pure.
 func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string, now time.Time) error {
 	var failed []failedIndex
 	for _, ix := range indices {
@@ -206,8 +224,10 @@ func failedIndices(indices []string, health map[string]indexHealth, restored map
 		}
 		for _, u := range h.Unassigned {
 			noCopy := u.AllocationStatus == "no_valid_shard_copy"
-			gaveUp := u.Reason == "ALLOCATION_FAILED" && (noCopy || u.AllocationStatus == "deciders_no")
-			if gaveUp || noCopy && !u.At.IsZero() && now.Sub(u.At) > noCopyGrace {
+			refused := noCopy || u.AllocationStatus == "deciders_no"
+			gaveUp := u.Reason == "ALLOCATION_FAILED" && refused
+			cutOff := u.InSync == 0 && refused && !h.Restoring
+			if gaveUp || cutOff || noCopy && !u.At.IsZero() && now.Sub(u.At) > noCopyGrace {
 				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s after %d attempts: %s", u.Reason, u.AllocationStatus, u.FailedAttempts, esReasonOf(u.Details))})
 				break
 			}

@@ -85,7 +85,8 @@ func clusterState(ix, uuid, primary string, restoring ...string) string {
 	if len(restoring) > 0 {
 		restore = fmt.Sprintf(`,"restore":{"snapshots":[{"indices":["%s"]}]}`, strings.Join(restoring, `","`))
 	}
-	return fmt.Sprintf(`{"metadata":{"indices":{"%s":{"settings":{"index":{"uuid":"%s"}}}}},"routing_table":{"indices":{"%s":{"shards":{"0":[%s]}}}}%s}`,
+	// Its primary started once (in_sync_allocations): a restored index, not one cut off.
+	return fmt.Sprintf(`{"metadata":{"indices":{"%s":{"settings":{"index":{"uuid":"%s"}},"in_sync_allocations":{"0":["a1"]}}}},"routing_table":{"indices":{"%s":{"shards":{"0":[%s]}}}}%s}`,
 		ix, uuid, ix, primary, restore)
 }
 
