@@ -46,6 +46,8 @@ type server struct {
 	stateReads sharedReads[[]snapshot]
 	drillReads sharedReads[*drillResult]
 	metrics    *metrics
+	// facts keeps what finished snapshots' details say, for reads of the catalogue (catalogue.go).
+	facts factsCache
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
 }
