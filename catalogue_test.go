@@ -182,7 +182,9 @@ func TestListLimitIsTheListsFirstN(t *testing.T) {
 		srv := newTestServer(t, testConfig(fake.URL))
 		srv.listPageSize = 7
 		// Near the part-2 grace of some lone part 1s: the states must agree there too.
-		srv.now = func() time.Time { return time.UnixMilli(sim.snaps[len(sim.snaps)-1].StartMillis).Add(srv.cfg.Part2Grace) }
+		srv.now = func() time.Time {
+			return time.UnixMilli(sim.snaps[len(sim.snaps)-1].StartMillis).Add(srv.cfg.Part2Grace)
+		}
 		all := serve(t, srv, "GET", "/actuator/backups", "", nil)
 		var whole []json.RawMessage
 		if err := json.Unmarshal(all.Body.Bytes(), &whole); err != nil {
