@@ -109,14 +109,18 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 		}
 	}
 	slices.Sort(unknown)
-	read, err := s.snapshotsNamed(ctx, unknown, factsFields)
-	if err != nil {
-		return nil, err
-	}
-	for _, sn := range read {
-		f := snapshotFacts{state: sn.State, start: sn.StartMillis, end: sn.EndMillis, own: s.isOwnSnapshot(sn)}
-		s.facts.put(sn.UUID, f)
-		known[sn.Name] = f
+	// Batch by batch, each kept at once: a first read that a slow blob store makes outlast the
+	// scrape's deadline still leaves what it learned for the next scrape.
+	for _, batch := range batches(unknown) {
+		read, err := s.snapshotsNamed(ctx, batch, factsFields)
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range read {
+			f := snapshotFacts{state: sn.State, start: sn.StartMillis, end: sn.EndMillis, own: s.isOwnSnapshot(sn)}
+			s.facts.put(sn.UUID, f)
+			known[sn.Name] = f
+		}
 	}
 	byID := map[string]*catalogued{}
 	for _, sn := range all {

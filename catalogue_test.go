@@ -80,6 +80,9 @@ type simRepo struct {
 	mu    sync.Mutex
 	snaps []snapshot
 	tasks int
+	// failReads fails the reads by name after the first n (when n > 0), as a deadline would.
+	failReads int
+	reads     int
 }
 
 // newSimRepo makes n backups with random IDs (numbers and strings, some prefixes of others),
@@ -143,6 +146,10 @@ func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		sim.count(out)
 	default:
+		if sim.reads++; sim.failReads > 0 && sim.reads > sim.failReads {
+			w.WriteHeader(http.StatusGatewayTimeout)
+			return
+		}
 		names := strings.Split(target, ",")
 		for _, sn := range sim.snaps {
 			if slices.Contains(names, sn.Name) {
@@ -206,5 +213,36 @@ func TestListLimitIsTheListsFirstN(t *testing.T) {
 			}
 		}
 		fake.Close()
+	}
+}
+
+// TestFactsKeptBatchByBatch checks that a first read of the facts that fails half way (a slow
+// blob store outlasting the scrape's deadline) keeps what it learned: the next scrape reads
+// only the rest, so a large repository is learned over a few scrapes instead of never.
+func TestFactsKeptBatchByBatch(t *testing.T) {
+	sim := newSimRepo(rand.New(rand.NewPCG(22, 2)), 200)
+	sim.failReads = 2
+	fake := httptest.NewServer(http.HandlerFunc(sim.serve))
+	defer fake.Close()
+	cfg := testConfig(fake.URL)
+	cfg.ESTimeout = time.Second
+	srv := newTestServer(t, cfg)
+	srv.es.read = srv.es.write // no retries of the failed read
+	if up := gauges(scrape(t, srv), "optimize_backup_repository_up", "")[""]; up != 0 {
+		t.Fatalf("got optimize_backup_repository_up %v; want 0 while the facts read fails", up)
+	}
+	learned := sim.taskCount()
+	sim.failReads = 0
+	if up := gauges(scrape(t, srv), "optimize_backup_repository_up", "")[""]; up != 1 {
+		t.Fatalf("got optimize_backup_repository_up %v; want 1", up)
+	}
+	finished := 0
+	for _, sn := range sim.snaps {
+		if sn.State != "IN_PROGRESS" {
+			finished++
+		}
+	}
+	if total := sim.taskCount(); learned == 0 || learned >= finished || total != finished {
+		t.Errorf("the failed scrape read %d snapshots' details, both %d; want some, then only the rest: %d in all", learned, total, finished)
 	}
 }
