@@ -62,14 +62,18 @@ func (c *factsCache) put(uuid string, f snapshotFacts) {
 }
 
 // keepOnly forgets the snapshots that are not in the catalogue any more (deleted), so that the
-// cache holds no more than the repository does.
-func (c *factsCache) keepOnly(catalogue []snapshot) {
+// cache holds no more than the repository does. It looks only when the cache holds more
+// snapshots than the catalogue lists: then some must be gone.
+func (c *factsCache) keepOnly(catalogue []catalogueEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.byUUID) <= len(catalogue) {
+		return
+	}
 	present := make(map[string]struct{}, len(catalogue))
 	for _, sn := range catalogue {
 		present[sn.UUID] = struct{}{}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for uuid := range c.byUUID {
 		if _, ok := present[uuid]; !ok {
 			delete(c.byUUID, uuid)
@@ -96,19 +100,19 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 		return nil, err
 	}
 	s.facts.keepOnly(all)
-	known := make(map[string]snapshotFacts, len(all))
+	// Only the snapshots the cache does not know are read: all of them in a process's first
+	// read, the new and the running ones after it.
 	var unknown []string
 	for _, sn := range all {
 		if _, _, _, _, ok := parseSnapshotName(sn.Name); !ok {
 			continue
 		}
-		if f, ok := s.facts.get(sn.UUID); ok && sn.State != "IN_PROGRESS" {
-			known[sn.Name] = f
-		} else {
+		if _, ok := s.facts.get(sn.UUID); !ok || sn.State == "IN_PROGRESS" {
 			unknown = append(unknown, sn.Name)
 		}
 	}
 	slices.Sort(unknown)
+	fresh := make(map[string]snapshotFacts, len(unknown))
 	// Batch by batch, each kept at once: a first read that a slow blob store makes outlast the
 	// scrape's deadline still leaves what it learned for the next scrape.
 	for _, batch := range batches(unknown) {
@@ -119,16 +123,19 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 		for _, sn := range read {
 			f := snapshotFacts{state: sn.State, start: sn.StartMillis, end: sn.EndMillis, own: s.isOwnSnapshot(sn)}
 			s.facts.put(sn.UUID, f)
-			known[sn.Name] = f
+			fresh[sn.Name] = f
 		}
 	}
 	byID := map[string]*catalogued{}
 	for _, sn := range all {
-		f, ok := known[sn.Name]
-		if !ok {
+		id, _, _, _, parsed := parseSnapshotName(sn.Name)
+		f, ok := fresh[sn.Name]
+		if !ok && sn.State != "IN_PROGRESS" {
+			f, ok = s.facts.get(sn.UUID)
+		}
+		if !parsed || !ok {
 			continue // not Optimize's name, or gone before its facts were read
 		}
-		id, _, _, _, _ := parseSnapshotName(sn.Name)
 		b := byID[id]
 		if b == nil {
 			b = &catalogued{snaps: make([]snapshot, 0, partCount)}
