@@ -1,8 +1,13 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
@@ -107,5 +112,38 @@ func TestPrometheusRepositoryDown(t *testing.T) {
 		if counts := gauges(page, "optimize_backup_backups", "state"); want == 0 && counts != nil || want == 1 && counts[stateCompleted] != 0 {
 			t.Errorf("%s: got optimize_backup_backups %v", recording, counts)
 		}
+	}
+}
+
+// TestConcurrentScrapesShareOneRead sends 20 scrapes at once (many Prometheus servers): they
+// share the repository's read, so Elasticsearch sees at most two catalogue reads (the one
+// under way when a scrape arrives, and the one after it), not 20.
+func TestConcurrentScrapesShareOneRead(t *testing.T) {
+	var catalogues atomic.Int32
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		if r.URL.Query().Get("verbose") == "false" {
+			catalogues.Add(1)
+			time.Sleep(300 * time.Millisecond) // a slow repository: the scrapes arrive meanwhile
+			w.Write([]byte(`{"snapshots":[]}`))
+			return
+		}
+		w.WriteHeader(http.StatusNotFound) // the drill document: none
+		w.Write([]byte(`{"found":false}`))
+	}))
+	defer fake.Close()
+	srv := newTestServer(t, testConfig(fake.URL))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			// Not scrape: it may end the test, which only the test's goroutine may do.
+			if body := serve(t, srv, "GET", "/actuator/prometheus", "", nil).Body.String(); !strings.Contains(body, "\noptimize_backup_repository_up 1\n") {
+				t.Errorf("got a page without optimize_backup_repository_up 1:\n%s", body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := catalogues.Load(); n > 2 {
+		t.Errorf("got %d catalogue reads for 20 concurrent scrapes; want at most 2", n)
 	}
 }
