@@ -1005,14 +1005,14 @@ func (b *bench) taskCosts() {
 	const live = "bench-tasks"
 	defer b.repo(live)()
 	fmt.Fprintf(&b.report, "\n## snapshot_meta tasks per request\n\nTasks of Elasticsearch's `snapshot_meta` thread pool (`GET _nodes/stats/thread_pool/snapshot_meta`, completed, before and after each request): one per snapshot whose details Elasticsearch loads from the blob store. A sidecar started on the repository; its first scrape learns the repository (the facts of every finished snapshot, kept for the process's life), the figures after it are the largest of 3 requests. Times are one request's wall time.\n\n")
-	fmt.Fprintf(&b.report, "| backups | first scrape: tasks / ms | scrape: tasks / ms | goal | ?limit=5: tasks / ms | goal | GET one backup: tasks | whole list: tasks | verdict |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b.report, "| backups | first scrape: tasks / ms | scrape: tasks / ms | goal | ?limit=5: tasks / ms | goal | GET one backup: tasks | whole list: tasks | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	have := 0
 	for _, n := range []int{10, 1000, 10000} {
 		repo := live
 		switch {
 		case n == 10000:
 			if _, err := os.Stat(growthCache()); err != nil {
-				fmt.Fprintf(&b.report, "| 10000 | not measured: no cached repository (%s; BENCH_ONLY=list makes it) | | | | | | | |\n", filepath.Base(growthCache()))
+				fmt.Fprintf(&b.report, "| 10000 | not measured: no cached repository (%s; BENCH_ONLY=list makes it) | | | | | | | | |\n", filepath.Base(growthCache()))
 				continue
 			}
 			repo = "bench-tasks-10000"
@@ -1045,7 +1045,9 @@ func (b *bench) taskRow(repo string, n int) {
 	scrapeTasks, scrapeTook := cost("/actuator/prometheus", 3)
 	limitTasks, limitTook := cost("/actuator/backups?limit=5", 3)
 	getTasks, _ := cost("/actuator/backups/1", 3)
+	// The sidecar's memory with the facts of n backups, before the whole list adds its own.
+	rss := rssKiB(b.t, sc.cmd.Process.Pid, "VmRSS")
 	listTasks, _ := cost("/actuator/backups", 1)
-	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d | %d | %s |\n", n, firstTasks, ms(firstTook), scrapeTasks, ms(scrapeTook),
-		limitTasks, ms(limitTook), getTasks, listTasks, verdict(scrapeTasks <= 10 && limitTasks <= 20))
+	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d | %d | %.1f | %s |\n", n, firstTasks, ms(firstTook), scrapeTasks, ms(scrapeTook),
+		limitTasks, ms(limitTook), getTasks, listTasks, float64(rss)/1024, verdict(scrapeTasks <= 10 && limitTasks <= 20))
 }
