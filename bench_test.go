@@ -36,7 +36,7 @@ import (
 //	OPTIMIZE_BACKUP_TEST_ES_URL=... OPTIMIZE_BACKUP_TEST_ES_RUN_DIR=... \
 //	  go test -tags bench -run TestBench -timeout 20m -v .   # against a running node
 //
-// BENCH_ONLY=get,list,backup,process runs a subset (development); BENCH_DATA_MB sets the
+// BENCH_ONLY=get,list,backup,process,tasks runs a subset (development); BENCH_DATA_MB sets the
 // data the backup and restore figures are taken on (default 200); BENCH_OUT the file.
 
 // benchRounds is how many times each pair of figures is taken, sidecar and direct in turn.
@@ -94,6 +94,7 @@ func TestBench(t *testing.T) {
 	run("process", b.process)
 	run("backup", b.backupAndRestore)
 	run("list", b.growth)
+	run("tasks", b.taskCosts)
 	fmt.Fprintf(&b.report, "\nThe whole run took %s.\n", time.Since(started).Round(time.Second))
 	fmt.Println(b.report.String())
 	b.write()
@@ -987,4 +988,66 @@ func (b *bench) measureGrowth(repo string, n int, created time.Duration) {
 	}
 	fmt.Fprintf(&b.report, "| %d | %s | %s | %s | %.2f | %s | %s | %d | %d | %s | %s |\n", n, created.Round(time.Second), ms(median(direct)), ms(median(via)), ratio, goal, result,
 		allocs/uint64(n), bytes/uint64(n), ms(percentile(gd, 50)), ms(percentile(gv, 50)))
+}
+
+// --- snapshot_meta tasks per request, at 10 to 10,000 backups ---
+
+// taskCosts counts, in repositories of 10, 1,000 and 10,000 backups, the tasks of
+// Elasticsearch's snapshot_meta thread pool (one per snapshot whose details it loads from the
+// blob store: on S3, GCS or Azure a remote GET each) per request of a sidecar just started:
+// its first scrape (the process learns the repository), the scrapes after it, ?limit=5, GET of
+// one backup and the whole list. Counts are exact: the largest of 3 requests each.
+func (b *bench) taskCosts() {
+	b.es.do("DELETE", "/bench-tiny", "")
+	b.es.must("PUT", "/bench-tiny", `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
+	b.es.must("PUT", "/bench-tiny/_doc/1?refresh=true", `{"tiny":true}`)
+	defer b.es.do("DELETE", "/bench-tiny", "")
+	const live = "bench-tasks"
+	defer b.repo(live)()
+	fmt.Fprintf(&b.report, "\n## snapshot_meta tasks per request\n\nTasks of Elasticsearch's `snapshot_meta` thread pool (`GET _nodes/stats/thread_pool/snapshot_meta`, completed, before and after each request): one per snapshot whose details Elasticsearch loads from the blob store. A sidecar started on the repository; its first scrape learns the repository (the facts of every finished snapshot, kept for the process's life), the figures after it are the largest of 3 requests. Times are one request's wall time.\n\n")
+	fmt.Fprintf(&b.report, "| backups | first scrape: tasks / ms | scrape: tasks / ms | goal | ?limit=5: tasks / ms | goal | GET one backup: tasks | whole list: tasks | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	have := 0
+	for _, n := range []int{10, 1000, 10000} {
+		repo := live
+		switch {
+		case n == 10000:
+			if _, err := os.Stat(growthCache()); err != nil {
+				fmt.Fprintf(&b.report, "| 10000 | not measured: no cached repository (%s; BENCH_ONLY=list makes it) | | | | | | | | |\n", filepath.Base(growthCache()))
+				continue
+			}
+			repo = "bench-tasks-10000"
+			defer b.cachedRepo(repo, growthCache())()
+		default:
+			b.createBackups(repo, have+1, n)
+			have = n
+		}
+		b.taskRow(repo, n)
+	}
+}
+
+// taskRow adds the row of a repository of n backups to the tasks table.
+func (b *bench) taskRow(repo string, n int) {
+	sc := b.startSidecar(repo)
+	defer sc.stop()
+	// cost returns the most tasks and the longest wall time of rounds requests.
+	cost := func(path string, rounds int) (tasks int, took time.Duration) {
+		for range rounds {
+			before, start := b.es.snapshotMetaTasks(), time.Now()
+			if status, body := b.call("GET", sc.url+path, ""); status != 200 {
+				b.t.Fatalf("GET %s: %d %.300s", path, status, body)
+			}
+			took = max(took, time.Since(start))
+			tasks = max(tasks, b.es.snapshotMetaTasks()-before)
+		}
+		return tasks, took
+	}
+	firstTasks, firstTook := cost("/actuator/prometheus", 1)
+	scrapeTasks, scrapeTook := cost("/actuator/prometheus", 3)
+	limitTasks, limitTook := cost("/actuator/backups?limit=5", 3)
+	getTasks, _ := cost("/actuator/backups/1", 3)
+	// The sidecar's memory with the facts of n backups, before the whole list adds its own.
+	rss := rssKiB(b.t, sc.cmd.Process.Pid, "VmRSS")
+	listTasks, _ := cost("/actuator/backups", 1)
+	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d | %d | %.1f | %s |\n", n, firstTasks, ms(firstTook), scrapeTasks, ms(scrapeTook),
+		limitTasks, ms(limitTook), getTasks, listTasks, float64(rss)/1024, verdict(scrapeTasks <= 10 && limitTasks <= 20))
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -213,7 +212,14 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		byID, err := s.backupsByID(r.Context(), listFields)
+		// ?limit=N reads only the N newest backups' details (newestBackups); every backup, all.
+		var byID map[string][]snapshot
+		var err error
+		if limit > 0 {
+			byID, err = s.newestBackups(r.Context(), limit)
+		} else {
+			byID, err = s.backupsByID(r.Context(), listFields)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -224,7 +230,7 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			out = append(out, backupState(id, snaps, s.backups.has(id), now, s.cfg.Part2Grace).wire(f == legacy))
 		}
 		slices.SortFunc(out, func(a, b wireBackupInfo) int {
-			return cmp.Or(cmp.Compare(b.newest, a.newest), strings.Compare(b.backupInfo.BackupID, a.backupInfo.BackupID))
+			return newestFirst(a.newest, b.newest, a.backupInfo.BackupID, b.backupInfo.BackupID)
 		})
 		if limit > 0 && len(out) > limit {
 			out = out[:limit]

@@ -222,7 +222,9 @@ func TestAPI(t *testing.T) {
 		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-empty"}, status: 200},
 		{name: "list-pages", method: "GET", path: "/actuator/backups", es: listRoutes(t), status: 200, pageSize: 3},
 		{name: "list-pages-legacy", method: "GET", path: "/actuator/backup", es: listRoutes(t), status: 200, pageSize: 3},
-		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: listRoutes(t), status: 200, pageSize: 3},
+		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: limitRoutes(), status: 200},
+		{name: "list-limit-empty", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: "catalogue-empty"}, status: 200, wantES: []string{listAll}},
+		{name: "list-limit-missing-repo", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: "catalogue-missing-repo"}, status: 500},
 		{name: "list-bad-limit", method: "GET", path: "/actuator/backups?limit=-2", status: 400},
 		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-missing-repo"}, status: 500},
 

@@ -47,14 +47,18 @@ type server struct {
 	// stateReads and drillReads share reads among concurrent GETs of a backup (see sharedReads).
 	stateReads sharedReads[[]snapshot]
 	drillReads sharedReads[*drillResult]
-	metrics    *metrics
+	// repositoryReads shares the scrape's read of the repository among concurrent scrapes.
+	repositoryReads sharedReads[repositoryView]
+	metrics         *metrics
+	// facts keeps what finished snapshots' details say, for reads of the catalogue (catalogue.go).
+	facts factsCache
 	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
 	listPageSize int
 }
 
 // newServer builds a server around an Elasticsearch client.
 func newServer(cfg config, es esClients, log *slog.Logger) *server {
-	return &server{
+	s := &server{
 		es:           es,
 		cfg:          cfg,
 		log:          log,
@@ -64,9 +68,10 @@ func newServer(cfg config, es esClients, log *slog.Logger) *server {
 		restores:     newRegistry(),
 		drills:       newRegistry(),
 		watches:      newRegistry(),
-		metrics:      &metrics{requests: map[string]int{}},
 		listPageSize: defaultListPageSize,
 	}
+	s.metrics = newMetrics(s.backups.count)
+	return s
 }
 
 // run reads the configuration through getenv, serves until ctx ends or SIGINT/SIGTERM

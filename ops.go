@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"maps"
+	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
-	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // sidecarVersion is set at build time with -ldflags "-X main.sidecarVersion=...".
@@ -80,10 +83,34 @@ func (s *server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
-// metrics counts answered requests by method, route and status for /actuator/prometheus.
+// metrics are the process's own metrics, on a registry of the server's (not client_golang's
+// global one, so that two servers in one process count apart): the request counter, the
+// backups in flight, and the Go runtime's and the process's standard go_* and process_*.
 type metrics struct {
-	mu       sync.Mutex
-	requests map[string]int
+	registry *prometheus.Registry
+	requests *prometheus.CounterVec
+}
+
+// newMetrics registers the process's metrics; inFlight counts the backups whose part 2 this
+// process is still going to start.
+func newMetrics(inFlight func() int) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "optimize_backup_http_requests_total",
+			Help: "HTTP requests answered, by method, route and status.",
+		}, []string{"method", "route", "status"}),
+	}
+	m.registry.MustRegister(
+		m.requests,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "optimize_backup_backups_in_flight",
+			Help: "Backups whose part 2 this process is still going to start.",
+		}, func() float64 { return float64(inFlight()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
 }
 
 // knownMethods are the HTTP methods counted under their own name; any other is "other".
@@ -97,29 +124,23 @@ func (m *metrics) count(method, pattern string, status int) {
 	} else if _, path, ok := strings.Cut(route, " "); ok {
 		route = path
 	}
-	// Labels come from fixed sets only: a client's made-up methods must not grow the map.
+	// Labels come from fixed sets only: a client's made-up methods must not grow the counter.
 	if !slices.Contains(knownMethods, method) {
 		method = "other"
 	}
-	m.mu.Lock()
-	m.requests[fmt.Sprintf(`method=%q,route=%q,status="%d"`, method, route, status)]++
-	m.mu.Unlock()
+	m.requests.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
 }
 
-// handlePrometheus writes the counters in Prometheus' text format.
+// handlePrometheus writes the process's metrics and the repository's (read now, within
+// repositoryMetricsTimeout, see repositoryCollector) in the format the scraper asks for.
 func (s *server) handlePrometheus(w http.ResponseWriter, r *http.Request) {
-	var b strings.Builder
-	b.WriteString("# HELP optimize_backup_http_requests_total HTTP requests answered, by method, route and status.\n")
-	b.WriteString("# TYPE optimize_backup_http_requests_total counter\n")
-	s.metrics.mu.Lock()
-	for _, k := range slices.Sorted(maps.Keys(s.metrics.requests)) {
-		fmt.Fprintf(&b, "optimize_backup_http_requests_total{%s} %d\n", k, s.metrics.requests[k])
-	}
-	s.metrics.mu.Unlock()
-	metric(&b, "optimize_backup_backups_in_flight", "gauge", "Backups whose part 2 this process is still going to start.", "", s.backups.count())
 	ctx, cancel := context.WithTimeout(r.Context(), repositoryMetricsTimeout)
 	defer cancel()
-	s.repositoryMetrics(ctx, &b)
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	_, _ = w.Write([]byte(b.String()))
+	repository := prometheus.NewRegistry()
+	repository.MustRegister(s.repositoryCollector(ctx))
+	promhttp.HandlerFor(prometheus.Gatherers{s.metrics.registry, repository}, promhttp.HandlerOpts{
+		// A metric that cannot be gathered is logged and left out; the others are still served.
+		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	}).ServeHTTP(w, r)
 }

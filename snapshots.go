@@ -170,14 +170,8 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 	}
 	// Elasticsearch reports a missing repository in a 200 answer's failures (OpenSearch answers
 	// 404 repository_missing_exception, an error above).
-	for _, raw := range answer.Failures {
-		var failure struct{ Type, Reason string }
-		_ = json.Unmarshal(raw, &failure)
-		status := http.StatusInternalServerError
-		if failure.Type == "repository_missing_exception" {
-			status = http.StatusNotFound
-		}
-		return answer, fmt.Errorf("get snapshots %s: %w", pattern, &esError{Status: status, Type: failure.Type, Reason: failure.Reason})
+	if err := repositoryFailure(answer.Failures); err != nil {
+		return answer, fmt.Errorf("get snapshots %s: %w", pattern, err)
 	}
 	if s.cfg.openSearch() {
 		slices.SortFunc(answer.Snapshots, func(a, b snapshot) int {
@@ -185,6 +179,88 @@ func (s *server) getSnapshots(ctx context.Context, pattern string, size int, aft
 		})
 	}
 	return answer, nil
+}
+
+// repositoryFailure is the error in a get-snapshots answer's failures, or nil: Elasticsearch
+// reports a missing repository inside a 200 answer.
+func repositoryFailure(failures map[string]json.RawMessage) error {
+	for _, raw := range failures {
+		var failure struct{ Type, Reason string }
+		_ = json.Unmarshal(raw, &failure)
+		status := http.StatusInternalServerError
+		if failure.Type == "repository_missing_exception" {
+			status = http.StatusNotFound
+		}
+		return &esError{Status: status, Type: failure.Type, Reason: failure.Reason}
+	}
+	return nil
+}
+
+// catalogueEntry is one snapshot as the catalogue lists it; at 20,000 snapshots a third of the
+// memory of a snapshot's.
+type catalogueEntry struct {
+	Name  string `json:"snapshot"`
+	UUID  string `json:"uuid"`
+	State string `json:"state"`
+}
+
+// catalogueFields are what the catalogue keeps of each snapshot: not the index lists, which
+// at thousands of snapshots would be most of the answer.
+var catalogueFields = []string{"snapshots.snapshot", "snapshots.uuid", "snapshots.state", "failures"}
+
+// catalogue returns every snapshot named like an Optimize backup with its name, UUID and state
+// only, from the repository's index (verbose=false): Elasticsearch loads no snapshot's details
+// from the blob store for it (no snapshot_meta task), however many the repository holds. Its
+// order is by name, not by time, on Elasticsearch 8.14 and OpenSearch 2.19 alike. It sends no
+// sort, order, size or after: Elasticsearch refuses them with verbose=false, and OpenSearch
+// knows none of them. ignore_unavailable, because OpenSearch answers a pattern that matches
+// nothing with a 404 without it (Elasticsearch with an empty list either way).
+func (s *server) catalogue(ctx context.Context) ([]catalogueEntry, error) {
+	req := esapi.SnapshotGetRequest{
+		Repository:        seg(s.cfg.Repository),
+		Snapshot:          []string{"camunda_optimize_*"},
+		Verbose:           new(false),
+		IgnoreUnavailable: new(true),
+		FilterPath:        catalogueFields,
+	}
+	var answer struct {
+		Snapshots []catalogueEntry           `json:"snapshots"`
+		Failures  map[string]json.RawMessage `json:"failures"`
+	}
+	if err := s.read(ctx, req, &answer); err != nil {
+		return nil, fmt.Errorf("read the catalogue of repository %s: %w", s.cfg.Repository, err)
+	}
+	if err := repositoryFailure(answer.Failures); err != nil {
+		return nil, fmt.Errorf("read the catalogue of repository %s: %w", s.cfg.Repository, err)
+	}
+	return answer.Snapshots, nil
+}
+
+// snapshotsNamed returns the snapshots of exactly these names with these fields, in batches
+// that fit Elasticsearch's request line. A name that is gone by now is left out
+// (ignore_unavailable), not an error. Elasticsearch loads each finished snapshot's details
+// from the blob store (one snapshot_meta task each); a running one's come from the cluster
+// state, for nothing. No sort or size: OpenSearch knows neither.
+func (s *server) snapshotsNamed(ctx context.Context, names []string, fields []string) ([]snapshot, error) {
+	var out []snapshot
+	for _, batch := range batches(names) {
+		req := esapi.SnapshotGetRequest{
+			Repository:        seg(s.cfg.Repository),
+			Snapshot:          segs(batch),
+			IgnoreUnavailable: new(true),
+			FilterPath:        fields,
+		}
+		var answer getSnapshotsAnswer
+		err := s.read(ctx, req, &answer)
+		if err == nil {
+			err = repositoryFailure(answer.Failures)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get snapshots %s: %w", strings.Join(batch, ","), err)
+		}
+		out = append(out, answer.Snapshots...)
+	}
+	return out, nil
 }
 
 // backupSnapshots returns every snapshot of the backup with exactly this ID: one request. The
