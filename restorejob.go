@@ -597,12 +597,16 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 		for _, f := range failure.failed {
 			done = max(done, repairs[f.Index])
 		}
-		r.log.Warn("indices this restore created cannot recover; deleting them", "err", err, "repairs_done", done)
-		if err := r.s.retrying(ctx, r.log, "delete the failed indices", func() error { return r.discard(ctx, failure.failed) }); err != nil {
+		doomed, givingUp := failure.failed, done >= r.s.cfg.RestoreRepairs
+		if givingUp {
+			doomed = r.withUnassigned(ctx, r.current().Plan.Parts[i], doomed)
+		}
+		r.log.Warn("indices this restore created cannot recover; deleting them", "err", err, "repairs_done", done, "deleting", len(doomed))
+		if err := r.s.retrying(ctx, r.log, "delete the failed indices", func() error { return r.discard(ctx, doomed) }); err != nil {
 			return err
 		}
-		if done >= r.s.cfg.RestoreRepairs {
-			return fmt.Errorf("the restore of snapshot %s failed: %w; the failed indices were deleted (restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, done, r.s.cfg.RestoreRepairs)
+		if givingUp {
+			return fmt.Errorf("the restore of snapshot %s failed: %w; the failed indices were deleted, with the part's indices still unassigned (%d in all; restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, len(doomed), done, r.s.cfg.RestoreRepairs)
 		}
 		if err := r.update(ctx, func(d *jobDoc) {
 			if d.Repairs == nil {
@@ -615,6 +619,27 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 			return err
 		}
 	}
+}
+
+// withUnassigned adds to failed the indices of the part this job restored (same UUID) whose
+// primaries are still unassigned: when the job gives up they hold nothing of value either, and
+// a red index would fail the next restore's safety backup (Elasticsearch refuses to snapshot an
+// index with unassigned primaries). If the cluster state cannot be read, failed alone.
+func (r *jobRun) withUnassigned(ctx context.Context, part planPart, failed []failedIndex) []failedIndex {
+	health, err := r.s.indicesHealth(ctx, part.Indices)
+	if err != nil {
+		r.log.Warn("cannot read which indices of the part are still unassigned; deleting only the failed ones", "err", err)
+		return failed
+	}
+	restored := r.current().Restored
+	for _, ix := range part.Indices {
+		h, exists := health[ix]
+		listed := slices.ContainsFunc(failed, func(f failedIndex) bool { return f.Index == ix })
+		if exists && !listed && restored[ix] != "" && h.UUID == restored[ix] && len(h.Unassigned) > 0 {
+			failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: "still unassigned when the restore gave up"})
+		}
+	}
+	return failed
 }
 
 // discard deletes indices this job restored that cannot recover, each if it is still that
