@@ -358,6 +358,8 @@ type indexHealth struct {
 	UUID       string
 	Restoring  bool
 	Unassigned []unassignedInfo
+	// Initializing counts its primaries being recovered (from a snapshot, their store, a peer).
+	Initializing int
 }
 
 // unassignedInfo is why Elasticsearch has not assigned a shard.
@@ -431,6 +433,9 @@ func (s *server) indicesHealth(ctx context.Context, names []string) (map[string]
 			h := indexHealth{UUID: meta.Settings.Index.UUID, Restoring: restoring[name]}
 			for shard, copies := range answer.RoutingTable.Indices[name].Shards {
 				for _, c := range copies {
+					if c.Primary && c.State == "INITIALIZING" {
+						h.Initializing++
+					}
 					if c.Primary && c.State == "UNASSIGNED" {
 						u := *cmp.Or(c.UnassignedInfo, &unassignedInfo{Reason: "UNKNOWN"})
 						u.InSync = len(meta.InSync[shard])

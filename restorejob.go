@@ -606,7 +606,7 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 			return err
 		}
 		if givingUp {
-			return fmt.Errorf("the restore of snapshot %s failed: %w; the failed indices were deleted, with the part's indices still unassigned (%d in all; restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, len(doomed), done, r.s.cfg.RestoreRepairs)
+			return fmt.Errorf("the restore of snapshot %s failed: %w; the failed indices were deleted, with the part's indices not started yet (%d in all; restored again %d times before, OPTIMIZE_BACKUP_RESTORE_REPAIRS=%d): check the nodes' disks and Elasticsearch's log", snapshot, err, len(doomed), done, r.s.cfg.RestoreRepairs)
 		}
 		if err := r.update(ctx, func(d *jobDoc) {
 			if d.Repairs == nil {
@@ -621,10 +621,11 @@ func (r *jobRun) restorePartRepairing(ctx context.Context, i int) error {
 	}
 }
 
-// withUnassigned adds to failed the indices of the part this job restored (same UUID) whose
-// primaries are still unassigned: when the job gives up they hold nothing of value either, and
-// a red index would fail the next restore's safety backup (Elasticsearch refuses to snapshot an
-// index with unassigned primaries). If the cluster state cannot be read, failed alone.
+// withUnassigned adds to failed the indices of the part this job restored (same UUID) with a
+// primary not started yet (unassigned, or still recovering: after a crash Elasticsearch may be
+// retrying one that will fail again): when the job gives up they hold nothing of value either,
+// and a red index would fail the next restore's safety backup (Elasticsearch refuses to snapshot
+// an index with unassigned primaries). If the cluster state cannot be read, failed alone.
 func (r *jobRun) withUnassigned(ctx context.Context, part planPart, failed []failedIndex) []failedIndex {
 	health, err := r.s.indicesHealth(ctx, part.Indices)
 	if err != nil {
@@ -635,8 +636,8 @@ func (r *jobRun) withUnassigned(ctx context.Context, part planPart, failed []fai
 	for _, ix := range part.Indices {
 		h, exists := health[ix]
 		listed := slices.ContainsFunc(failed, func(f failedIndex) bool { return f.Index == ix })
-		if exists && !listed && restored[ix] != "" && h.UUID == restored[ix] && len(h.Unassigned) > 0 {
-			failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: "still unassigned when the restore gave up"})
+		if exists && !listed && restored[ix] != "" && h.UUID == restored[ix] && len(h.Unassigned)+h.Initializing > 0 {
+			failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: "not started when the restore gave up"})
 		}
 	}
 	return failed
