@@ -134,6 +134,9 @@ type config struct {
 	// RestoreRepairs is how often a restore deletes and restores again an index it created
 	// that Elasticsearch cannot recover (e.g. after a node crashed mid-restore); 0: never.
 	RestoreRepairs int `env:"OPTIMIZE_BACKUP_RESTORE_REPAIRS" envDefault:"3"`
+	// RestoreNoCopyWait is how long a restored primary of which no node holds a copy waits for
+	// one to come back (its node restarting) before it is repaired (see failedIndices).
+	RestoreNoCopyWait time.Duration `env:"OPTIMIZE_BACKUP_RESTORE_NO_COPY_WAIT" envDefault:"2m"`
 
 	// ScheduleCron is a cron expression (minute hour day-of-month month day-of-week, or @daily
 	// and the like) at whose slots the sidecar takes a backup by itself; empty: no schedule. A
@@ -408,6 +411,7 @@ func (c *config) validate(p *problems) {
 		"OPTIMIZE_BACKUP_SHUTDOWN_TIMEOUT":      c.ShutdownTimeout,
 		"OPTIMIZE_BACKUP_RESTORE_WAIT_TIMEOUT":  c.RestoreWaitTimeout,
 		"OPTIMIZE_BACKUP_RESTORE_STALL_TIMEOUT": c.RestoreStallTimeout,
+		"OPTIMIZE_BACKUP_RESTORE_NO_COPY_WAIT":  c.RestoreNoCopyWait,
 	} {
 		p.addIf(d <= 0, name, "%v must be positive; set a duration such as 30s", d)
 	}

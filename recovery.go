@@ -37,7 +37,7 @@ func (s *server) followRecovery(ctx context.Context, log *slog.Logger, part plan
 		if p.State == restoreCompleted {
 			return true, "", nil
 		}
-		if err := failedIndices(part.Indices, health, restored, time.Now()); err != nil {
+		if err := failedIndices(part.Indices, health, restored, time.Now(), s.cfg.RestoreNoCopyWait); err != nil {
 			return false, "", err
 		}
 		return false, fmt.Sprintf("%d of %d shards, %d of %d bytes%s", p.ShardsDone, p.ShardsTotal, p.BytesRecovered, p.BytesTotal, unassignedSummary(part.Indices, health)), nil
@@ -195,24 +195,19 @@ func unassignedSummary(indices []string, health map[string]indexHealth) string {
 	return "; unassigned primaries: " + strings.Join(parts, ", ")
 }
 
-// noCopyGrace is how long a primary of which no node holds a copy (no_valid_shard_copy) may stay
-// so, unless its allocation failed, before it counts as failed: the node holding its only copy
-// (a restored index has no replica yet) may be restarting or rejoining the cluster. The cluster
-// state cannot tell that from a copy a crash cut off: on the real node, a shard whose restore
-// had barely begun comes back CLUSTER_RECOVERED, no_valid_shard_copy, with one in-sync copy
-// that no longer exists. Twice Elasticsearch's own wait for a node that left
-// (index.unassigned.node_left.delayed_timeout, 1m); too short costs a needless restore of the
-// index from its snapshot, never data.
-const noCopyGrace = 2 * time.Minute
 
 // failedIndices returns those of these indices that Elasticsearch will not restore by itself,
 // as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). A primary
 // is failed when Elasticsearch tried, failed and will not try again (ALLOCATION_FAILED with
 // deciders_no or no_valid_shard_copy: its retries are used up), or when no node has held a copy
-// for noCopyGrace. One it has yet to allocate (fetching its store after a restart, throttled,
-// delayed, retrying after a first failure, the node of its only copy away for a moment) is
-// slow. It is pure.
-func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string, now time.Time) error {
+// for noCopyWait (OPTIMIZE_BACKUP_RESTORE_NO_COPY_WAIT). The cluster state cannot tell a copy a
+// crash cut off from one on a node away for a moment: on the real node, a shard whose restore
+// had barely begun comes back CLUSTER_RECOVERED, no_valid_shard_copy, with one in-sync copy that
+// no longer exists. The default, 2m, is twice Elasticsearch's own wait for a node that left
+// (index.unassigned.node_left.delayed_timeout); too short costs a needless restore of the index
+// from its snapshot, never data. One it has yet to allocate (fetching its store after a
+// restart, throttled, delayed, retrying after a first failure) is slow. It is pure.
+func failedIndices(indices []string, health map[string]indexHealth, restored map[string]string, now time.Time, noCopyWait time.Duration) error {
 	var failed []failedIndex
 	for _, ix := range indices {
 		h, exists := health[ix]
@@ -229,7 +224,7 @@ func failedIndices(indices []string, health map[string]indexHealth, restored map
 		for _, u := range h.Unassigned {
 			noCopy := u.AllocationStatus == "no_valid_shard_copy"
 			gaveUp := u.Reason == "ALLOCATION_FAILED" && (noCopy || u.AllocationStatus == "deciders_no")
-			if gaveUp || noCopy && !u.At.IsZero() && now.Sub(u.At) > noCopyGrace {
+			if gaveUp || noCopy && !u.At.IsZero() && now.Sub(u.At) > noCopyWait {
 				failed = append(failed, failedIndex{Index: ix, UUID: h.UUID, Reason: fmt.Sprintf("primary shard unassigned, %s %s after %d attempts: %s", u.Reason, u.AllocationStatus, u.FailedAttempts, esReasonOf(u.Details))})
 				break
 			}

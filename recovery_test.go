@@ -40,7 +40,7 @@ func TestFailedIndices(t *testing.T) {
 		{"all the caller's (a drill)", map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}}, nil, "a"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := failedIndices([]string{"a"}, tc.health, tc.owned, time.Now())
+			err := failedIndices([]string{"a"}, tc.health, tc.owned, time.Now(), 2*time.Minute)
 			var got *shardFailure
 			if errors.As(err, &got) != (tc.want != "") || got != nil && got.failed[0].Index != tc.want {
 				t.Errorf("got %v; want failed %q", err, tc.want)
@@ -48,7 +48,7 @@ func TestFailedIndices(t *testing.T) {
 		})
 	}
 	var failure *shardFailure
-	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil, time.Now()), &failure)
+	errors.As(failedIndices([]string{"a", "b", "c"}, map[string]indexHealth{"a": {UUID: "u", Unassigned: failed}, "b": {UUID: "v", Restoring: true}}, nil, time.Now(), 2*time.Minute), &failure)
 	if len(failure.failed) != 2 || failure.failed[1].Index != "c" || !strings.Contains(failure.failed[1].Reason, "never created it") {
 		t.Errorf("got failed %+v; want a and c (never created, a drill's), not b (restoring)", failure.failed)
 	}

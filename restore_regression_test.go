@@ -218,7 +218,7 @@ func TestReviewShardsElasticsearchStillAllocates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := failedIndices([]string{ix}, health, map[string]string{ix: uuid}, time.Now()); err != nil {
+			if err := failedIndices([]string{ix}, health, map[string]string{ix: uuid}, time.Now(), 2*time.Minute); err != nil {
 				t.Errorf("got %v; want no failure: Elasticsearch allocates this primary by itself", err)
 			}
 		})
