@@ -195,7 +195,6 @@ func unassignedSummary(indices []string, health map[string]indexHealth) string {
 	return "; unassigned primaries: " + strings.Join(parts, ", ")
 }
 
-
 // failedIndices returns those of these indices that Elasticsearch will not restore by itself,
 // as a *shardFailure, or nil; restored are the caller's indices, by UUID (nil: all). A primary
 // is failed when Elasticsearch tried, failed and will not try again (ALLOCATION_FAILED with
