@@ -7,8 +7,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 export ES_HTTP_PORT=${ES_HTTP_PORT:-9250}
 port=${MANAGEMENT_SERVER_PORT:-8092}
 token=${OPTIMIZE_BACKUP_ADMIN_TOKEN:-demo-admin-token}
-product="Elasticsearch 8.14.1"
-[ "${DB:-elasticsearch}" != opensearch ] || product="OpenSearch 2.19.6"
+product="Elasticsearch 8.14.1" database=elasticsearch
+case "${DB:-elasticsearch}" in
+  opensearch) product="OpenSearch 2.19.6" database=opensearch ;;
+  opensearch3) product="OpenSearch 3.8.0" database=opensearch ;;
+esac
 
 "$here/es-stop.sh"
 sidecar_pid=""
@@ -25,7 +28,7 @@ echo "demo: starting $product (the first run downloads it from Maven Central)...
 url=$("$here/es-start.sh")
 "$here/load-data.sh" "$url"
 connection=("OPTIMIZE_ELASTICSEARCH_URLS=$url")
-if [ "${DB:-elasticsearch}" = opensearch ]; then
+if [ "$database" = opensearch ]; then
   # The variables Optimize reads on OpenSearch, as the Camunda Helm chart sets them.
   connection=(CAMUNDA_OPTIMIZE_DATABASE=opensearch CAMUNDA_OPTIMIZE_OPENSEARCH_HOST=127.0.0.1 "CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT=$ES_HTTP_PORT")
 fi
