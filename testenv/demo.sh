@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: a real Elasticsearch (DB=opensearch: OpenSearch) with Optimize-shaped demo data and
-# the sidecar on :8092 wired to it, through the variables Optimize reads for that database.
+# make demo: a real Elasticsearch (DB=opensearch: OpenSearch 2.19.6; DB=opensearch3: OpenSearch
+# 3.8.0) with Optimize-shaped demo data and the sidecar on :8092 wired to it, through the
+# variables Optimize reads for that database.
 # Prints curl commands to try; Ctrl-C stops the sidecar and the node.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
