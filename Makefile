@@ -30,17 +30,24 @@ image:
 	  --output type=docker,name=$(IMAGE),rewrite-timestamp=true .
 
 ## test: formatting, vet, staticcheck, a short fuzz (IDs, snapshot names), then all
-## tests with -race against a real Elasticsearch, and the integration tests again against a
-## real OpenSearch (with-es.sh tells the tests which database runs: OPTIMIZE_BACKUP_TEST_DB).
+## tests with -race against a real Elasticsearch, the integration tests of OPENSEARCH_TESTS again
+## against a real OpenSearch 2.19.6 (with-es.sh tells the tests which database runs:
+## OPTIMIZE_BACKUP_TEST_DB), and a smoke run of OPENSEARCH3_SMOKE against OpenSearch 3.8.0.
 ## OPENSEARCH_TESTS: the integration tests that run on OpenSearch too: every route family, two
 ## installations, restore (plain, replace, dry run, two replicas, restart, delete during it),
 ## drills, schedules, Optimize's own backups, SigV4. The rest prove the sidecar's own logic,
 ## which is the same on both, or Elasticsearch alone (docs/opensearch.md#tests).
 OPENSEARCH_TESTS := BackupLifecycle|Errors|ListAndDelete|IDPairs|SharedRepository|HostileIDs|FailedSnapshot|Part2Deleted|Restore|TwoReplicasOneRestore|RestartMidRestore|DeleteDuringRestore|Drill|ScheduleTwoReplicas|OptimizeMade|SigV4
 
+## OPENSEARCH3_SMOKE are the integration tests make test runs on OpenSearch 3.8.0 too: create,
+## get, list and delete, restore with replaceExisting, a drill, and a backup made as Optimize
+## makes it (docs/opensearch.md#opensearch-3x).
+OPENSEARCH3_SMOKE := ^TestIntegration(BackupLifecycle|ListAndDelete|Restore|Drill|OptimizeMade)$$
+
 test: lint fuzz deploy-test
 	testenv/with-es.sh go test -race -count=1 -timeout 20m ./...
 	DB=opensearch testenv/with-es.sh go test -race -count=1 -timeout 15m -run '^TestIntegration($(OPENSEARCH_TESTS))$$' .
+	DB=opensearch3 testenv/with-es.sh go test -race -count=1 -timeout 10m -run '$(OPENSEARCH3_SMOKE)' .
 
 ## deploy-test: the Helm values and the Deployment under deploy/, decoded strictly into the
 ## Kubernetes API types and checked offline (a Go module of its own, see deploy/go.mod).

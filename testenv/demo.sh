@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# make demo: a real Elasticsearch (DB=opensearch: OpenSearch) with Optimize-shaped demo data and
-# the sidecar on :8092 wired to it, through the variables Optimize reads for that database.
+# make demo: a real Elasticsearch (DB=opensearch: OpenSearch 2.19.6; DB=opensearch3: OpenSearch
+# 3.8.0) with Optimize-shaped demo data and the sidecar on :8092 wired to it, through the
+# variables Optimize reads for that database.
 # Prints curl commands to try; Ctrl-C stops the sidecar and the node.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export ES_HTTP_PORT=${ES_HTTP_PORT:-9250}
 port=${MANAGEMENT_SERVER_PORT:-8092}
 token=${OPTIMIZE_BACKUP_ADMIN_TOKEN:-demo-admin-token}
-product="Elasticsearch 8.14.1"
-[ "${DB:-elasticsearch}" != opensearch ] || product="OpenSearch 2.19.6"
+product="Elasticsearch 8.14.1" database=elasticsearch
+case "${DB:-elasticsearch}" in
+  opensearch) product="OpenSearch 2.19.6" database=opensearch ;;
+  opensearch3) product="OpenSearch 3.8.0" database=opensearch ;;
+esac
 
 "$here/es-stop.sh"
 sidecar_pid=""
@@ -25,7 +29,7 @@ echo "demo: starting $product (the first run downloads it from Maven Central)...
 url=$("$here/es-start.sh")
 "$here/load-data.sh" "$url"
 connection=("OPTIMIZE_ELASTICSEARCH_URLS=$url")
-if [ "${DB:-elasticsearch}" = opensearch ]; then
+if [ "$database" = opensearch ]; then
   # The variables Optimize reads on OpenSearch, as the Camunda Helm chart sets them.
   connection=(CAMUNDA_OPTIMIZE_DATABASE=opensearch CAMUNDA_OPTIMIZE_OPENSEARCH_HOST=127.0.0.1 "CAMUNDA_OPTIMIZE_OPENSEARCH_HTTP_PORT=$ES_HTTP_PORT")
 fi

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Starts a real Elasticsearch 8.14.1 or OpenSearch 2.19.6 (DB=opensearch), 1 or 3 nodes, on
-# 127.0.0.1 in the background, waits until the cluster is healthy, registers an fs snapshot
-# repository and prints the URL of node 1.
+# Starts a real Elasticsearch 8.14.1, OpenSearch 2.19.6 (DB=opensearch) or OpenSearch 3.8.0
+# (DB=opensearch3), 1 or 3 nodes, on 127.0.0.1 in the background, waits until the cluster is
+# healthy, registers an fs snapshot repository and prints the URL of node 1.
 #
 #   testenv/es-start.sh                      # 1 node, HTTP on 9250
 #   ES_NODES=3 ES_HTTP_PORT=9260 testenv/es-start.sh
 #
 # Environment (all optional):
-#   DB             elasticsearch (default) or opensearch
+#   DB             elasticsearch (default), opensearch (2.19.6) or opensearch3 (3.8.0)
 #   ES_NODES       1 or 3 (default 1)
 #   ES_HTTP_PORT   HTTP port of node 1; node N listens on ES_HTTP_PORT+N-1 (default 9250)
 #   ES_RUN_DIR     where data, logs, config and the snapshot repository live
 #                  (default testenv/run/<http port>); es-stop.sh removes it
 #   ES_REPOSITORY  name of the fs snapshot repository to register (default test-repo)
 #   ES_HEAP        JVM heap per node (default 1g for one node, 512m each for three)
+#   ES_JAVA_HOME   the Java to run it on (default: the machine's java; for OpenSearch 3, which
+#                  needs Java 21 or newer, the newest under /usr/lib/jvm when that one is older)
 #   ES_WAIT_FOR    the cluster status to wait for: yellow (default), or red for a node started
 #                  again after a crash, whose indices may never recover (es-crash.sh)
 set -euo pipefail
@@ -35,18 +37,65 @@ if curl -fsS "$url" >/dev/null 2>&1; then
 fi
 
 # Download (once, cached in ~/.m2) and unpack the distribution. OpenSearch reads the same
-# variables under its own names.
+# variables under its own names. The integ-test distributions bundle no JDK; java_min is the
+# oldest Java each runs on.
 case "${DB:-elasticsearch}" in
-  elasticsearch) es_home=$here/target/elasticsearch-8.14.1 bin=elasticsearch env_prefix=ES ;;
-  opensearch) es_home=$here/target/opensearch-2.19.6 bin=opensearch env_prefix=OPENSEARCH ;;
-  *) echo "es-start: DB must be elasticsearch or opensearch, not '$DB'" >&2; exit 2 ;;
+  elasticsearch) es_home=$here/target/elasticsearch-8.14.1 bin=elasticsearch env_prefix=ES java_min=17 ;;
+  opensearch) es_home=$here/target/opensearch-2.19.6 bin=opensearch env_prefix=OPENSEARCH java_min=17 ;;
+  opensearch3) es_home=$here/target/opensearch-3.8.0 bin=opensearch env_prefix=OPENSEARCH java_min=21 ;;
+  *) echo "es-start: DB must be elasticsearch, opensearch or opensearch3, not '$DB'" >&2; exit 2 ;;
 esac
 if [ ! -x "$es_home/bin/$bin" ]; then
   mvn -f "$here/pom.xml" -B -q process-resources >&2
 fi
 
-# The integ-test distribution has no bundled JDK: use the machine's (Java 17 or newer).
-java_home=${ES_JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}
+# java_major prints the major version of the Java installed at $1 (17, 21, 25), or nothing.
+java_major() {
+  local version
+  if [ -f "$1/release" ]; then
+    version=$(sed -n 's/^JAVA_VERSION="\([^"]*\)"/\1/p' "$1/release")
+  else
+    version=$("$1/bin/java" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -1)
+  fi
+  echo "${version%%.*}"
+}
+
+# new_enough says whether the Java at $1 runs this distribution (java_min or newer).
+new_enough() {
+  local major
+  major=$(java_major "$1")
+  [ -n "$major" ] && [ "$major" -ge "$java_min" ]
+}
+
+# The Java to run on: ES_JAVA_HOME when set, else the java on PATH when it is new enough, else the
+# newest under /usr/lib/jvm (Debian 12's java is 17; OpenSearch 3 needs 21, and the machine has a
+# Temurin JDK beside it there).
+dist=$(basename "$es_home")
+if [ -n "${ES_JAVA_HOME:-}" ]; then
+  java_home=$ES_JAVA_HOME
+  new_enough "$java_home" || {
+    echo "es-start: ES_JAVA_HOME=$java_home is not a Java $java_min or newer, which $dist needs; point it at one" >&2
+    exit 1
+  }
+else
+  java_home=""
+  if command -v java >/dev/null; then
+    java_home=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")
+  fi
+  if [ -z "$java_home" ] || ! new_enough "$java_home"; then
+    java_home="" best=0
+    for candidate in /usr/lib/jvm/*/; do
+      candidate=${candidate%/}
+      [ -x "$candidate/bin/java" ] && new_enough "$candidate" || continue
+      major=$(java_major "$candidate")
+      [ "$major" -le "$best" ] || java_home=$candidate best=$major
+    done
+  fi
+  [ -n "$java_home" ] || {
+    echo "es-start: $dist needs Java $java_min or newer, and neither the java on PATH nor any under /usr/lib/jvm is; install a JDK $java_min or newer, or set ES_JAVA_HOME to one" >&2
+    exit 1
+  }
+fi
 export "${env_prefix}_JAVA_HOME=$java_home"
 
 seed_hosts=""
