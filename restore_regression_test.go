@@ -43,6 +43,37 @@ func (e *scriptES) Perform(r *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(strings.NewReader(answer)), Request: r}, nil
 }
 
+// unexpected is the answer to a request a scripted test does not expect.
+func unexpected(key string) (int, string) {
+	return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+}
+
+// resolved is a resolve-index answer naming ix, an existing index.
+func resolved(ix string) (int, string) { return 200, `{"indices":[{"name":"` + ix + `"}]}` }
+
+// settingsOf is an index-settings answer: ix has this UUID and no creation date.
+func settingsOf(ix, uuid string) (int, string) {
+	return 200, `{"` + ix + `":{"settings":{"index.uuid":"` + uuid + `"}}}`
+}
+
+// blockWatch is a scripted Elasticsearch that answers write-block changes of ix and tells whether
+// ix is blocked now (set at first, as a stuck job left it).
+func blockWatch(ix string) (*scriptES, func() bool) {
+	var mu sync.Mutex
+	blocked := true
+	es := &scriptES{mem: newMemDocs()}
+	es.answer = func(key string, r *http.Request, body string) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if key == "PUT /"+ix+"/_settings" {
+			blocked = strings.Contains(body, "true")
+			return 200, `{"acknowledged":true}`
+		}
+		return unexpected(key)
+	}
+	return es, func() bool { mu.Lock(); defer mu.Unlock(); return blocked }
+}
+
 // sent are the logged requests that start with prefix ("DELETE /x", "PUT /x/_settings").
 func (e *scriptES) sent(prefix string) []string {
 	e.mu.Lock()
@@ -120,7 +151,7 @@ func TestReviewNameOnlyOwnershipDeletesAnIndexSomeoneElseCreated(t *testing.T) {
 				case key == "GET /_resolve/index/"+ix && !created:
 					return 200, `{"indices":[]}`
 				case key == "GET /_resolve/index/"+ix:
-					return 200, `{"indices":[{"name":"` + ix + `"}]}`
+					return resolved(ix)
 				case key == "POST /_snapshot/repo/snap-1/_restore":
 					created = true
 					if strings.HasPrefix(restoreAnswer, "<html>") {
@@ -138,7 +169,7 @@ func TestReviewNameOnlyOwnershipDeletesAnIndexSomeoneElseCreated(t *testing.T) {
 				case key == "DELETE /"+ix:
 					return 200, `{"acknowledged":true}`
 				}
-				return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+				return unexpected(key)
 			}
 			s := scriptServer(t, es, 3)
 			run := partJob(t, s, ix, nil)
@@ -170,9 +201,9 @@ func TestReviewRestartedClusterIsNotFailed(t *testing.T) {
 		defer mu.Unlock()
 		switch {
 		case key == "GET /_resolve/index/"+ix:
-			return 200, `{"indices":[{"name":"` + ix + `"}]}`
+			return resolved(ix)
 		case key == "GET /"+ix+"/_settings/index.uuid,index.blocks.write,index.creation_date":
-			return 200, `{"` + ix + `":{"settings":{"index.uuid":"` + uuid + `"}}}`
+			return settingsOf(ix, uuid)
 		case key == "GET /"+ix+"/_recovery" && stateReads < 2:
 			return 200, `{}` // waiting for its turn to be allocated
 		case key == "GET /"+ix+"/_recovery":
@@ -183,7 +214,7 @@ func TestReviewRestartedClusterIsNotFailed(t *testing.T) {
 		case key == "DELETE /"+ix:
 			return 200, `{"acknowledged":true}`
 		}
-		return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+		return unexpected(key)
 	}
 	s := scriptServer(t, es, 0)
 	run := partJob(t, s, ix, map[string]string{ix: uuid})
@@ -241,18 +272,7 @@ func clusterStateFor(name, ix, uuid, primary string) string {
 func TestReviewEndRestoreLiftsTheNextJobsBlock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ix = "optimize-metadata_v3"
-		var mu sync.Mutex
-		blocked := true
-		es := &scriptES{mem: newMemDocs()}
-		es.answer = func(key string, r *http.Request, body string) (int, string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if key == "PUT /"+ix+"/_settings" {
-				blocked = strings.Contains(body, "true")
-				return 200, `{"acknowledged":true}`
-			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
-		}
+		es, blocked := blockWatch(ix)
 		operator, owner := scriptServer(t, es, 3), scriptServer(t, es, 3)
 		stuck := jobDoc{restoreJob: restoreJob{BackupID: "1", State: restoreRunning, Step: stepSafety}, Repository: "repo",
 			Plan: restorePlan{Replace: []string{ix}}, WriteBlocked: true}
@@ -279,9 +299,7 @@ func TestReviewEndRestoreLiftsTheNextJobsBlock(t *testing.T) {
 		}
 		time.Sleep(operator.cfg.ESTimeout + 2*time.Second) // the ended job's second lift
 		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		if !blocked {
+		if !blocked() {
 			t.Errorf("the write block of the restore of backup 2, set for its safety backup, was lifted by the end of the restore of backup 1")
 		}
 	})
@@ -298,11 +316,11 @@ func TestReviewEndedJobStillDeletes(t *testing.T) {
 	es.answer = func(key string, r *http.Request, body string) (int, string) {
 		switch key {
 		case "GET /" + ix + "/_settings/index.uuid,index.blocks.write,index.creation_date":
-			return 200, `{"` + ix + `":{"settings":{"index.uuid":"` + uuid + `"}}}`
+			return settingsOf(ix, uuid)
 		case "DELETE /" + ix:
 			return 200, `{"acknowledged":true}`
 		}
-		return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+		return unexpected(key)
 	}
 	owner, operator := scriptServer(t, es, 3), scriptServer(t, es, 3)
 	run := partJob(t, owner, ix, map[string]string{ix: uuid})
@@ -345,7 +363,7 @@ func TestReviewForeignIndexOfTheNameCompletesThePart(t *testing.T) {
 		case strings.HasPrefix(key, "GET /_cluster/state/"):
 			return 200, clusterState(ix, "ANOTHER-INDEX", `{"state":"STARTED","primary":true}`)
 		}
-		return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+		return unexpected(key)
 	}
 	s := scriptServer(t, es, 3)
 	part := planPart{Snapshot: "snap-1", Indices: []string{ix}, Shards: 1}
@@ -372,9 +390,9 @@ func TestReviewStallNeverFiresWithPassingFaults(t *testing.T) {
 			defer mu.Unlock()
 			switch {
 			case key == "GET /_resolve/index/"+ix:
-				return 200, `{"indices":[{"name":"` + ix + `"}]}`
+				return resolved(ix)
 			case key == "GET /"+ix+"/_settings/index.uuid,index.blocks.write,index.creation_date":
-				return 200, `{"` + ix + `":{"settings":{"index.uuid":"` + uuid + `"}}}`
+				return settingsOf(ix, uuid)
 			case key == "GET /"+ix+"/_recovery":
 				return 200, `{"` + ix + `":{"shards":[{"id":0,"type":"SNAPSHOT","stage":"INDEX","primary":true,"source":{"snapshot":"snap-1"},"index":{"size":{"total_in_bytes":100,"recovered_in_bytes":50}}}]}}`
 			case strings.HasPrefix(key, "GET /_cluster/state/"):
@@ -384,7 +402,7 @@ func TestReviewStallNeverFiresWithPassingFaults(t *testing.T) {
 				}
 				return 200, clusterState(ix, uuid, `{"state":"INITIALIZING","primary":true}`, ix)
 			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+			return unexpected(key)
 		}
 		s := scriptServer(t, es, 3)
 		s.cfg.RestoreWaitTimeout = 6 * time.Hour
@@ -417,7 +435,7 @@ func TestReviewDrillLostRestoreSaysDeleted(t *testing.T) {
 			case strings.HasPrefix(key, "GET /_resolve/index/"):
 				return 200, `{"indices":[]}`
 			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+			return unexpected(key)
 		}
 		s := scriptServer(t, es, 3)
 		s.cfg.RestoreWaitTimeout = time.Hour // longer than the wait for the indices to appear

@@ -43,9 +43,9 @@ func TestReview20bNodeLeftPrimaryIsNotFailed(t *testing.T) {
 				nodeBack := stateReads >= 2
 				switch {
 				case key == "GET /_resolve/index/"+ix:
-					return 200, `{"indices":[{"name":"` + ix + `"}]}`
+					return resolved(ix)
 				case key == "GET /"+ix+"/_settings/index.uuid,index.blocks.write,index.creation_date":
-					return 200, `{"` + ix + `":{"settings":{"index.uuid":"` + uuid + `"}}}`
+					return settingsOf(ix, uuid)
 				case key == "GET /"+ix+"/_recovery" && !nodeBack:
 					return 200, `{}` // its only copy is on the node that is away
 				case key == "GET /"+ix+"/_recovery":
@@ -58,7 +58,7 @@ func TestReview20bNodeLeftPrimaryIsNotFailed(t *testing.T) {
 				case key == "DELETE /"+ix:
 					return 200, `{"acknowledged":true}`
 				}
-				return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+				return unexpected(key)
 			}
 			s := scriptServer(t, es, 0)
 			run := partJob(t, s, ix, map[string]string{ix: uuid})
@@ -105,7 +105,7 @@ func TestReview20bResumedJobDisownsItsOwnIndex(t *testing.T) {
 		es.answer = func(key string, r *http.Request, body string) (int, string) {
 			switch {
 			case key == "GET /_resolve/index/"+ix:
-				return 200, `{"indices":[{"name":"` + ix + `"}]}`
+				return resolved(ix)
 			case key == "GET /"+ix+"/_settings/index.uuid,index.blocks.write,index.creation_date":
 				return 200, settings
 			case key == "GET /"+ix+"/_recovery":
@@ -113,7 +113,7 @@ func TestReview20bResumedJobDisownsItsOwnIndex(t *testing.T) {
 			case strings.HasPrefix(key, "GET /_cluster/state/"):
 				return 200, clusterState(ix, uuid, `{"state":"STARTED","primary":true}`)
 			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+			return unexpected(key)
 		}
 		s := scriptServer(t, es, 3)
 		run := resumedJob(t, s, ix)
@@ -132,7 +132,7 @@ func TestReview20bResumedJobDisownsItsOwnIndex(t *testing.T) {
 			defer mu.Unlock()
 			switch {
 			case key == "GET /_resolve/index/"+ix:
-				return 200, `{"indices":[{"name":"` + ix + `"}]}`
+				return resolved(ix)
 			case key == "GET /"+ix+"/_settings/index.uuid,index.blocks.write,index.creation_date":
 				return 200, settings
 			case key == "GET /"+ix+"/_recovery" && recoveryReads == 0:
@@ -145,7 +145,7 @@ func TestReview20bResumedJobDisownsItsOwnIndex(t *testing.T) {
 			case key == "DELETE /"+ix:
 				return 200, `{"acknowledged":true}`
 			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+			return unexpected(key)
 		}
 		s := scriptServer(t, es, 0)
 		run := resumedJob(t, s, ix)
@@ -182,7 +182,7 @@ func TestReview20bAppearedWaitsInSilencePastTheStallTimeout(t *testing.T) {
 			case key == "POST /_snapshot/repo/snap-1/_restore":
 				return 502, `<html>502 Bad Gateway</html>`
 			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+			return unexpected(key)
 		}
 		s := scriptServer(t, es, 3)
 		s.cfg.RestoreWaitTimeout = 6 * time.Hour
@@ -210,18 +210,7 @@ func TestReview20bAppearedWaitsInSilencePastTheStallTimeout(t *testing.T) {
 func TestReview20bSecondEndLeavesItsLateBlock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ix = "optimize-metadata_v3"
-		var mu sync.Mutex
-		blocked := true
-		es := &scriptES{mem: newMemDocs()}
-		es.answer = func(key string, r *http.Request, body string) (int, string) {
-			mu.Lock()
-			defer mu.Unlock()
-			if key == "PUT /"+ix+"/_settings" {
-				blocked = strings.Contains(body, "true")
-				return 200, `{"acknowledged":true}`
-			}
-			return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
-		}
+		es, blocked := blockWatch(ix)
 		operator, owner := scriptServer(t, es, 3), scriptServer(t, es, 3)
 		stuck := func(ver jobVersion) *jobRun {
 			run := owner.newJobRun(jobDoc{restoreJob: restoreJob{BackupID: "1", State: restoreRunning, Step: stepSafety}, Repository: "repo",
@@ -253,9 +242,7 @@ func TestReview20bSecondEndLeavesItsLateBlock(t *testing.T) {
 		}
 		time.Sleep(2*operator.cfg.ESTimeout + 2*time.Second) // both second lifts are due
 		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		if blocked {
+		if blocked() {
 			t.Errorf("the second restore of backup 1 was ended by an operator, but the write block its owner was setting then is still on %s", ix)
 		}
 	})
@@ -284,7 +271,7 @@ func TestReview20bClockSkewDisownsARestoredIndex(t *testing.T) {
 		case key == "GET /_resolve/index/"+ix && !restored:
 			return 200, `{"indices":[]}`
 		case key == "GET /_resolve/index/"+ix:
-			return 200, `{"indices":[{"name":"` + ix + `"}]}`
+			return resolved(ix)
 		case key == "POST /_snapshot/repo/snap-1/_restore":
 			restored = true
 			return 200, `{"accepted":true}`
@@ -295,7 +282,7 @@ func TestReview20bClockSkewDisownsARestoredIndex(t *testing.T) {
 		case strings.HasPrefix(key, "GET /_cluster/state/"):
 			return 200, clusterState(ix, uuid, `{"state":"STARTED","primary":true}`)
 		}
-		return 418, `{"error":{"type":"unexpected","reason":"` + key + `"},"status":418}`
+		return unexpected(key)
 	}
 	s := scriptServer(t, es, 3)
 	run := partJob(t, s, ix, nil)
