@@ -54,8 +54,11 @@ test: lint fuzz deploy-test
 deploy-test:
 	cd deploy && go vet ./... && go test -count=1 ./...
 
-## fuzz: ID parsing and the snapshot-name parser, briefly (FUZZTIME=1m for a longer run).
-FUZZTIME ?= 10s
+## fuzz: ID parsing and the snapshot-name parser, briefly (FUZZTIME=1000000x for a longer run).
+## The budget is a count of inputs, not a duration: Go 1.26's fuzz coordinator can fail a target
+## with a bare "context deadline exceeded" when a duration runs out on a busy machine
+## (https://go.dev/issue/75804, fixed in Go 1.27). A count has no deadline to race.
+FUZZTIME ?= 30000x
 fuzz:
 	go test -run '^$$' -fuzz '^FuzzBackupID$$' -fuzztime $(FUZZTIME) .
 	go test -run '^$$' -fuzz '^FuzzParseSnapshotName$$' -fuzztime $(FUZZTIME) .
