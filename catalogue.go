@@ -11,10 +11,11 @@ import (
 // The repository as the scrape and a list with ?limit see it, at a cost that does not grow
 // with the repository: its catalogue (names, UUIDs and states from the repository's index,
 // free), and for each finished snapshot the few facts only its details hold (times, state,
-// whose it is), read from the blob store once per process and kept by UUID. Those facts never
-// change once a snapshot has finished, so keeping them changes no answer: every replica, cold
-// or warm, computes the same. Only a process's first read pays for every snapshot, as every
-// read did before; later reads pay only for the snapshots that are new since.
+// whose it is), kept by UUID in the process and in the jobs index (factstore.go). Those facts
+// never change once a snapshot has finished, so keeping them changes no answer: every replica,
+// cold or warm, computes the same. Each snapshot's details are read from the blob store once for
+// the installation, by whichever replica sees it first; a replica that starts reads the stored
+// facts instead, and later reads pay only for the snapshots that are new since.
 
 // snapshotFacts are what a finished snapshot's details say that the catalogue does not.
 type snapshotFacts struct {
@@ -22,6 +23,16 @@ type snapshotFacts struct {
 	start, end int64
 	// own is isOwnSnapshot's verdict, decided on the metadata and index list of the details.
 	own bool
+}
+
+// factsOf are the facts of a snapshot read with factsFields.
+func (s *server) factsOf(sn snapshot) snapshotFacts {
+	return snapshotFacts{state: sn.State, start: sn.StartMillis, end: sn.EndMillis, own: s.isOwnSnapshot(sn)}
+}
+
+// stored is the facts document of snapshot sn (factstore.go).
+func (f snapshotFacts) stored(sn snapshot) storedFacts {
+	return storedFacts{Format: factsFormat, Snapshot: sn.Name, UUID: sn.UUID, State: f.state, Start: f.start, End: f.end, Own: f.own}
 }
 
 // factsFields are the fields a facts read asks for: what snapshotFacts holds, and what
@@ -47,10 +58,13 @@ func (c *factsCache) get(uuid string) (snapshotFacts, bool) {
 	return f, ok
 }
 
-// put keeps the facts of a snapshot that has finished; a running snapshot's state and end are
-// still to come, and an INCOMPATIBLE one is SUCCESS once Elasticsearch is upgraded.
+// finished tells whether the facts are final: a running snapshot's state and end are still to
+// come, and an INCOMPATIBLE one is SUCCESS once Elasticsearch is upgraded.
+func (f snapshotFacts) finished() bool { return f.state != "IN_PROGRESS" && f.state != "INCOMPATIBLE" }
+
+// put keeps the facts of a snapshot that has finished.
 func (c *factsCache) put(uuid string, f snapshotFacts) {
-	if f.state == "IN_PROGRESS" || f.state == "INCOMPATIBLE" || uuid == "" {
+	if !f.finished() || uuid == "" {
 		return
 	}
 	c.mu.Lock()
@@ -62,13 +76,13 @@ func (c *factsCache) put(uuid string, f snapshotFacts) {
 }
 
 // keepOnly forgets the snapshots that are not in the catalogue any more (deleted), so that the
-// cache holds no more than the repository does. It looks only when the cache holds more
-// snapshots than the catalogue lists: then some must be gone.
-func (c *factsCache) keepOnly(catalogue []catalogueEntry) {
+// cache holds no more than the repository does, and returns their UUIDs. It looks only when the
+// cache holds more snapshots than the catalogue lists: then some must be gone.
+func (c *factsCache) keepOnly(catalogue []catalogueEntry) (gone []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.byUUID) <= len(catalogue) {
-		return
+		return nil
 	}
 	present := make(map[string]struct{}, len(catalogue))
 	for _, sn := range catalogue {
@@ -77,8 +91,11 @@ func (c *factsCache) keepOnly(catalogue []catalogueEntry) {
 	for uuid := range c.byUUID {
 		if _, ok := present[uuid]; !ok {
 			delete(c.byUUID, uuid)
+			gone = append(gone, uuid)
 		}
 	}
+	slices.Sort(gone)
+	return gone
 }
 
 // catalogued is one backup as the catalogue and the facts show it: its snapshots with name,
@@ -92,39 +109,18 @@ type catalogued struct {
 }
 
 // cataloguedBackups returns every backup in the repository by ID, from the catalogue and the
-// facts: known ones from the cache, the others (new snapshots, running ones) from one read of
-// exactly their names. A snapshot that is gone by the time its facts are read is left out.
+// facts: known ones from the cache, the others from the jobs index (factstore.go), and the rest
+// (new snapshots, running ones) from one read of exactly their names. A snapshot that is gone by
+// the time its facts are read is left out.
 func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued, error) {
 	all, err := s.catalogue(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.facts.keepOnly(all)
-	// Only the snapshots the cache does not know are read: all of them in a process's first
-	// read, the new and the running ones after it.
-	var unknown []string
-	for _, sn := range all {
-		if _, _, _, _, ok := parseSnapshotName(sn.Name); !ok {
-			continue
-		}
-		if _, ok := s.facts.get(sn.UUID); !ok || sn.State == "IN_PROGRESS" {
-			unknown = append(unknown, sn.Name)
-		}
-	}
-	slices.Sort(unknown)
-	fresh := make(map[string]snapshotFacts, len(unknown))
-	// Batch by batch, each kept at once: a first read that a slow blob store makes outlast the
-	// scrape's deadline still leaves what it learned for the next scrape.
-	for _, batch := range batches(unknown) {
-		read, err := s.snapshotsNamed(ctx, batch, factsFields)
-		if err != nil {
-			return nil, err
-		}
-		for _, sn := range read {
-			f := snapshotFacts{state: sn.State, start: sn.StartMillis, end: sn.EndMillis, own: s.isOwnSnapshot(sn)}
-			s.facts.put(sn.UUID, f)
-			fresh[sn.Name] = f
-		}
+	gone := s.facts.keepOnly(all)
+	fresh, err := s.learnFacts(ctx, all, gone)
+	if err != nil {
+		return nil, err
 	}
 	byID := map[string]*catalogued{}
 	for _, sn := range all {
@@ -146,6 +142,59 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 		b.newest = max(b.newest, f.start)
 	}
 	return byID, nil
+}
+
+// learnFacts reads the facts the cache does not know: a running snapshot's always, a finished
+// one's from the jobs index if stored there, else from the snapshot, batch by batch, each kept at
+// once (a first read that a slow blob store makes outlast the scrape's deadline still leaves what
+// it learned for the next scrape). It returns what it read from snapshots, by name, and stores
+// the finished ones' facts (and forgets those of the snapshots gone) in the jobs index.
+func (s *server) learnFacts(ctx context.Context, all []catalogueEntry, gone []string) (map[string]snapshotFacts, error) {
+	var finished []catalogueEntry
+	var unknown []string
+	for _, sn := range all {
+		if _, _, _, _, ok := parseSnapshotName(sn.Name); !ok {
+			continue
+		}
+		if _, known := s.facts.get(sn.UUID); known && sn.State != "IN_PROGRESS" {
+			continue
+		}
+		if sn.State == "IN_PROGRESS" {
+			unknown = append(unknown, sn.Name)
+		} else {
+			finished = append(finished, sn)
+		}
+	}
+	stored, indexExists := map[string]snapshotFacts{}, true
+	if len(finished) > 0 {
+		stored, indexExists = s.loadStoredFacts(ctx, finished)
+	}
+	for _, sn := range finished {
+		if f, ok := stored[sn.UUID]; ok {
+			s.facts.put(sn.UUID, f)
+		} else {
+			unknown = append(unknown, sn.Name)
+		}
+	}
+	slices.Sort(unknown)
+	fresh := make(map[string]snapshotFacts, len(unknown))
+	var learned []storedFacts
+	defer func() { s.storeFacts(ctx, learned, gone, indexExists) }()
+	for _, batch := range batches(unknown) {
+		read, err := s.snapshotsNamed(ctx, batch, factsFields)
+		if err != nil {
+			return nil, err
+		}
+		for _, sn := range read {
+			f := s.factsOf(sn)
+			s.facts.put(sn.UUID, f)
+			fresh[sn.Name] = f
+			if f.finished() {
+				learned = append(learned, f.stored(sn))
+			}
+		}
+	}
+	return fresh, nil
 }
 
 // newestFirst orders backups as the list shows them: the newest start of a backup's snapshots

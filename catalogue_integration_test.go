@@ -90,7 +90,7 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 		return tasks
 	}
 	var counts map[string]float64
-	scrapeCounts := func() {
+	scrapeCountsOf := func(sc sidecar) {
 		_, body := sc.call("GET", "/actuator/prometheus", "")
 		counts = map[string]float64{}
 		for _, line := range strings.Split(string(body), "\n") {
@@ -101,6 +101,7 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 			}
 		}
 	}
+	scrapeCounts := func() { scrapeCountsOf(sc) }
 	if tasks := cost("first scrape (the process learns the repository)", scrapeCounts); tasks > 60 {
 		t.Errorf("first scrape: got %d snapshot_meta tasks; want at most one per snapshot (60)", tasks)
 	}
@@ -125,6 +126,68 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 		if diff := gocmp.Diff(fmt.Sprintf("%s", whole[:min(n, 30)]), fmt.Sprintf("%s", got)); diff != "" {
 			t.Errorf("?limit=%d (-the list's first %d +got):\n%s", n, n, diff)
 		}
+	}
+
+	// A replica that starts (or this one, restarted) learns the facts from the jobs index.
+	learned := counts
+	replica := startSidecar(t, es.sidecarEnv(repo))
+	if tasks := cost("a second replica's first scrape", func() { scrapeCountsOf(replica) }); tasks > 10 {
+		t.Errorf("a second replica's first scrape: got %d snapshot_meta tasks; want at most 10", tasks)
+	}
+	if !maps.Equal(counts, learned) {
+		t.Errorf("a second replica's counts %v; want the first one's %v", counts, learned)
+	}
+	var five []json.RawMessage
+	if tasks := cost("its first ?limit=5", func() {
+		_, body := replica.call("GET", "/actuator/backups?limit=5", "")
+		json.Unmarshal(body, &five)
+	}); tasks > 2*5+10 {
+		t.Errorf("a second replica's first ?limit=5: got %d snapshot_meta tasks; want at most 20", tasks)
+	}
+	if diff := gocmp.Diff(fmt.Sprintf("%s", whole[:5]), fmt.Sprintf("%s", five)); diff != "" {
+		t.Errorf("a second replica's ?limit=5 (-the list's first 5 +got):\n%s", diff)
+	}
+	factsGoWithTheirBackup(t, es, sc, repo, own[0])
+}
+
+// factsGoWithTheirBackup deletes backup id through the sidecar and checks that the next scrape
+// deletes the facts documents of its snapshots from the jobs index, and only those.
+func factsGoWithTheirBackup(t *testing.T, es realES, sc sidecar, repo, id string) {
+	docs := func() map[string]bool {
+		var answer struct {
+			Hits struct {
+				Hits []struct {
+					ID string `json:"_id"`
+				}
+			}
+		}
+		json.Unmarshal(es.must("GET", "/camunda-optimize-backup-jobs/_search?size=1000&q=factsFormat:1&filter_path=hits.hits._id", ""), &answer)
+		ids := map[string]bool{}
+		for _, h := range answer.Hits.Hits {
+			ids[h.ID] = true
+		}
+		return ids
+	}
+	es.must("POST", "/camunda-optimize-backup-jobs/_refresh", "")
+	before := docs()
+	var gone []string
+	for _, sn := range es.snapshots(repo, "camunda_optimize_"+id+"_*") {
+		gone = append(gone, "snapshot-facts-optimize-"+sn.UUID)
+	}
+	if len(gone) != 2 || !before[gone[0]] || !before[gone[1]] {
+		t.Fatalf("backup %s's facts documents %v are not all stored (%d stored)", id, gone, len(before))
+	}
+	if status, body := sc.call("DELETE", "/actuator/backups/"+id, ""); status != 204 {
+		t.Fatalf("DELETE backup %s: got %d %s; want 204", id, status, body)
+	}
+	sc.call("GET", "/actuator/prometheus", "")
+	es.must("POST", "/camunda-optimize-backup-jobs/_refresh", "")
+	after := docs()
+	for _, doc := range gone {
+		delete(before, doc)
+	}
+	if !maps.Equal(before, after) {
+		t.Errorf("facts documents after backup %s was deleted: %d, want %d (all but its %v)", id, len(after), len(before), gone)
 	}
 }
 

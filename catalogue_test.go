@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -30,11 +31,24 @@ func catalogueNames() []string {
 	return names
 }
 
-// catalogueRoutes serve the recorded catalogue and the facts of all its snapshots, read by name.
+// Requests of the facts documents in the jobs index (factstore.go).
+const (
+	factsMget = "POST /camunda-optimize-backup-jobs/_mget"
+	factsBulk = "POST /camunda-optimize-backup-jobs/_bulk"
+)
+
+// readFacts is the read of the facts of every snapshot of the recorded catalogue, by name.
+var readFacts = "GET /_snapshot/test-repo/" + strings.Join(catalogueNames(), ",")
+
+// catalogueRoutes serve the recorded catalogue to a sidecar that knows none of its snapshots
+// and finds no jobs index: the facts are read by name, the jobs index created, the facts stored.
 func catalogueRoutes() map[string]string {
 	return map[string]string{
-		listAll: "catalogue",
-		"GET /_snapshot/test-repo/" + strings.Join(catalogueNames(), ","): "catalogue-facts",
+		listAll:    "catalogue",
+		factsMget:  "facts-mget-no-index",
+		readFacts:  "catalogue-facts",
+		createJobs: "jobs-index-created",
+		factsBulk:  "facts-bulk-stored",
 	}
 }
 
@@ -50,12 +64,13 @@ func limitRoutes() map[string]string {
 }
 
 // TestListLimitReadsOnlyTheNewest checks on the recorded repository that ?limit=2 reads the
-// catalogue, the facts of the snapshots it does not know, and then exactly the snapshots of the
-// two newest backups; a second list knows every snapshot and reads only the catalogue and the two.
+// catalogue, the facts of the snapshots it does not know (and stores them), and then exactly
+// the snapshots of the two newest backups; a second list knows every snapshot and reads only
+// the catalogue and the two.
 func TestListLimitReadsOnlyTheNewest(t *testing.T) {
 	fake := newFakeES(t, limitRoutes())
 	srv := newTestServer(t, testConfig(fake.srv.URL))
-	for round, want := range [][]string{{listAll, "GET /_snapshot/test-repo/" + strings.Join(catalogueNames(), ","), newest2}, {listAll, newest2}} {
+	for round, want := range [][]string{{listAll, factsMget, readFacts, createJobs, factsBulk, newest2}, {listAll, newest2}} {
 		before := len(fake.sent())
 		res := serve(t, srv, "GET", "/actuator/backups?limit=2", "", nil)
 		var got []struct{ BackupID json.Number }
@@ -83,6 +98,10 @@ type simRepo struct {
 	// failReads fails the reads by name after the first n (when n > 0), as a deadline would.
 	failReads int
 	reads     int
+	// docs is the jobs index (nil: none yet), as its multi-get and bulk requests see it;
+	// refuseDocs answers them 403, as to a user without the privilege.
+	docs       map[string]json.RawMessage
+	refuseDocs bool
 }
 
 // newSimRepo makes n backups with random IDs (numbers and strings, some prefixes of others),
@@ -120,11 +139,15 @@ func newSimRepo(r *rand.Rand, n int) *simRepo {
 	return sim
 }
 
-// serve answers one get-snapshots request of the simulated repository.
+// serve answers one get-snapshots request of the simulated repository, or one of the jobs index.
 func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Elastic-Product", "Elasticsearch")
 	sim.mu.Lock()
 	defer sim.mu.Unlock()
+	if strings.HasPrefix(r.URL.Path, "/camunda-optimize-backup-jobs") {
+		sim.serveJobsIndex(w, r)
+		return
+	}
 	target := strings.TrimPrefix(r.URL.Path, "/_snapshot/test-repo/")
 	q := r.URL.Query()
 	var out []snapshot
@@ -159,6 +182,65 @@ func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 		sim.count(out)
 	}
 	json.NewEncoder(w).Encode(map[string]any{"snapshots": out, "next": next})
+}
+
+// serveJobsIndex answers the jobs index's creation, multi-get and bulk requests as Elasticsearch
+// does (recorded: facts-mget-*, facts-bulk-*): a multi-get without the index answers an error
+// per document, a bulk creates it.
+func (sim *simRepo) serveJobsIndex(w http.ResponseWriter, r *http.Request) {
+	if sim.refuseDocs {
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"error":{"type":"security_exception","reason":"action [indices:data/read/mget] is unauthorized"},"status":403}`)
+		return
+	}
+	switch {
+	case r.Method == http.MethodPut:
+		sim.createJobsIndex()
+		io.WriteString(w, `{"acknowledged":true}`)
+	case strings.HasSuffix(r.URL.Path, "/_mget"):
+		var ask struct{ IDs []string }
+		json.NewDecoder(r.Body).Decode(&ask)
+		var docs []any
+		for _, id := range ask.IDs {
+			source, found := sim.docs[id]
+			switch {
+			case sim.docs == nil:
+				docs = append(docs, map[string]any{"error": map[string]string{"type": "index_not_found_exception"}})
+			case found:
+				docs = append(docs, map[string]any{"found": true, "_source": source})
+			default:
+				docs = append(docs, map[string]any{"found": false})
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"docs": docs})
+	case strings.HasSuffix(r.URL.Path, "/_bulk"):
+		sim.createJobsIndex()
+		dec := json.NewDecoder(r.Body)
+		for {
+			var action map[string]struct {
+				ID string `json:"_id"`
+			}
+			if dec.Decode(&action) != nil {
+				break
+			}
+			if a, ok := action["index"]; ok {
+				var doc json.RawMessage
+				dec.Decode(&doc)
+				sim.docs[a.ID] = doc
+			}
+			delete(sim.docs, action["delete"].ID)
+		}
+		io.WriteString(w, `{"errors":false}`)
+	default:
+		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+// createJobsIndex creates the jobs index if there is none.
+func (sim *simRepo) createJobsIndex() {
+	if sim.docs == nil {
+		sim.docs = map[string]json.RawMessage{}
+	}
 }
 
 // count adds the snapshot_meta tasks of returning these snapshots' details.
@@ -244,5 +326,120 @@ func TestFactsKeptBatchByBatch(t *testing.T) {
 	}
 	if total := sim.taskCount(); learned == 0 || learned >= finished || total != finished {
 		t.Errorf("the failed scrape read %d snapshots' details, both %d; want some, then only the rest: %d in all", learned, total, finished)
+	}
+}
+
+// TestColdReplicaReadsStoredFacts checks on simulated repositories that a replica that starts
+// (or restarts) learns the finished snapshots' facts from the jobs index that another stored
+// them in: its first scrape costs no snapshot_meta task, its first ?limit=5 at most 10, and both
+// answer exactly what the replica that read the repository answers. A stored document that
+// disagrees with the catalogue is not trusted (its snapshot is read again), and a jobs index
+// that cannot be read costs reads, not answers.
+func TestColdReplicaReadsStoredFacts(t *testing.T) {
+	sim := newSimRepo(rand.New(rand.NewPCG(22, 3)), 300)
+	fake := httptest.NewServer(http.HandlerFunc(sim.serve))
+	defer fake.Close()
+	replica := func() *server { return newTestServer(t, testConfig(fake.URL)) }
+	finished := 0
+	for _, sn := range sim.snaps {
+		if sn.State != "IN_PROGRESS" {
+			finished++
+		}
+	}
+	first := replica()
+	want := gauges(scrape(t, first), "optimize_backup_backups", "state")
+	wantList := serve(t, first, "GET", "/actuator/backups?limit=5", "", nil).Body.String()
+	if tasks := sim.taskCount(); tasks < finished || len(sim.docs) != finished {
+		t.Fatalf("the first replica cost %d tasks and stored %d documents; want %d of each", tasks, len(sim.docs), finished)
+	}
+	check := func(what string, maxScrape int) {
+		t.Helper()
+		srv := replica()
+		before := sim.taskCount()
+		if diff := gocmp.Diff(want, gauges(scrape(t, srv), "optimize_backup_backups", "state")); diff != "" {
+			t.Errorf("%s: backups by state (-first replica +this one):\n%s", what, diff)
+		}
+		if tasks := sim.taskCount() - before; tasks > maxScrape {
+			t.Errorf("%s: the first scrape cost %d snapshot_meta tasks; want at most %d", what, tasks, maxScrape)
+		}
+		before = sim.taskCount()
+		if got := serve(t, srv, "GET", "/actuator/backups?limit=5", "", nil).Body.String(); got != wantList {
+			t.Errorf("%s: ?limit=5 answered %s; want %s", what, got, wantList)
+		}
+		if tasks := sim.taskCount() - before; tasks > 10 {
+			t.Errorf("%s: ?limit=5 cost %d snapshot_meta tasks; want at most 10", what, tasks)
+		}
+	}
+	check("a replica that starts", 0)
+
+	sim.mu.Lock()
+	var tampered string
+	for id, doc := range sim.docs {
+		tampered, sim.docs[id] = id, []byte(strings.Replace(string(doc), `"state":"`, `"state":"X`, 1))
+		break
+	}
+	sim.mu.Unlock()
+	check("a replica that finds "+tampered+" disagreeing with the catalogue", 1)
+	sim.mu.Lock()
+	if !strings.Contains(string(sim.docs[tampered]), `"factsFormat":1`) || strings.Contains(string(sim.docs[tampered]), `"state":"X`) {
+		t.Errorf("the disagreeing document was not stored again: %s", sim.docs[tampered])
+	}
+	sim.refuseDocs = true
+	sim.mu.Unlock()
+	check("a replica that may not read the jobs index", finished)
+}
+
+// TestFactsDocumentsFollowTheRepository checks on the recorded repository (catalogueBackups)
+// what the jobs index holds of it: a replica that reads the facts stores one document per
+// finished snapshot, with exactly the facts read; once a backup is deleted, the next scrape
+// deletes exactly its documents; and a replica that starts reads them all in one multi-get,
+// not from the repository, and reports the same.
+func TestFactsDocumentsFollowTheRepository(t *testing.T) {
+	fake := newFakeES(t, map[string]string{
+		listAll: "catalogue|catalogue|catalogue-7-deleted", factsMget: "facts-mget-none", readFacts: "catalogue-facts",
+		factsBulk: "facts-bulk-stored|facts-bulk-deleted", getDrill: "job-none",
+	})
+	srv := newTestServer(t, testConfig(fake.srv.URL))
+	var facts getSnapshotsAnswer
+	if err := json.Unmarshal(loadRecording(t, "catalogue-facts").Body, &facts); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	var seven string
+	for _, sn := range facts.Snapshots {
+		f := storedFacts{factsFormat, sn.Name, sn.UUID, sn.State, sn.StartMillis, sn.EndMillis, !strings.HasPrefix(sn.Name, "camunda_optimize_5_")}
+		doc, _ := json.Marshal(f)
+		want = append(want, fmt.Sprintf(`{"index":{"_id":"snapshot-facts-optimize-%s"}}`+"\n%s\n", sn.UUID, doc))
+		if strings.HasPrefix(sn.Name, "camunda_optimize_7_") {
+			seven = sn.UUID
+		}
+	}
+	counts := gauges(scrape(t, srv), "optimize_backup_backups", "state")
+	scrape(t, srv)
+	afterDelete := gauges(scrape(t, srv), "optimize_backup_backups", "state")
+	wantSent := []string{listAll, factsMget, readFacts, factsBulk, getDrill, listAll, getDrill, listAll, factsBulk, getDrill}
+	if diff := gocmp.Diff(wantSent, fake.sent()); diff != "" {
+		t.Errorf("three scrapes' Elasticsearch requests (-want +got):\n%s", diff)
+	}
+	bulks := fake.bodiesOf(factsBulk)
+	if len(bulks) != 2 {
+		t.Fatalf("got %d bulk requests; want 2", len(bulks))
+	}
+	if diff := gocmp.Diff(strings.Join(want, ""), bulks[0]); diff != "" {
+		t.Errorf("stored facts (-want +got):\n%s", diff)
+	}
+	if got, wantDelete := bulks[1], fmt.Sprintf(`{"delete":{"_id":"snapshot-facts-optimize-%s"}}`+"\n", seven); got != wantDelete {
+		t.Errorf("after backup 7 was deleted, the bulk request was %q; want %q", got, wantDelete)
+	}
+	if counts[stateIncomplete] != 1 || afterDelete[stateIncomplete] != 0 || afterDelete[stateCompleted] != counts[stateCompleted] {
+		t.Errorf("backups by state: got %v, then %v once backup 7 was deleted", counts, afterDelete)
+	}
+
+	cold := newFakeES(t, map[string]string{listAll: "catalogue", factsMget: "facts-mget-found", getDrill: "job-none"})
+	if got := gauges(scrape(t, newTestServer(t, testConfig(cold.srv.URL))), "optimize_backup_backups", "state"); !gocmp.Equal(counts, got) {
+		t.Errorf("a replica that starts: backups by state %v; want %v", got, counts)
+	}
+	if diff := gocmp.Diff([]string{listAll, factsMget, getDrill}, cold.sent()); diff != "" {
+		t.Errorf("a replica that starts: Elasticsearch requests (-want +got):\n%s", diff)
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"net/url"
 	"slices"
@@ -66,8 +68,56 @@ func TestRecordCatalogue(t *testing.T) {
 	r.save("catalogue-facts", "the facts of every snapshot of the catalogue, read by name", "GET", "/_snapshot/"+repo+"/"+strings.Join(slices.Sorted(slices.Values(names)), ",")+namedQuery(factsFields), "")
 	newest := []string{snapshotName("10", "3.9.0", 1), snapshotName("10", "3.9.0", 2), snapshotName("5", "3.9.0", 1), snapshotName("5", "3.9.0", 2)}
 	r.save("catalogue-newest-2", "backups 10 and 5, the two newest, read by name as the list reports them", "GET", "/_snapshot/"+repo+"/"+strings.Join(newest, ",")+namedQuery(listFields), "")
+	recordFacts(r, repo, names)
 	empty := "record-catalogue-empty-repo"
 	r.newRepo(empty)
 	r.save("catalogue-empty", "the catalogue of a repository without backups", "GET", "/_snapshot/"+empty+"/camunda_optimize_*"+catalogueQuery(), "")
 	r.save("catalogue-missing-repo", "the catalogue of a repository that is not registered: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_*"+catalogueQuery(), "")
+}
+
+// factsQuery is the query of a multi-get or a bulk request of facts documents (factstore.go).
+func factsQuery(fields []string, bulk bool) string {
+	q := url.Values{"filter_path": {strings.Join(fields, ",")}}
+	if bulk {
+		q.Set("refresh", "false")
+	}
+	return "?" + q.Encode()
+}
+
+// recordFacts records the facts documents of these snapshots of repo in the jobs index, with
+// the sidecar's own bodies: a multi-get without a jobs index, their storing, a multi-get that
+// finds them, and the deleting of backup 7's; then backup 7 deleted, and the catalogue.
+func recordFacts(r realES, repo string, names []string) {
+	jobs := "/camunda-optimize-backup-jobs"
+	r.do("DELETE", jobs, "")
+	r.t.Cleanup(func() { r.do("DELETE", jobs, "") })
+	cfg := testConfig(r.url)
+	cfg.Repository = repo
+	srv := newTestServer(r.t, cfg)
+	read, err := srv.snapshotsNamed(context.Background(), slices.Sorted(slices.Values(names)), factsFields)
+	if err != nil || len(read) != len(names) {
+		r.t.Fatalf("read the facts of %v: %v (got %d)", names, err, len(read))
+	}
+	// Asked for in the catalogue's order, as the sidecar does: the answer is in the order asked.
+	entries, err := srv.catalogue(context.Background())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var learned []storedFacts
+	var seven []string
+	for _, sn := range read {
+		learned = append(learned, srv.factsOf(sn).stored(sn))
+		if id, _, _, _, _ := parseSnapshotName(sn.Name); id == "7" {
+			seven = append(seven, sn.UUID)
+		}
+	}
+	mget, bulk := jobs+"/_mget"+factsQuery(factsMgetFields, false), jobs+"/_bulk"+factsQuery(factsBulkFields, true)
+	r.save("facts-mget-no-index", "the facts documents of the catalogue's snapshots, without a jobs index", "POST", mget, string(srv.factsMgetBody(entries)))
+	r.must("PUT", jobs, `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
+	r.save("facts-mget-none", "the facts documents of the catalogue's snapshots, none stored yet", "POST", mget, string(srv.factsMgetBody(entries)))
+	r.save("facts-bulk-stored", "the facts of the catalogue's snapshots, stored", "POST", bulk, string(bytes.Join(srv.factsBulkItems(learned, nil), nil)))
+	r.save("facts-mget-found", "the facts documents of the catalogue's snapshots, all stored", "POST", mget, string(srv.factsMgetBody(entries)))
+	r.save("facts-bulk-deleted", "the facts document of backup 7's part 1 deleted, and one that does not exist", "POST", bulk, string(bytes.Join(srv.factsBulkItems(nil, append(seven, "no-such-uuid")), nil)))
+	r.must("DELETE", "/_snapshot/"+repo+"/"+snapshotName("7", "3.9.0", 1), "")
+	r.save("catalogue-7-deleted", "the catalogue once backup 7 is deleted", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -70,10 +71,11 @@ func TestPrometheusRepositoryMetrics(t *testing.T) {
 	if diff := gocmp.Diff(want, gauges(first, "optimize_backup_backups", "state")); diff != "" {
 		t.Errorf("optimize_backup_backups (-want +got):\n%s", diff)
 	}
-	// Backup 10's part 2 ended last (recorded: 1796523360237 ms).
+	// Backup 10's part 2 ended last.
+	lastEnd := recordedSnapshot(t, "catalogue-facts", snapshotName("10", "3.9.0", 2)).EndMillis
 	for name, want := range map[string]float64{
 		"optimize_backup_repository_up":                       1,
-		"optimize_backup_last_success_timestamp_seconds":      1796523360,
+		"optimize_backup_last_success_timestamp_seconds":      float64(lastEnd / 1000),
 		"optimize_backup_last_verification_success":           1,
 		"optimize_backup_last_verification_timestamp_seconds": 1795662060,
 	} {
@@ -146,4 +148,20 @@ func TestConcurrentScrapesShareOneRead(t *testing.T) {
 	if n := catalogues.Load(); n > 2 {
 		t.Errorf("got %d catalogue reads for 20 concurrent scrapes; want at most 2", n)
 	}
+}
+
+// recordedSnapshot is the snapshot of this name in a recorded get-snapshots answer.
+func recordedSnapshot(t *testing.T, recording, name string) snapshot {
+	t.Helper()
+	var answer getSnapshotsAnswer
+	if err := json.Unmarshal(loadRecording(t, recording).Body, &answer); err != nil {
+		t.Fatalf("recording %s: %v", recording, err)
+	}
+	for _, sn := range answer.Snapshots {
+		if sn.Name == name {
+			return sn
+		}
+	}
+	t.Fatalf("recording %s holds no snapshot %s", recording, name)
+	return snapshot{}
 }
