@@ -35,9 +35,9 @@ image:
 ## OPTIMIZE_BACKUP_TEST_DB), and a smoke run of OPENSEARCH3_SMOKE against OpenSearch 3.8.0.
 ## OPENSEARCH_TESTS: the integration tests that run on OpenSearch too: every route family, two
 ## installations, restore (plain, replace, dry run, two replicas, restart, delete during it),
-## drills, schedules, Optimize's own backups, SigV4. The rest prove the sidecar's own logic,
+## drills, schedules, Optimize's own backups, SigV4, scrape and ?limit costs. The rest prove the sidecar's own logic,
 ## which is the same on both, or Elasticsearch alone (docs/opensearch.md#tests).
-OPENSEARCH_TESTS := BackupLifecycle|Errors|ListAndDelete|IDPairs|SharedRepository|HostileIDs|FailedSnapshot|Part2Deleted|Restore|TwoReplicasOneRestore|RestartMidRestore|DeleteDuringRestore|Drill|ScheduleTwoReplicas|OptimizeMade|SigV4
+OPENSEARCH_TESTS := BackupLifecycle|Errors|ListAndDelete|CatalogueCosts|IDPairs|SharedRepository|HostileIDs|FailedSnapshot|Part2Deleted|Restore|TwoReplicasOneRestore|RestartMidRestore|DeleteDuringRestore|Drill|ScheduleTwoReplicas|OptimizeMade|SigV4
 
 ## OPENSEARCH3_SMOKE are the integration tests make test runs on OpenSearch 3.8.0 too: create,
 ## get, list and delete, restore with replaceExisting, a drill, and a backup made as Optimize

@@ -120,8 +120,9 @@ func (b *bench) header() {
 		}
 	}
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&b.report, "Run %s UTC on %d CPUs (%s), %s of memory; Elasticsearch %s (one node, run dir %s), %s.\n",
-		time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), model, memTotal(), version, b.es.runDir, runtime.Version())
+	product := map[string]string{databaseElasticsearch: "Elasticsearch", databaseOpenSearch: "OpenSearch"}[testDB()]
+	fmt.Fprintf(&b.report, "Run %s UTC on %d CPUs (%s), %s of memory; %s %s (one node, run dir %s), %s.\n",
+		time.Now().UTC().Format("2006-01-02 15:04"), runtime.NumCPU(), model, memTotal(), product, version, b.es.runDir, runtime.Version())
 	fmt.Fprintf(&b.report, "Load average when the run started: %s (other people share this machine's CPUs: figures move between runs).\n",
 		strings.Join(strings.Fields(string(load))[:3], " "))
 }
@@ -196,8 +197,10 @@ const benchToken = "bench-admin-token-0123456789"
 // startSidecar starts the binary for one repository on a free port and waits until it answers.
 func (b *bench) startSidecar(repo string) *sidecarProc {
 	cmd := exec.Command(b.binary)
-	cmd.Env = []string{"OPTIMIZE_ELASTICSEARCH_URLS=" + b.es.url, "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME=" + repo,
-		"MANAGEMENT_SERVER_PORT=0", "OPTIMIZE_BACKUP_ADMIN_TOKEN=" + benchToken}
+	for k, v := range forTestDB(map[string]string{"OPTIMIZE_ELASTICSEARCH_URLS": b.es.url, "CAMUNDA_OPTIMIZE_BACKUP_REPOSITORY_NAME": repo,
+		"MANAGEMENT_SERVER_PORT": "0", "OPTIMIZE_BACKUP_ADMIN_TOKEN": benchToken}) {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	started := time.Now()
@@ -851,7 +854,11 @@ func growthCache() string {
 	if c := os.Getenv("BENCH_CACHE"); c != "" {
 		return c
 	}
-	abs, _ := filepath.Abs(filepath.Join("testenv", "target", "bench-repo-10000-backups.tar.gz"))
+	name := "bench-repo-10000-backups.tar.gz"
+	if testDB() == databaseOpenSearch {
+		name = "bench-repo-10000-backups-opensearch.tar.gz" // OpenSearch reads no Elasticsearch 8 repository
+	}
+	abs, _ := filepath.Abs(filepath.Join("testenv", "target", name))
 	return abs
 }
 
@@ -990,13 +997,14 @@ func (b *bench) measureGrowth(repo string, n int, created time.Duration) {
 		allocs/uint64(n), bytes/uint64(n), ms(percentile(gd, 50)), ms(percentile(gv, 50)))
 }
 
-// --- snapshot_meta tasks per request, at 10 to 10,000 backups ---
+// --- snapshot details read per request, at 10 to 10,000 backups ---
 
-// taskCosts counts, in repositories of 10, 1,000 and 10,000 backups, the tasks of
-// Elasticsearch's snapshot_meta thread pool (one per snapshot whose details it loads from the
-// blob store: on S3, GCS or Azure a remote GET each) per request of a sidecar just started:
-// its first scrape (the process learns the repository), the scrapes after it, ?limit=5, GET of
-// one backup and the whole list. Counts are exact: the largest of 3 requests each.
+// taskCosts counts, in repositories of 10, 1,000 and 10,000 backups, the snapshot details the
+// database reads from the blob store (snap-*.dat opened, blobReads: on S3, GCS or Azure a remote
+// GET each; on Elasticsearch as many snapshot_meta tasks) per request of a sidecar just started:
+// its first scrape, the scrapes after it, ?limit=5, GET of one backup and the whole list; then
+// the first scrape and ?limit=5 of a second sidecar started on the same repository (a replica
+// that starts, or a restart). Counts are exact: the largest of 3 requests each.
 func (b *bench) taskCosts() {
 	b.es.do("DELETE", "/bench-tiny", "")
 	b.es.must("PUT", "/bench-tiny", `{"settings":{"number_of_shards":1,"number_of_replicas":0}}`)
@@ -1004,15 +1012,15 @@ func (b *bench) taskCosts() {
 	defer b.es.do("DELETE", "/bench-tiny", "")
 	const live = "bench-tasks"
 	defer b.repo(live)()
-	fmt.Fprintf(&b.report, "\n## snapshot_meta tasks per request\n\nTasks of Elasticsearch's `snapshot_meta` thread pool (`GET _nodes/stats/thread_pool/snapshot_meta`, completed, before and after each request): one per snapshot whose details Elasticsearch loads from the blob store. A sidecar started on the repository; its first scrape learns the repository (the facts of every finished snapshot, kept for the process's life), the figures after it are the largest of 3 requests. Times are one request's wall time.\n\n")
-	fmt.Fprintf(&b.report, "| backups | first scrape: tasks / ms | scrape: tasks / ms | goal | ?limit=5: tasks / ms | goal | GET one backup: tasks | whole list: tasks | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b.report, "\n## Snapshot details read per request\n\nSnapshot details the database reads from the blob store (`snap-*.dat` opened in the fs repository, counted with inotify; on Elasticsearch as many `snapshot_meta` tasks): on S3, GCS or Azure a remote GET each. A sidecar started on the repository with an empty jobs index: its first scrape reads every finished snapshot once and stores their facts; the figures after it are the largest of 3 requests. Then a second sidecar (a replica that starts, or a restart): its first scrape and ?limit=5. Times are one request's wall time.\n\n")
+	fmt.Fprintf(&b.report, "| backups | first scrape: reads / ms | scrape: reads / ms | goal | ?limit=5: reads / ms | goal | second sidecar's first scrape: reads / ms | its ?limit=5: reads | GET one backup: reads | whole list: reads | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	have := 0
 	for _, n := range []int{10, 1000, 10000} {
 		repo := live
 		switch {
 		case n == 10000:
 			if _, err := os.Stat(growthCache()); err != nil {
-				fmt.Fprintf(&b.report, "| 10000 | not measured: no cached repository (%s; BENCH_ONLY=list makes it) | | | | | | | | |\n", filepath.Base(growthCache()))
+				fmt.Fprintf(&b.report, "| 10000 | not measured: no cached repository (%s; BENCH_ONLY=list makes it) | | | | | | | | | | |\n", filepath.Base(growthCache()))
 				continue
 			}
 			repo = "bench-tasks-10000"
@@ -1027,27 +1035,36 @@ func (b *bench) taskCosts() {
 
 // taskRow adds the row of a repository of n backups to the tasks table.
 func (b *bench) taskRow(repo string, n int) {
+	b.es.do("DELETE", "/camunda-optimize-backup-jobs", "") // no facts stored by an earlier row
+	var location map[string]struct{ Settings struct{ Location string } }
+	json.Unmarshal(b.es.must("GET", "/_snapshot/"+repo, ""), &location)
+	reads := watchBlobReads(b.t, location[repo].Settings.Location)
 	sc := b.startSidecar(repo)
 	defer sc.stop()
-	// cost returns the most tasks and the longest wall time of rounds requests.
-	cost := func(path string, rounds int) (tasks int, took time.Duration) {
+	// cost returns the most reads and the longest wall time of rounds requests.
+	cost := func(sc *sidecarProc, path string, rounds int) (most int, took time.Duration) {
 		for range rounds {
-			before, start := b.es.snapshotMetaTasks(), time.Now()
+			before, start := reads.count(), time.Now()
 			if status, body := b.call("GET", sc.url+path, ""); status != 200 {
 				b.t.Fatalf("GET %s: %d %.300s", path, status, body)
 			}
 			took = max(took, time.Since(start))
-			tasks = max(tasks, b.es.snapshotMetaTasks()-before)
+			most = max(most, reads.count()-before)
 		}
-		return tasks, took
+		return most, took
 	}
-	firstTasks, firstTook := cost("/actuator/prometheus", 1)
-	scrapeTasks, scrapeTook := cost("/actuator/prometheus", 3)
-	limitTasks, limitTook := cost("/actuator/backups?limit=5", 3)
-	getTasks, _ := cost("/actuator/backups/1", 3)
+	firstReads, firstTook := cost(sc, "/actuator/prometheus", 1)
+	scrapeReads, scrapeTook := cost(sc, "/actuator/prometheus", 3)
+	limitReads, limitTook := cost(sc, "/actuator/backups?limit=5", 3)
+	getReads, _ := cost(sc, "/actuator/backups/1", 3)
 	// The sidecar's memory with the facts of n backups, before the whole list adds its own.
 	rss := rssKiB(b.t, sc.cmd.Process.Pid, "VmRSS")
-	listTasks, _ := cost("/actuator/backups", 1)
-	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d | %d | %.1f | %s |\n", n, firstTasks, ms(firstTook), scrapeTasks, ms(scrapeTook),
-		limitTasks, ms(limitTook), getTasks, listTasks, float64(rss)/1024, verdict(scrapeTasks <= 10 && limitTasks <= 20))
+	listReads, _ := cost(sc, "/actuator/backups", 1)
+	second := b.startSidecar(repo)
+	defer second.stop()
+	secondReads, secondTook := cost(second, "/actuator/prometheus", 1)
+	secondLimit, _ := cost(second, "/actuator/backups?limit=5", 1)
+	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d / %s | %d | %d | %d | %.1f | %s |\n", n, firstReads, ms(firstTook), scrapeReads, ms(scrapeTook),
+		limitReads, ms(limitTook), secondReads, ms(secondTook), secondLimit, getReads, listReads, float64(rss)/1024,
+		verdict(scrapeReads <= 10 && limitReads <= 20 && secondReads <= 10 && secondLimit <= 20))
 }
