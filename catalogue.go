@@ -43,11 +43,16 @@ var factsFields = []string{
 }
 
 // factsCache holds the facts of the finished snapshots of the last catalogue read, by UUID (a
-// snapshot deleted and taken again under its name has a new one). At 20,000 snapshots it holds
-// about 2 MB.
+// snapshot deleted and taken again under its name has a new one), and what the jobs index still
+// has to be told of them (factstore.go). At 20,000 snapshots it holds about 2 MB.
 type factsCache struct {
 	mu     sync.Mutex
 	byUUID map[string]snapshotFacts
+	// unsaved are facts read from snapshots and not yet stored in the jobs index; gone are the
+	// UUIDs of snapshots deleted whose documents are not deleted yet. Each read of the
+	// catalogue sends them until the jobs index took them (or refused them for good).
+	unsaved map[string]storedFacts
+	gone    map[string]struct{}
 }
 
 // get returns the facts of the snapshot with this UUID, if they are known.
@@ -62,28 +67,28 @@ func (c *factsCache) get(uuid string) (snapshotFacts, bool) {
 // come, and an INCOMPATIBLE one is SUCCESS once Elasticsearch is upgraded.
 func (f snapshotFacts) finished() bool { return f.state != "IN_PROGRESS" && f.state != "INCOMPATIBLE" }
 
-// put keeps the facts of a snapshot that has finished.
-func (c *factsCache) put(uuid string, f snapshotFacts) {
+// put keeps the facts of a snapshot that has finished; unsaved tells they were read from the
+// snapshot, not from the jobs index, which is still to store them.
+func (c *factsCache) put(uuid string, f snapshotFacts, unsaved *storedFacts) {
 	if !f.finished() || uuid == "" {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byUUID == nil {
-		c.byUUID = map[string]snapshotFacts{}
+		c.byUUID, c.unsaved, c.gone = map[string]snapshotFacts{}, map[string]storedFacts{}, map[string]struct{}{}
 	}
 	c.byUUID[uuid] = f
+	if unsaved != nil {
+		c.unsaved[uuid] = *unsaved
+	}
 }
 
 // keepOnly forgets the snapshots that are not in the catalogue any more (deleted), so that the
-// cache holds no more than the repository does, and returns their UUIDs. It looks only when the
-// cache holds more snapshots than the catalogue lists: then some must be gone.
-func (c *factsCache) keepOnly(catalogue []catalogueEntry) (gone []string) {
+// cache holds no more than the repository does, and notes their documents for deletion.
+func (c *factsCache) keepOnly(catalogue []catalogueEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.byUUID) <= len(catalogue) {
-		return nil
-	}
 	present := make(map[string]struct{}, len(catalogue))
 	for _, sn := range catalogue {
 		present[sn.UUID] = struct{}{}
@@ -91,11 +96,36 @@ func (c *factsCache) keepOnly(catalogue []catalogueEntry) (gone []string) {
 	for uuid := range c.byUUID {
 		if _, ok := present[uuid]; !ok {
 			delete(c.byUUID, uuid)
-			gone = append(gone, uuid)
+			delete(c.unsaved, uuid)
+			c.gone[uuid] = struct{}{}
 		}
 	}
+}
+
+// toSync returns what the jobs index is still to be told: facts to store, UUIDs whose documents
+// to delete, each sorted.
+func (c *factsCache) toSync() (save []storedFacts, gone []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range c.unsaved {
+		save = append(save, f)
+	}
+	slices.SortFunc(save, func(a, b storedFacts) int { return strings.Compare(a.Snapshot, b.Snapshot) })
+	for uuid := range c.gone {
+		gone = append(gone, uuid)
+	}
 	slices.Sort(gone)
-	return gone
+	return save, gone
+}
+
+// synced forgets what the jobs index has been told of these snapshots (UUIDs).
+func (c *factsCache) synced(uuids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, uuid := range uuids {
+		delete(c.unsaved, uuid)
+		delete(c.gone, uuid)
+	}
 }
 
 // catalogued is one backup as the catalogue and the facts show it: its snapshots with name,
@@ -117,8 +147,10 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 	if err != nil {
 		return nil, err
 	}
-	gone := s.facts.keepOnly(all)
-	fresh, err := s.learnFacts(ctx, all, gone)
+	s.facts.keepOnly(all)
+	fresh, indexExists, err := s.learnFacts(ctx, all)
+	// Even after an error: what was learned is kept, and stored for the next replica.
+	s.syncFacts(ctx, indexExists)
 	if err != nil {
 		return nil, err
 	}
@@ -147,9 +179,9 @@ func (s *server) cataloguedBackups(ctx context.Context) (map[string]*catalogued,
 // learnFacts reads the facts the cache does not know: a running snapshot's always, a finished
 // one's from the jobs index if stored there, else from the snapshot, batch by batch, each kept at
 // once (a first read that a slow blob store makes outlast the scrape's deadline still leaves what
-// it learned for the next scrape). It returns what it read from snapshots, by name, and stores
-// the finished ones' facts (and forgets those of the snapshots gone) in the jobs index.
-func (s *server) learnFacts(ctx context.Context, all []catalogueEntry, gone []string) (map[string]snapshotFacts, error) {
+// it learned for the next scrape). It returns what it read from snapshots, by name, and whether
+// the jobs index is known to exist.
+func (s *server) learnFacts(ctx context.Context, all []catalogueEntry) (fresh map[string]snapshotFacts, indexExists bool, err error) {
 	var finished []catalogueEntry
 	var unknown []string
 	for _, sn := range all {
@@ -165,36 +197,32 @@ func (s *server) learnFacts(ctx context.Context, all []catalogueEntry, gone []st
 			finished = append(finished, sn)
 		}
 	}
-	stored, indexExists := map[string]snapshotFacts{}, true
+	stored := map[string]snapshotFacts{}
 	if len(finished) > 0 {
 		stored, indexExists = s.loadStoredFacts(ctx, finished)
 	}
 	for _, sn := range finished {
 		if f, ok := stored[sn.UUID]; ok {
-			s.facts.put(sn.UUID, f)
+			s.facts.put(sn.UUID, f, nil)
 		} else {
 			unknown = append(unknown, sn.Name)
 		}
 	}
 	slices.Sort(unknown)
-	fresh := make(map[string]snapshotFacts, len(unknown))
-	var learned []storedFacts
-	defer func() { s.storeFacts(ctx, learned, gone, indexExists) }()
+	fresh = make(map[string]snapshotFacts, len(unknown))
 	for _, batch := range batches(unknown) {
 		read, err := s.snapshotsNamed(ctx, batch, factsFields)
 		if err != nil {
-			return nil, err
+			return nil, indexExists, err
 		}
 		for _, sn := range read {
 			f := s.factsOf(sn)
-			s.facts.put(sn.UUID, f)
+			doc := f.stored(sn)
+			s.facts.put(sn.UUID, f, &doc)
 			fresh[sn.Name] = f
-			if f.finished() {
-				learned = append(learned, f.stored(sn))
-			}
 		}
 	}
-	return fresh, nil
+	return fresh, indexExists, nil
 }
 
 // newestFirst orders backups as the list shows them: the newest start of a backup's snapshots
@@ -229,11 +257,5 @@ func (s *server) newestBackups(ctx context.Context, limit int) (map[string][]sna
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]snapshot, len(ids))
-	for _, sn := range read {
-		if id, _, _, _, ok := parseSnapshotName(sn.Name); ok {
-			out[id] = append(out[id], sn)
-		}
-	}
-	return out, nil
+	return groupByBackup(read), nil
 }

@@ -169,6 +169,12 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 	factsGoWithTheirBackup(t, es, sc, repo, own[0])
 }
 
+// srvFactsDocID is the ID of the facts document of the snapshot with this UUID, for the prefix
+// optimize.
+func srvFactsDocID(uuid string) string {
+	return fmt.Sprintf("snapshot-facts-%d-optimize-%s", factsFormat, uuid)
+}
+
 // factsGoWithTheirBackup deletes backup id through the sidecar and checks that the next scrape
 // deletes the facts documents of its snapshots from the jobs index, and only those.
 func factsGoWithTheirBackup(t *testing.T, es realES, sc sidecar, repo, id string) {
@@ -191,7 +197,7 @@ func factsGoWithTheirBackup(t *testing.T, es realES, sc sidecar, repo, id string
 	before := docs()
 	var gone []string
 	for _, sn := range es.snapshots(repo, "camunda_optimize_"+id+"_*") {
-		gone = append(gone, "snapshot-facts-optimize-"+sn.UUID)
+		gone = append(gone, srvFactsDocID(sn.UUID))
 	}
 	if len(gone) != 2 || !before[gone[0]] || !before[gone[1]] {
 		t.Fatalf("backup %s's facts documents %v are not all stored (%d stored)", id, gone, len(before))

@@ -102,6 +102,10 @@ type simRepo struct {
 	// refuseDocs answers them 403, as to a user without the privilege.
 	docs       map[string]json.RawMessage
 	refuseDocs bool
+	// failMget and failBulk answer those requests 503 (overloaded); autoCreated tells that a
+	// bulk request created the jobs index, as Elasticsearch does, with its default settings.
+	failMget, failBulk bool
+	autoCreated        bool
 }
 
 // newSimRepo makes n backups with random IDs (numbers and strings, some prefixes of others),
@@ -197,6 +201,9 @@ func (sim *simRepo) serveJobsIndex(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPut:
 		sim.createJobsIndex()
 		io.WriteString(w, `{"acknowledged":true}`)
+	case sim.failMget && strings.HasSuffix(r.URL.Path, "/_mget"), sim.failBulk && strings.HasSuffix(r.URL.Path, "/_bulk"):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"type":"es_rejected_execution_exception","reason":"rejected"},"status":503}`)
 	case strings.HasSuffix(r.URL.Path, "/_mget"):
 		var ask struct{ IDs []string }
 		json.NewDecoder(r.Body).Decode(&ask)
@@ -214,6 +221,7 @@ func (sim *simRepo) serveJobsIndex(w http.ResponseWriter, r *http.Request) {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"docs": docs})
 	case strings.HasSuffix(r.URL.Path, "/_bulk"):
+		sim.autoCreated = sim.autoCreated || sim.docs == nil
 		sim.createJobsIndex()
 		dec := json.NewDecoder(r.Body)
 		for {
@@ -269,7 +277,6 @@ func TestListLimitIsTheListsFirstN(t *testing.T) {
 		sim := newSimRepo(r, 1+r.IntN(40))
 		fake := httptest.NewServer(http.HandlerFunc(sim.serve))
 		srv := newTestServer(t, testConfig(fake.URL))
-		srv.listPageSize = 7
 		// Near the part-2 grace of some lone part 1s: the states must agree there too.
 		srv.now = func() time.Time {
 			return time.UnixMilli(sim.snaps[len(sim.snaps)-1].StartMillis).Add(srv.cfg.Part2Grace)
@@ -406,10 +413,12 @@ func TestFactsDocumentsFollowTheRepository(t *testing.T) {
 	}
 	var want []string
 	var seven string
+	// Stored in name order.
+	slices.SortFunc(facts.Snapshots, func(a, b snapshot) int { return strings.Compare(a.Name, b.Name) })
 	for _, sn := range facts.Snapshots {
 		f := storedFacts{factsFormat, sn.Name, sn.UUID, sn.State, sn.StartMillis, sn.EndMillis, !strings.HasPrefix(sn.Name, "camunda_optimize_5_")}
 		doc, _ := json.Marshal(f)
-		want = append(want, fmt.Sprintf(`{"index":{"_id":"snapshot-facts-optimize-%s"}}`+"\n%s\n", sn.UUID, doc))
+		want = append(want, fmt.Sprintf(`{"index":{"_id":"snapshot-facts-1-optimize-%s"}}`+"\n%s\n", sn.UUID, doc))
 		if strings.HasPrefix(sn.Name, "camunda_optimize_7_") {
 			seven = sn.UUID
 		}
@@ -428,7 +437,7 @@ func TestFactsDocumentsFollowTheRepository(t *testing.T) {
 	if diff := gocmp.Diff(strings.Join(want, ""), bulks[0]); diff != "" {
 		t.Errorf("stored facts (-want +got):\n%s", diff)
 	}
-	if got, wantDelete := bulks[1], fmt.Sprintf(`{"delete":{"_id":"snapshot-facts-optimize-%s"}}`+"\n", seven); got != wantDelete {
+	if got, wantDelete := bulks[1], fmt.Sprintf(`{"delete":{"_id":"snapshot-facts-1-optimize-%s"}}`+"\n", seven); got != wantDelete {
 		t.Errorf("after backup 7 was deleted, the bulk request was %q; want %q", got, wantDelete)
 	}
 	if counts[stateIncomplete] != 1 || afterDelete[stateIncomplete] != 0 || afterDelete[stateCompleted] != counts[stateCompleted] {
@@ -441,5 +450,75 @@ func TestFactsDocumentsFollowTheRepository(t *testing.T) {
 	}
 	if diff := gocmp.Diff([]string{listAll, factsMget, getDrill}, cold.sent()); diff != "" {
 		t.Errorf("a replica that starts: Elasticsearch requests (-want +got):\n%s", diff)
+	}
+}
+
+// TestFactsStoreSurvivesFailures checks the facts documents where the jobs index misbehaves: a
+// multi-get that fails does not let the bulk request create the jobs index with Elasticsearch's
+// defaults; facts a bulk request could not store are stored by the next scrape, without reading
+// the snapshots again; a document that does not decode costs the read of its snapshot only; and
+// a backup deleted while others run has its documents deleted.
+func TestFactsStoreSurvivesFailures(t *testing.T) {
+	finishedIn := func(sim *simRepo) (n int) {
+		for _, sn := range sim.snaps {
+			if sn.State != "IN_PROGRESS" {
+				n++
+			}
+		}
+		return n
+	}
+	refused := newSimRepo(rand.New(rand.NewPCG(22, 5)), 50)
+	refused.failMget = true
+	fake := httptest.NewServer(http.HandlerFunc(refused.serve))
+	scrape(t, newTestServer(t, testConfig(fake.URL)))
+	fake.Close()
+	if refused.autoCreated || len(refused.docs) != finishedIn(refused) {
+		t.Errorf("with the multi-get failing: the jobs index created by a bulk request: %v, %d documents stored; want it created first, and %d",
+			refused.autoCreated, len(refused.docs), finishedIn(refused))
+	}
+
+	sim := newSimRepo(rand.New(rand.NewPCG(22, 4)), 100)
+	fake = httptest.NewServer(http.HandlerFunc(sim.serve))
+	defer fake.Close()
+	srv := newTestServer(t, testConfig(fake.URL))
+	sim.failBulk = true
+	want := gauges(scrape(t, srv), "optimize_backup_backups", "state")
+	sim.mu.Lock()
+	stored := len(sim.docs)
+	sim.failBulk = false
+	sim.mu.Unlock()
+	learned := sim.taskCount()
+	scrape(t, srv)
+	if stored != 0 || len(sim.docs) != finishedIn(sim) || sim.taskCount() != learned {
+		t.Fatalf("bulk failing, then not: %d then %d documents stored (want 0, then %d), %d more tasks (want 0)",
+			stored, len(sim.docs), finishedIn(sim), sim.taskCount()-learned)
+	}
+
+	sim.mu.Lock()
+	var broken string
+	for id := range sim.docs {
+		broken, sim.docs[id] = id, json.RawMessage(`{"factsFormat":1,"startMillis":"not a number"}`)
+		break
+	}
+	sim.mu.Unlock()
+	before := sim.taskCount()
+	if got := gauges(scrape(t, newTestServer(t, testConfig(fake.URL))), "optimize_backup_backups", "state"); !gocmp.Equal(got, want) {
+		t.Errorf("a replica that starts with %s undecodable: backups by state %v; want %v", broken, got, want)
+	}
+	if tasks := sim.taskCount() - before; tasks != 1 {
+		t.Errorf("a replica that starts with one undecodable document: %d snapshot_meta tasks; want 1", tasks)
+	}
+
+	sim.mu.Lock()
+	i := slices.IndexFunc(sim.snaps, func(sn snapshot) bool { return sn.State == "SUCCESS" })
+	deleted := sim.snaps[i]
+	sim.snaps = slices.Delete(sim.snaps, i, i+1)
+	running := slices.ContainsFunc(sim.snaps, func(sn snapshot) bool { return sn.State == "IN_PROGRESS" })
+	sim.mu.Unlock()
+	scrape(t, srv)
+	sim.mu.Lock()
+	defer sim.mu.Unlock()
+	if _, left := sim.docs[srv.factsDocID(deleted.UUID)]; left || !running {
+		t.Errorf("snapshot %s deleted while others ran (%v): its document is still stored", deleted.Name, running)
 	}
 }

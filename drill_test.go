@@ -40,7 +40,7 @@ func TestDrillAndScheduleAPI(t *testing.T) {
 
 		{name: "schedule-off", method: "GET", path: "/actuator/schedule", status: 200},
 		{name: "schedule", method: "GET", path: "/actuator/schedule", status: 200, cfg: scheduled,
-			now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), es: map[string]string{listAll: "list-scheduled", "GET /camunda-optimize-backup-jobs/_doc/schedule-optimize": "schedule-run"}},
+			now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), es: withRoutes(listedRoutes(t, "list-scheduled"), map[string]string{"GET /camunda-optimize-backup-jobs/_doc/schedule-optimize": "schedule-run"})},
 	}
 	runAPICases(t, cases)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -15,15 +16,19 @@ import (
 // multi-get per thousand snapshots) instead of from the blob store (one snapshot_meta task per
 // snapshot): its first scrape then costs what every later one does. The documents only save
 // reads: one that is missing, unreadable, of another format, or that disagrees with the
-// catalogue is read from the snapshot again, and one that cannot be written is logged and left
-// to the next replica. A replica deletes the documents of the snapshots it saw deleted; those
-// of snapshots deleted while no replica ran stay (a few hundred bytes each).
+// catalogue is read from the snapshot again. What a replica learned from snapshots, and the
+// deletions it saw, are sent with each read of the catalogue, within its deadline, until the
+// jobs index took them. Documents of snapshots deleted while no replica ran stay (a few hundred
+// bytes each), and so do those a delete was refused for (the sidecar's user lacks the delete
+// privilege): they are never read again, as no snapshot takes their UUID.
 
-// factsFormat is the version of the stored facts: a document of another is not trusted.
+// factsFormat is the version of the stored facts, part of the document IDs, so that two
+// versions of the sidecar never read or overwrite each other's documents. Bump it whenever a
+// field's meaning changes, including the rules of isOwnSnapshot: the stored own is its verdict.
 const factsFormat = 1
 
 // storedFacts is one finished snapshot's facts as the jobs index keeps them
-// ("snapshot-facts-{prefix}-{UUID}": Own is this installation's verdict).
+// ("snapshot-facts-{format}-{prefix}-{UUID}": Own is this installation's verdict).
 type storedFacts struct {
 	Format   int    `json:"factsFormat"`
 	Snapshot string `json:"snapshot"`
@@ -36,7 +41,7 @@ type storedFacts struct {
 
 // factsDocID is the ID of a snapshot's facts document for this installation.
 func (s *server) factsDocID(uuid string) string {
-	return "snapshot-facts-" + s.cfg.IndexPrefix + "-" + uuid
+	return fmt.Sprintf("snapshot-facts-%d-%s-%s", factsFormat, s.cfg.IndexPrefix, uuid)
 }
 
 // factsPerRequest bounds the documents of one multi-get or bulk request (about 200 bytes each).
@@ -56,61 +61,80 @@ func (s *server) factsMgetBody(entries []catalogueEntry) []byte {
 }
 
 // loadStoredFacts returns the stored facts of these finished snapshots that agree with the
-// catalogue (same name, UUID and state), by UUID, and whether the jobs index exists. A read that
-// fails is logged and returns what was read before it: the snapshots are then read instead.
+// catalogue (same name, UUID and state), by UUID, and whether the jobs index is known to exist
+// (its answer said so). A read that fails is logged and returns what was read before it: the
+// snapshots are then read instead.
 func (s *server) loadStoredFacts(ctx context.Context, entries []catalogueEntry) (known map[string]snapshotFacts, indexExists bool) {
-	known, indexExists = map[string]snapshotFacts{}, true
+	known = map[string]snapshotFacts{}
 	for chunk := range slices.Chunk(entries, factsPerRequest) {
 		var answer struct {
 			Docs []struct {
-				Found  bool        `json:"found"`
-				Source storedFacts `json:"_source"`
+				Found  bool            `json:"found"`
+				Source json.RawMessage `json:"_source"`
 				Error  *struct {
 					Type string `json:"type"`
 				} `json:"error"`
 			} `json:"docs"`
 		}
 		req := esapi.MgetRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(s.factsMgetBody(chunk)), FilterPath: factsMgetFields}
-		if err := s.read(ctx, req, &answer); err != nil || len(answer.Docs) != len(chunk) {
-			s.log.Warn("cannot read the stored facts of finished snapshots; reading them from the repository instead (let the sidecar's user read the jobs index, OPTIMIZE_BACKUP_JOBS_INDEX)",
-				"index", s.cfg.JobsIndex, "err", err, "docs", len(answer.Docs), "asked", len(chunk))
-			return known, indexExists
+		err := s.read(ctx, req, &answer)
+		if err == nil && len(answer.Docs) != len(chunk) {
+			err = fmt.Errorf("the jobs index answered %d documents for %d asked", len(answer.Docs), len(chunk))
+		}
+		if err != nil {
+			s.log.Warn("cannot read the stored facts of finished snapshots; reading them from the repository instead (the sidecar's user needs read on OPTIMIZE_BACKUP_JOBS_INDEX)",
+				"index", s.cfg.JobsIndex, "err", err)
+			return known, false
 		}
 		for i, doc := range answer.Docs {
-			e, f := chunk[i], doc.Source
 			if doc.Error != nil && doc.Error.Type == "index_not_found_exception" {
 				return known, false
 			}
-			if doc.Found && f.Format == factsFormat && f.Snapshot == e.Name && f.UUID == e.UUID && f.State == e.State {
+			var f storedFacts
+			e := chunk[i]
+			// A document that does not decode, or does not match, is read from the snapshot again.
+			if doc.Found && json.Unmarshal(doc.Source, &f) == nil && f.Format == factsFormat && f.Snapshot == e.Name && f.UUID == e.UUID && f.State == e.State {
 				known[e.UUID] = snapshotFacts{state: f.State, start: f.Start, end: f.End, own: f.Own}
 			}
 		}
+		indexExists = true
 	}
 	return known, indexExists
 }
 
-// storeFacts writes the facts of these finished snapshots and deletes the documents of the
-// snapshots gone (UUIDs), creating the jobs index first if it does not exist. It is not
-// cancelled with ctx (a scrape that timed out has still learned them) and never fails the read
-// that learned them: a failure is logged.
-func (s *server) storeFacts(ctx context.Context, learned []storedFacts, gone []string, indexExists bool) {
-	if len(learned) == 0 && len(gone) == 0 {
+// syncFacts stores in the jobs index the facts this replica read from snapshots and deletes the
+// documents of the snapshots it saw deleted, creating the jobs index first unless it is known to
+// exist. It runs within ctx (the scrape's deadline): what it could not send is sent by the next
+// read. A failure is logged, never returned: the read that learned them answers all the same.
+func (s *server) syncFacts(ctx context.Context, indexExists bool) {
+	save, gone := s.facts.toSync()
+	if len(save) == 0 && len(gone) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noteTimeout)
-	defer cancel()
 	log := s.log.With("index", s.cfg.JobsIndex)
-	if !indexExists && len(learned) > 0 {
+	if !indexExists && len(save) > 0 {
 		if err := s.ensureJobsIndex(ctx); err != nil {
 			log.Warn("cannot store the facts of finished snapshots; a replica that starts reads them from the repository", "err", err)
 			return
 		}
 	}
-	if err := s.bulk(ctx, s.factsBulkItems(learned, gone)); err != nil {
-		log.Warn("cannot store the facts of finished snapshots; a replica that starts reads them from the repository (let the sidecar's user write the jobs index, OPTIMIZE_BACKUP_JOBS_INDEX)", "err", err)
-		return
+	uuids := make([]string, 0, len(save)+len(gone))
+	for _, f := range save {
+		uuids = append(uuids, f.UUID)
 	}
-	log.Debug("stored the facts of finished snapshots", "stored", len(learned), "deleted", len(gone))
+	uuids = append(uuids, gone...)
+	done, err := s.bulk(ctx, s.factsBulkItems(save, gone))
+	var taken []string
+	for i, ok := range done {
+		if ok {
+			taken = append(taken, uuids[i])
+		}
+	}
+	s.facts.synced(taken)
+	if err != nil {
+		log.Warn("cannot store the facts of finished snapshots, or delete those of deleted ones; a replica that starts reads them from the repository (the sidecar's user needs index and delete on OPTIMIZE_BACKUP_JOBS_INDEX)",
+			"err", err, "stored_or_deleted", len(taken), "asked", len(uuids))
+	}
 }
 
 // factsBulkItems are the bulk items that store these facts and delete the documents of the
@@ -129,35 +153,43 @@ func (s *server) factsBulkItems(learned []storedFacts, gone []string) [][]byte {
 	return items
 }
 
-// factsBulkFields are what a bulk request keeps of the answer: the refused items' errors.
-var factsBulkFields = []string{"errors", "items.*.error.type", "items.*.error.reason"}
+// factsBulkFields are what a bulk request keeps of the answer: each item's status, in order,
+// and the refused ones' errors.
+var factsBulkFields = []string{"items.*.status", "items.*.error.type", "items.*.error.reason"}
 
 // bulk sends these items (an action line, and a document line for an index) to the jobs index,
-// factsPerRequest a request, and fails on the first item Elasticsearch refused (a delete of a
-// document that does not exist is not refused).
-func (s *server) bulk(ctx context.Context, items [][]byte) error {
-	for chunk := range slices.Chunk(items, factsPerRequest) {
-		body := bytes.NewBuffer(bytes.Join(chunk, nil))
+// factsPerRequest a request, and returns for each whether it is done: carried out, a delete of a
+// document that is not there, or refused for good (a 4xx other than 429, returned as err). An
+// item that failed for now (429, 5xx, no answer) is not done: it is sent again later.
+func (s *server) bulk(ctx context.Context, items [][]byte) (done []bool, err error) {
+	done = make([]bool, len(items))
+	for i, chunk := range slices.Collect(slices.Chunk(items, factsPerRequest)) {
 		var answer struct {
-			Errors bool `json:"errors"`
-			Items  []map[string]struct {
-				Error *struct{ Type, Reason string } `json:"error"`
+			Items []map[string]struct {
+				Status int                            `json:"status"`
+				Error  *struct{ Type, Reason string } `json:"error"`
 			} `json:"items"`
 		}
-		req := esapi.BulkRequest{Index: seg(s.cfg.JobsIndex), Body: body, Refresh: "false", FilterPath: factsBulkFields}
-		if err := s.write(ctx, req, &answer); err != nil {
-			return err
+		req := esapi.BulkRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(bytes.Join(chunk, nil)), Refresh: "false", FilterPath: factsBulkFields}
+		if callErr := s.write(ctx, req, &answer); callErr != nil {
+			return done, callErr
 		}
-		for _, item := range answer.Items {
+		for j, item := range answer.Items {
 			for action, result := range item {
-				if result.Error != nil {
-					return fmt.Errorf("%s refused: %s: %s", action, result.Error.Type, result.Error.Reason)
+				ok := result.Status/100 == 2 || action == "delete" && result.Status == http.StatusNotFound
+				refused := !ok && result.Status/100 == 4 && result.Status != http.StatusTooManyRequests
+				switch {
+				case ok || err != nil:
+				case result.Error != nil:
+					err = fmt.Errorf("%s answered %d: %s: %s", action, result.Status, result.Error.Type, result.Error.Reason)
+				default:
+					err = fmt.Errorf("%s answered %d", action, result.Status)
+				}
+				if k := i*factsPerRequest + j; k < len(done) {
+					done[k] = ok || refused
 				}
 			}
 		}
-		if answer.Errors {
-			return fmt.Errorf("Elasticsearch reported errors in a bulk request to %s", s.cfg.JobsIndex)
-		}
 	}
-	return nil
+	return done, err
 }

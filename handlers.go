@@ -192,10 +192,6 @@ func (s *server) readBackup(ctx context.Context, id string, read func(context.Co
 	return backupState(id, snaps, s.backups.has(id), s.now(), s.cfg.Part2Grace), snaps, nil
 }
 
-// defaultListPageSize is how many snapshots one Elasticsearch page holds when listing
-// backups: large enough for few round trips, small enough to keep each answer bounded.
-const defaultListPageSize = 1000
-
 // handleListBackups reports every backup in the repository, newest first; ?limit=N keeps N.
 func (s *server) handleListBackups(f family) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -212,13 +208,14 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		// ?limit=N reads only the N newest backups' details (newestBackups); every backup, all.
+		// ?limit=N reads only the N newest backups' details (newestBackups); every backup, each
+		// snapshot once (backupsNamed).
 		var byID map[string][]snapshot
 		var err error
 		if limit > 0 {
 			byID, err = s.newestBackups(r.Context(), limit)
 		} else {
-			byID, err = s.backupsByID(r.Context(), listFields)
+			byID, err = s.backupsNamed(r.Context(), nil, listFields)
 		}
 		if err != nil {
 			s.writeError(w, r, err)

@@ -74,9 +74,6 @@ type apiCase struct {
 	// esRefused marks a 4xx that comes from Elasticsearch refusing a create: the one
 	// mutating request was sent, and refused, so nothing changed.
 	esRefused bool
-	// pageSize is the list's Elasticsearch page size (0: the default); the recorded list pages
-	// hold 3 snapshots each.
-	pageSize int
 	// wantHeader are answer headers the case checks (golden files hold status and body only).
 	wantHeader map[string]string
 }
@@ -189,8 +186,8 @@ func TestAPI(t *testing.T) {
 			es: map[string]string{getBackup("nightly_1"): "ids-state-nightly_1"}},
 		{name: "pair-get-1", method: "GET", path: "/actuator/backups/1", status: 200, es: map[string]string{getBackup1: "ids-state-1"}},
 		{name: "pair-get-12", method: "GET", path: "/actuator/backups/12", status: 200, es: map[string]string{getBackup("12"): "ids-state-12"}},
-		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: map[string]string{listAll: "ids-list"}},
-		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: map[string]string{listAll: "ids-list"}},
+		{name: "pair-list", method: "GET", path: "/actuator/backups", status: 200, es: listedRoutes(t, "ids-list")},
+		{name: "pair-list-legacy", method: "GET", path: "/actuator/backup", status: 200, es: listedRoutes(t, "ids-list")},
 		{name: "pair-delete-nightly", method: "DELETE", path: "/actuator/backups/nightly", header: admin, status: 204,
 			es:    map[string]string{getBackup("nightly"): "ids-get-nightly", getJob: "job-none", getMarks: "job-none", getDrill: "job-none", putMarks: "marks-created", createJobs: "jobs-index-created", putJob: "job-created|job-updated", deleteNightly: "ids-delete-nightly"},
 			check: deletes("nightly", "camunda_optimize_nightly_3.9.0_part_1_of_2", "camunda_optimize_nightly_3.9.0_part_2_of_2")},
@@ -219,14 +216,14 @@ func TestAPI(t *testing.T) {
 		{name: "get-no-repository-configured", method: "GET", path: "/actuator/backups/1", status: 400, cfg: func(c *config) { c.Repository = "" }},
 
 		// Listing.
-		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-empty"}, status: 200},
-		{name: "list-pages", method: "GET", path: "/actuator/backups", es: listRoutes(t), status: 200, pageSize: 3},
-		{name: "list-pages-legacy", method: "GET", path: "/actuator/backup", es: listRoutes(t), status: 200, pageSize: 3},
+		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "catalogue-empty"}, status: 200, wantES: []string{listAll}},
+		{name: "list", method: "GET", path: "/actuator/backups", es: listedRoutes(t, "list"), status: 200},
+		{name: "list-legacy", method: "GET", path: "/actuator/backup", es: listedRoutes(t, "list"), status: 200},
 		{name: "list-limit", method: "GET", path: "/actuator/backups?limit=2", es: limitRoutes(), status: 200},
 		{name: "list-limit-empty", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: "catalogue-empty"}, status: 200, wantES: []string{listAll}},
 		{name: "list-limit-missing-repo", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: "catalogue-missing-repo"}, status: 500},
 		{name: "list-bad-limit", method: "GET", path: "/actuator/backups?limit=-2", status: 400},
-		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "list-missing-repo"}, status: 500},
+		{name: "list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: "catalogue-missing-repo"}, status: 500},
 
 		// Delete and the admin token.
 		{name: "delete", method: "DELETE", path: "/actuator/backups/1", header: admin, status: 204,
@@ -289,9 +286,6 @@ func runAPICases(t *testing.T, cases []apiCase) {
 				tc.cfg(&cfg)
 			}
 			srv := newTestServer(t, cfg)
-			if tc.pageSize > 0 {
-				srv.listPageSize = tc.pageSize
-			}
 			if !tc.now.IsZero() {
 				srv.now = func() time.Time { return tc.now }
 			}
@@ -398,22 +392,20 @@ func checkErrorShape(t *testing.T, res *httptest.ResponseRecorder) {
 	}
 }
 
-// listRoutes serves the recorded list pages (3 snapshots each), chained by their cursors.
-func listRoutes(t *testing.T) map[string]string {
-	routes := map[string]string{}
-	key := listAll
-	for page := 1; ; page++ {
-		name := fmt.Sprintf("list-page-%d", page)
-		routes[key] = name
-		var answer getSnapshotsAnswer
-		if err := json.Unmarshal(loadRecording(t, name).Body, &answer); err != nil {
-			t.Fatal(err)
-		}
-		if answer.Next == "" {
-			return routes
-		}
-		key = listAll + "?after=" + answer.Next
-	}
+// withRoutes is routes with more added.
+func withRoutes(routes, more map[string]string) map[string]string {
+	maps.Copy(routes, more)
+	return routes
+}
+
+// listedRoutes serve the recorded list name (saveList): its catalogue, and the read of its
+// backups' snapshots by name, at the test's repository.
+func listedRoutes(t *testing.T, name string) map[string]string {
+	rec := loadRecording(t, name+"-named")
+	method, target, _ := strings.Cut(rec.Request, " ")
+	path, _, _ := strings.Cut(target, "?")
+	parts := strings.SplitN(path, "/", 4) // "", "_snapshot", the repository, the names
+	return map[string]string{listAll: name + "-catalogue", method + " /_snapshot/test-repo/" + parts[3]: name + "-named"}
 }
 
 // serve sends one request through the server's real router.
@@ -442,21 +434,6 @@ func assertGolden(t *testing.T, name string, res *httptest.ResponseRecorder) {
 		body = body[:2000] + "...[cut]..." + body[len(body)-500:]
 	}
 	golden.Assert(t, fmt.Sprintf("%d %s\n%s", res.Code, http.StatusText(res.Code), body), "golden/"+name+".golden")
-}
-
-// TestListPagesThroughElasticsearch checks that listing follows Elasticsearch's cursor with a
-// bounded page size instead of asking for everything at once.
-func TestListPagesThroughElasticsearch(t *testing.T) {
-	fake := newFakeES(t, listRoutes(t))
-	srv := newTestServer(t, testConfig(fake.srv.URL))
-	srv.listPageSize = 3
-	res := serve(t, srv, "GET", "/actuator/backups", "", nil)
-	if res.Code != 200 {
-		t.Fatalf("got %d %s; want 200", res.Code, res.Body)
-	}
-	if got, want := len(fake.sent()), len(listRoutes(t)); got != want {
-		t.Errorf("got %d Elasticsearch requests; want %d (one per page)", got, want)
-	}
 }
 
 // TestConcurrentCreateOneWins sends 50 creates of one new ID at once: exactly one starts the

@@ -52,23 +52,20 @@ type server struct {
 	metrics         *metrics
 	// facts keeps what finished snapshots' details say, for reads of the catalogue (catalogue.go).
 	facts factsCache
-	// listPageSize is how many snapshots one Elasticsearch page holds when listing backups.
-	listPageSize int
 }
 
 // newServer builds a server around an Elasticsearch client.
 func newServer(cfg config, es esClients, log *slog.Logger) *server {
 	s := &server{
-		es:           es,
-		cfg:          cfg,
-		log:          log,
-		now:          time.Now,
-		owner:        ownerID(),
-		backups:      newRegistry(),
-		restores:     newRegistry(),
-		drills:       newRegistry(),
-		watches:      newRegistry(),
-		listPageSize: defaultListPageSize,
+		es:       es,
+		cfg:      cfg,
+		log:      log,
+		now:      time.Now,
+		owner:    ownerID(),
+		backups:  newRegistry(),
+		restores: newRegistry(),
+		drills:   newRegistry(),
+		watches:  newRegistry(),
 	}
 	s.metrics = newMetrics(s.backups.count)
 	return s

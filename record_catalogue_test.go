@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"slices"
@@ -120,4 +121,25 @@ func recordFacts(r realES, repo string, names []string) {
 	r.save("facts-bulk-deleted", "the facts document of backup 7's part 1 deleted, and one that does not exist", "POST", bulk, string(bytes.Join(srv.factsBulkItems(nil, append(seven, "no-such-uuid")), nil)))
 	r.must("DELETE", "/_snapshot/"+repo+"/"+snapshotName("7", "3.9.0", 1), "")
 	r.save("catalogue-7-deleted", "the catalogue once backup 7 is deleted", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
+}
+
+// saveList records what listing the backups of repo reads (backupsNamed): the catalogue as
+// name-catalogue, and the snapshots of the backups keep accepts (nil: all), by name, with these
+// fields, as name-named.
+func (r realES) saveList(name, note, repo string, keep func(id string) bool, fields []string) {
+	r.t.Helper()
+	r.save(name+"-catalogue", note+": the catalogue", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
+	var catalogue struct{ Snapshots []catalogueEntry }
+	_, b := r.do("GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
+	if err := json.Unmarshal(b, &catalogue); err != nil {
+		r.t.Fatal(err)
+	}
+	var names []string
+	for _, sn := range catalogue.Snapshots {
+		if id, _, _, _, ok := parseSnapshotName(sn.Name); ok && (keep == nil || keep(id)) {
+			names = append(names, sn.Name)
+		}
+	}
+	slices.Sort(names)
+	r.save(name+"-named", note+": its snapshots read by name", "GET", "/_snapshot/"+repo+"/"+strings.Join(segs(names), ",")+namedQuery(fields), "")
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/url"
-	"strings"
 	"testing"
 	"time"
 )
@@ -63,6 +61,6 @@ func TestRecordDrills(t *testing.T) {
 				fmt.Sprintf(`{"indices":[%q],"include_global_state":false,"metadata":%s}`, index, meta))
 		}
 	}
-	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "size": {"1000"}, "filter_path": {strings.Join(scheduledListFields, ",")}}
-	r.save("list-scheduled", "two scheduled backups (slots 2026-11-27 and -28 01:00 UTC) and manual backup 7, with kind and indexPrefix", "GET", "/_snapshot/"+repo+"/camunda_optimize_*?"+q.Encode(), "")
+	isSlot := func(id string) bool { _, ok := slotOf(id, "optimize"); return ok }
+	r.saveList("list-scheduled", "two scheduled backups (slots 2026-11-27 and -28 01:00 UTC) and manual backup 7, as retention reads them: the scheduled ones with kind and indexPrefix", repo, isSlot, scheduledListFields)
 }

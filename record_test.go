@@ -181,25 +181,10 @@ func TestRecord(t *testing.T) {
 	r.save("metadata-missing", "a prefix without metadata index", "GET", "/nothing-metadata/_doc/1", "")
 
 	// Listing: a repository with backups 12, 2 and 3 (1 was deleted above), 6, a snapshot
-	// named as Optimize 3.9 names them (no metadata) and a foreign one, read in pages of 3.
+	// named as Optimize 3.9 names them (no metadata) and a foreign one.
 	r.must("PUT", "/_snapshot/"+repo+"/camunda_optimize_legacy_3.9.0_part_1_of_2?wait_for_completion=true", `{"indices":"optimize-import-index_v3","include_global_state":false}`)
 	r.must("PUT", "/_snapshot/"+repo+"/nightly-cluster-snapshot?wait_for_completion=true", `{"indices":"unrelated-logs","include_global_state":false}`)
-	after := ""
-	for page := 1; ; page++ {
-		path := "/_snapshot/" + repo + "/camunda_optimize_*" + snapshotQuery(3, after)
-		_, b := r.do("GET", path, "")
-		r.save(fmt.Sprintf("list-page-%d", page), "all camunda_optimize_* snapshots, 3 a page", "GET", path, "")
-		var answer getSnapshotsAnswer
-		if err := json.Unmarshal(b, &answer); err != nil {
-			t.Fatal(err)
-		}
-		if answer.Next == "" {
-			break
-		}
-		after = answer.Next
-	}
-	r.save("list-empty", "no snapshot in the repository matches", "GET", "/_snapshot/"+repo+"/nothing_*"+snapshotQuery(defaultListPageSize, ""), "")
-	r.save("list-missing-repo", "listing a repository that is not registered: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_*"+snapshotQuery(defaultListPageSize, ""), "")
+	r.saveList("list", "backups 12, 2, 3, 6, legacy (as Optimize 3.9 names them) and a foreign snapshot", repo, nil, listFields)
 
 	// Restore: what the preconditions read, and a real restore of backup 12 (its indices
 	// deleted first; make record runs on a node of its own).

@@ -28,9 +28,12 @@ type retentionDelete struct {
 // scheduledListFields are the list's fields and the metadata keys scheduledOf reads.
 var scheduledListFields = append(listFields[:len(listFields):len(listFields)], "snapshots.metadata.kind", "snapshots.metadata.indexPrefix")
 
-// scheduledBackups returns this installation's scheduled backups, newest slot first.
+// scheduledBackups returns this installation's scheduled backups, newest slot first. Only the
+// snapshots whose IDs are slots are read: retention's cost follows the scheduled backups it
+// keeps, not the repository.
 func (s *server) scheduledBackups(ctx context.Context) ([]scheduledBackup, error) {
-	byID, err := s.backupsByID(ctx, scheduledListFields)
+	isSlot := func(id string) bool { _, ok := slotOf(id, s.cfg.IndexPrefix); return ok }
+	byID, err := s.backupsNamed(ctx, isSlot, scheduledListFields)
 	if err != nil {
 		return nil, err
 	}

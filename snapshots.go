@@ -67,7 +67,6 @@ var stateFields = append(listFields[:len(listFields):len(listFields)], "snapshot
 // inside a 200 answer, in failures, not as an error status.
 type getSnapshotsAnswer struct {
 	Snapshots []snapshot                 `json:"snapshots"`
-	Next      string                     `json:"next"`
 	Failures  map[string]json.RawMessage `json:"failures"`
 }
 
@@ -145,17 +144,13 @@ func allDigits(s string) bool {
 	return s != ""
 }
 
-// getSnapshots returns one page (size 0: no limit) of the snapshots whose names match pattern
-// (escaped), after the cursor after, newest first, with these fields. On OpenSearch the page is
-// every match: its get-snapshots has no sort, order, size or after (it refuses them as
-// unrecognized parameters), so the answer is sorted here and has no next cursor.
-func (s *server) getSnapshots(ctx context.Context, pattern string, size int, after string, fields []string) (getSnapshotsAnswer, error) {
+// getSnapshots returns the snapshots whose names match pattern (escaped), newest first, with
+// these fields. OpenSearch's get-snapshots has no sort or order (it refuses them as
+// unrecognized parameters), so there the answer is sorted here.
+func (s *server) getSnapshots(ctx context.Context, pattern string, fields []string) (getSnapshotsAnswer, error) {
 	req := esapi.SnapshotGetRequest{Repository: seg(s.cfg.Repository), Snapshot: []string{pattern}, FilterPath: fields}
 	if !s.cfg.openSearch() {
-		req.Sort, req.Order, req.After = "start_time", "desc", after
-		if size > 0 {
-			req.Size = &size
-		}
+		req.Sort, req.Order = "start_time", "desc"
 	}
 	var answer getSnapshotsAnswer
 	err := s.read(ctx, req, &answer)
@@ -282,7 +277,7 @@ func (s *server) backupStates(ctx context.Context, id string) ([]snapshot, error
 
 // backupSnapshotsWith is backupSnapshots with these fields.
 func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []string) ([]snapshot, error) {
-	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", 0, "", fields)
+	answer, err := s.getSnapshots(ctx, seg(snapshotPrefix(id))+"*", fields)
 	var ee *esError
 	if errors.As(err, &ee) && ee.Type == "too_long_http_line_exception" {
 		return nil, badRequest("The backupId is %d bytes long once escaped for a URL: too long for Elasticsearch, which refused the request line (%s; its setting http.max_initial_line_length). Use a shorter backupId.",
@@ -297,35 +292,47 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 	}), nil
 }
 
-// backupsByID pages through every snapshot named like an Optimize backup, with these fields,
-// and groups them by backup ID.
-func (s *server) backupsByID(ctx context.Context, fields []string) (map[string][]snapshot, error) {
-	byID := map[string][]snapshot{}
-	var after string
-	for {
-		page, err := s.getSnapshots(ctx, "camunda_optimize_*", s.listPageSize, after, fields)
-		if err != nil {
-			return nil, err
-		}
-		for _, snap := range page.Snapshots {
-			if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
-				group := byID[id]
-				if group == nil {
-					group = make([]snapshot, 0, partCount) // one allocation per backup, not two
-				}
-				byID[id] = append(group, snap)
-			}
-		}
-		if page.Next == "" || len(page.Snapshots) == 0 {
-			return byID, nil
-		}
-		after = page.Next
+// backupsNamed returns the backups whose IDs keep accepts (nil: every backup), their snapshots
+// read with these fields and grouped by backup ID. The catalogue names them (free), then each is
+// read once, by name: one snapshot_meta task per finished snapshot. A paged read through
+// get-snapshots' sort and after would load every matching snapshot again for each page.
+func (s *server) backupsNamed(ctx context.Context, keep func(id string) bool, fields []string) (map[string][]snapshot, error) {
+	all, err := s.catalogue(ctx)
+	if err != nil {
+		return nil, err
 	}
+	var names []string
+	for _, sn := range all {
+		if id, _, _, _, ok := parseSnapshotName(sn.Name); ok && (keep == nil || keep(id)) {
+			names = append(names, sn.Name)
+		}
+	}
+	slices.Sort(names)
+	read, err := s.snapshotsNamed(ctx, names, fields)
+	if err != nil {
+		return nil, err
+	}
+	return groupByBackup(read), nil
+}
+
+// groupByBackup groups snapshots named like Optimize's backups by backup ID.
+func groupByBackup(snaps []snapshot) map[string][]snapshot {
+	byID := map[string][]snapshot{}
+	for _, snap := range snaps {
+		if id, _, _, _, ok := parseSnapshotName(snap.Name); ok {
+			group := byID[id]
+			if group == nil {
+				group = make([]snapshot, 0, partCount) // one allocation per backup, not two
+			}
+			byID[id] = append(group, snap)
+		}
+	}
+	return byID
 }
 
 // snapshotByName returns one snapshot by its exact name, or ok false if it does not exist.
 func (s *server) snapshotByName(ctx context.Context, name string) (snap snapshot, ok bool, err error) {
-	answer, err := s.getSnapshots(ctx, seg(name), 0, "", snapshotFields)
+	answer, err := s.getSnapshots(ctx, seg(name), snapshotFields)
 	var ee *esError
 	if errors.As(err, &ee) && ee.Type == "snapshot_missing_exception" {
 		return snapshot{}, false, nil
