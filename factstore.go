@@ -123,7 +123,7 @@ func (s *server) syncFacts(ctx context.Context, indexExists bool) {
 		uuids = append(uuids, f.UUID)
 	}
 	uuids = append(uuids, gone...)
-	done, err := s.bulk(ctx, s.factsBulkItems(save, gone))
+	done, err := s.bulk(ctx, len(uuids), s.factsBulkItem(save, gone))
 	var taken []string
 	for i, ok := range done {
 		if ok {
@@ -137,45 +137,48 @@ func (s *server) syncFacts(ctx context.Context, indexExists bool) {
 	}
 }
 
-// factsBulkItems are the bulk items that store these facts and delete the documents of the
-// snapshots gone.
-func (s *server) factsBulkItems(learned []storedFacts, gone []string) [][]byte {
-	var items [][]byte
-	for _, f := range learned {
-		action, _ := json.Marshal(map[string]any{"index": map[string]string{"_id": s.factsDocID(f.UUID)}})
-		doc, _ := json.Marshal(f)
-		items = append(items, fmt.Appendf(nil, "%s\n%s\n", action, doc))
+// factsBulkItem returns the bulk item i of storing these facts, then deleting the documents of
+// the snapshots gone: an action line, and a document line for an index. Items are made as each
+// request is, so that a first read of 20,000 snapshots never holds all of them at once.
+func (s *server) factsBulkItem(save []storedFacts, gone []string) func(i int) []byte {
+	return func(i int) []byte {
+		if i >= len(save) {
+			action, _ := json.Marshal(map[string]any{"delete": map[string]string{"_id": s.factsDocID(gone[i-len(save)])}})
+			return fmt.Appendf(nil, "%s\n", action)
+		}
+		action, _ := json.Marshal(map[string]any{"index": map[string]string{"_id": s.factsDocID(save[i].UUID)}})
+		doc, _ := json.Marshal(save[i])
+		return fmt.Appendf(nil, "%s\n%s\n", action, doc)
 	}
-	for _, uuid := range gone {
-		action, _ := json.Marshal(map[string]any{"delete": map[string]string{"_id": s.factsDocID(uuid)}})
-		items = append(items, fmt.Appendf(nil, "%s\n", action))
-	}
-	return items
 }
 
 // factsBulkFields are what a bulk request keeps of the answer: each item's status, in order,
 // and the refused ones' errors.
 var factsBulkFields = []string{"items.*.status", "items.*.error.type", "items.*.error.reason"}
 
-// bulk sends these items (an action line, and a document line for an index) to the jobs index,
-// factsPerRequest a request, and returns for each whether it is done: carried out, a delete of a
-// document that is not there, or refused for good (a 4xx other than 429, returned as err). An
-// item that failed for now (429, 5xx, no answer) is not done: it is sent again later.
-func (s *server) bulk(ctx context.Context, items [][]byte) (done []bool, err error) {
-	done = make([]bool, len(items))
-	for i, chunk := range slices.Collect(slices.Chunk(items, factsPerRequest)) {
+// bulk sends n items (item(i) for each) to the jobs index, factsPerRequest a request, and
+// returns for each whether it is done: carried out, a delete of a document that is not there,
+// or refused for good (a 4xx other than 429, returned as err). An item that failed for now (429,
+// 5xx, no answer) is not done: it is sent again later.
+func (s *server) bulk(ctx context.Context, n int, item func(i int) []byte) (done []bool, err error) {
+	done = make([]bool, n)
+	for from := 0; from < n; from += factsPerRequest {
+		var body bytes.Buffer
+		for i := from; i < min(from+factsPerRequest, n); i++ {
+			body.Write(item(i))
+		}
 		var answer struct {
 			Items []map[string]struct {
 				Status int                            `json:"status"`
 				Error  *struct{ Type, Reason string } `json:"error"`
 			} `json:"items"`
 		}
-		req := esapi.BulkRequest{Index: seg(s.cfg.JobsIndex), Body: bytes.NewReader(bytes.Join(chunk, nil)), Refresh: "false", FilterPath: factsBulkFields}
+		req := esapi.BulkRequest{Index: seg(s.cfg.JobsIndex), Body: &body, Refresh: "false", FilterPath: factsBulkFields}
 		if callErr := s.write(ctx, req, &answer); callErr != nil {
 			return done, callErr
 		}
-		for j, item := range answer.Items {
-			for action, result := range item {
+		for j, answered := range answer.Items {
+			for action, result := range answered {
 				ok := result.Status/100 == 2 || action == "delete" && result.Status == http.StatusNotFound
 				refused := !ok && result.Status/100 == 4 && result.Status != http.StatusTooManyRequests
 				switch {
@@ -185,7 +188,7 @@ func (s *server) bulk(ctx context.Context, items [][]byte) (done []bool, err err
 				default:
 					err = fmt.Errorf("%s answered %d", action, result.Status)
 				}
-				if k := i*factsPerRequest + j; k < len(done) {
+				if k := from + j; k < n {
 					done[k] = ok || refused
 				}
 			}

@@ -116,9 +116,9 @@ func recordFacts(r realES, repo string, names []string) {
 	r.save("facts-mget-no-index", "the facts documents of the catalogue's snapshots, without a jobs index", "POST", mget, string(srv.factsMgetBody(entries)))
 	r.must("PUT", jobs, `{"settings":{"number_of_shards":1,"auto_expand_replicas":"0-1","hidden":true}}`)
 	r.save("facts-mget-none", "the facts documents of the catalogue's snapshots, none stored yet", "POST", mget, string(srv.factsMgetBody(entries)))
-	r.save("facts-bulk-stored", "the facts of the catalogue's snapshots, stored", "POST", bulk, string(bytes.Join(srv.factsBulkItems(learned, nil), nil)))
+	r.save("facts-bulk-stored", "the facts of the catalogue's snapshots, stored", "POST", bulk, bulkBody(srv, learned, nil))
 	r.save("facts-mget-found", "the facts documents of the catalogue's snapshots, all stored", "POST", mget, string(srv.factsMgetBody(entries)))
-	r.save("facts-bulk-deleted", "the facts document of backup 7's part 1 deleted, and one that does not exist", "POST", bulk, string(bytes.Join(srv.factsBulkItems(nil, append(seven, "no-such-uuid")), nil)))
+	r.save("facts-bulk-deleted", "the facts document of backup 7's part 1 deleted, and one that does not exist", "POST", bulk, bulkBody(srv, nil, append(seven, "no-such-uuid")))
 	r.must("DELETE", "/_snapshot/"+repo+"/"+snapshotName("7", "3.9.0", 1), "")
 	r.save("catalogue-7-deleted", "the catalogue once backup 7 is deleted", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
 }
@@ -142,4 +142,15 @@ func (r realES) saveList(name, note, repo string, keep func(id string) bool, fie
 	}
 	slices.Sort(names)
 	r.save(name+"-named", note+": its snapshots read by name", "GET", "/_snapshot/"+repo+"/"+strings.Join(segs(names), ",")+namedQuery(fields), "")
+}
+
+// bulkBody is the body of the bulk request that stores these facts and deletes the documents of
+// the snapshots gone.
+func bulkBody(srv *server, save []storedFacts, gone []string) string {
+	var body bytes.Buffer
+	item := srv.factsBulkItem(save, gone)
+	for i := range len(save) + len(gone) {
+		body.Write(item(i))
+	}
+	return body.String()
 }
