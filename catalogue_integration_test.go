@@ -139,12 +139,7 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 		t.Fatalf("list: got %v %.300s; want 30 backups", err, wholeBody)
 	}
 	for _, n := range []int{1, 2, 5, 13, 29, 30, 31} {
-		_, body := sc.call("GET", fmt.Sprintf("/actuator/backups?limit=%d", n), "")
-		var got []json.RawMessage
-		json.Unmarshal(body, &got)
-		if diff := gocmp.Diff(fmt.Sprintf("%s", whole[:min(n, 30)]), fmt.Sprintf("%s", got)); diff != "" {
-			t.Errorf("?limit=%d (-the list's first %d +got):\n%s", n, n, diff)
-		}
+		limitIsListsFirst(t, sc, whole, n)
 	}
 
 	// A replica that starts (or this one, restarted) learns the facts from the jobs index.
@@ -156,17 +151,21 @@ func TestIntegrationCatalogueCosts(t *testing.T) {
 	if !maps.Equal(counts, learned) {
 		t.Errorf("a second replica's counts %v; want the first one's %v", counts, learned)
 	}
-	var five []json.RawMessage
-	if tasks := cost("its first ?limit=5", func() {
-		_, body := replica.call("GET", "/actuator/backups?limit=5", "")
-		json.Unmarshal(body, &five)
-	}); tasks > 2*5+10 {
+	if tasks := cost("its first ?limit=5", func() { limitIsListsFirst(t, replica, whole, 5) }); tasks > 2*5+10 {
 		t.Errorf("a second replica's first ?limit=5: read %d snapshots' details; want at most 20", tasks)
 	}
-	if diff := gocmp.Diff(fmt.Sprintf("%s", whole[:5]), fmt.Sprintf("%s", five)); diff != "" {
-		t.Errorf("a second replica's ?limit=5 (-the list's first 5 +got):\n%s", diff)
-	}
 	factsGoWithTheirBackup(t, es, sc, repo, own[0])
+}
+
+// limitIsListsFirst checks that the sidecar's ?limit=n answers the whole list's first n.
+func limitIsListsFirst(t *testing.T, sc sidecar, whole []json.RawMessage, n int) {
+	t.Helper()
+	_, body := sc.call("GET", fmt.Sprintf("/actuator/backups?limit=%d", n), "")
+	var got []json.RawMessage
+	json.Unmarshal(body, &got)
+	if diff := gocmp.Diff(fmt.Sprintf("%s", whole[:min(n, len(whole))]), fmt.Sprintf("%s", got)); diff != "" {
+		t.Errorf("%s: ?limit=%d (-the list's first %d +got):\n%s", sc.url, n, n, diff)
+	}
 }
 
 // srvFactsDocID is the ID of the facts document of the snapshot with this UUID, for the prefix
