@@ -172,9 +172,7 @@ func (l *answeredFirstLog) Write(p []byte) (int, error) {
 func TestAnswerSentBeforeItsLogLine(t *testing.T) {
 	for _, path := range []string{"/actuator/backups/1", "/actuator/backups", "/actuator/backups/Upper"} {
 		t.Run(path, func(t *testing.T) {
-			routes := listedRoutes(t, "ids-list")
-			routes[getBackup("1")] = "state-completed"
-			fake := newFakeES(t, routes)
+			fake := newFakeES(t, map[string]string{getBackup("1"): "state-completed", listAll: "ids-list"})
 			srv := newTestServer(t, testConfig(fake.srv.URL))
 			logs := &answeredFirstLog{received: make(chan struct{}), before: make(chan bool, 1)}
 			srv.log = slog.New(slog.NewJSONHandler(logs, nil))

@@ -106,6 +106,8 @@ type simRepo struct {
 	// bulk request created the jobs index, as Elasticsearch does, with its default settings.
 	failMget, failBulk bool
 	autoCreated        bool
+	// hugeList answers the list of every snapshot with more than maxAnswerBytes.
+	hugeList bool
 }
 
 // newSimRepo makes n backups with random IDs (numbers and strings, some prefixes of others),
@@ -165,12 +167,11 @@ func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 	case target == "camunda_optimize_*":
 		all := slices.Clone(sim.snaps)
 		slices.SortStableFunc(all, func(a, b snapshot) int { return cmp.Compare(b.StartMillis, a.StartMillis) })
-		from, _ := strconv.Atoi(q.Get("after"))
-		size, _ := strconv.Atoi(q.Get("size"))
-		out = all[from:min(from+size, len(all))]
-		if from+size < len(all) {
-			next = strconv.Itoa(from + size)
+		if sim.hugeList {
+			w.Write(make([]byte, maxAnswerBytes+1)) // larger than the sidecar reads at once
+			return
 		}
+		out = all
 		sim.count(out)
 	default:
 		if sim.reads++; sim.failReads > 0 && sim.reads > sim.failReads {
@@ -520,5 +521,34 @@ func TestFactsStoreSurvivesFailures(t *testing.T) {
 	defer sim.mu.Unlock()
 	if _, left := sim.docs[srv.factsDocID(deleted.UUID)]; left || !running {
 		t.Errorf("snapshot %s deleted while others ran (%v): its document is still stored", deleted.Name, running)
+	}
+}
+
+// TestListTooLargeForOneAnswer checks that a repository whose list of every snapshot is larger
+// than the sidecar reads at once is listed all the same, from the catalogue and the snapshots
+// read by name, one read each besides the answer that was too large: the same list as one
+// answer gives.
+func TestListTooLargeForOneAnswer(t *testing.T) {
+	sim := newSimRepo(rand.New(rand.NewPCG(22, 6)), 60)
+	fake := httptest.NewServer(http.HandlerFunc(sim.serve))
+	defer fake.Close()
+	srv := newTestServer(t, testConfig(fake.URL))
+	srv.now = func() time.Time { return testNow }
+	want := serve(t, srv, "GET", "/actuator/backups", "", nil)
+	sim.mu.Lock()
+	sim.hugeList, sim.tasks = true, 0
+	sim.mu.Unlock()
+	got := serve(t, srv, "GET", "/actuator/backups", "", nil)
+	if got.Code != 200 || got.Body.String() != want.Body.String() {
+		t.Errorf("too large for one answer: got %d %.300s; want %d %.300s", got.Code, got.Body, want.Code, want.Body)
+	}
+	finished := 0
+	for _, sn := range sim.snaps {
+		if sn.State != "IN_PROGRESS" {
+			finished++
+		}
+	}
+	if tasks := sim.taskCount(); tasks != finished {
+		t.Errorf("read by name: %d snapshot_meta tasks; want %d, one per finished snapshot", tasks, finished)
 	}
 }

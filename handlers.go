@@ -209,13 +209,13 @@ func (s *server) handleListBackups(f family) http.HandlerFunc {
 			return
 		}
 		// ?limit=N reads only the N newest backups' details (newestBackups); every backup, each
-		// snapshot once (backupsNamed).
+		// snapshot once (allBackups).
 		var byID map[string][]snapshot
 		var err error
 		if limit > 0 {
 			byID, err = s.newestBackups(r.Context(), limit)
 		} else {
-			byID, err = s.backupsNamed(r.Context(), nil, listFields)
+			byID, err = s.allBackups(r.Context(), listFields)
 		}
 		if err != nil {
 			s.writeError(w, r, err)

@@ -88,7 +88,7 @@ func walkAnswers(id string) map[string]string {
 	es := createRoutes()
 	for k, v := range map[string]string{
 		getJob: "job-none", getMarks: "job-none", getDrill: "job-none",
-		getDrillResult(id): "job-none", listAll: "catalogue-empty", getCurrent: "current-none",
+		getDrillResult(id): "job-none", listAll: "list-empty", getCurrent: "current-none",
 		"GET /_cluster/health": "cluster-health", "GET /_snapshot/test-repo": "get-repository", "GET /_nodes/_local": "nodes-info",
 	} {
 		es[k] = v
@@ -122,7 +122,7 @@ func walkSituations() []walkSituation {
 		{name: "no-repository-configured", id: "1", cfg: func(c *config) { c.Repository = "" }},
 		{name: "elasticsearch-unreachable", id: "1", unreachable: true, cfg: scheduled},
 		{name: "repository-missing", id: "1", snapshots: "get-missing-repo", states: "state-missing-repo",
-			es: map[string]string{listAll: "catalogue-missing-repo", "GET /_snapshot/test-repo": "get-repository-missing"}},
+			es: map[string]string{listAll: "list-missing-repo", "GET /_snapshot/test-repo": "get-repository-missing"}},
 		// The jobs index answers something that is not a document (a bug's 500).
 		{name: "jobs-unreadable", id: "1", snapshots: "get-completed", states: "state-completed",
 			es: map[string]string{getJob: misrouted("get-repository"), getMarks: misrouted("get-repository"), getDrill: misrouted("get-repository"), getDrillResult("1"): misrouted("get-repository")}},

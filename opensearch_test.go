@@ -62,9 +62,11 @@ func TestAPIOpenSearch(t *testing.T) {
 		return out
 	}
 	runAPICases(t, []apiCase{
-		{name: "opensearch-list", method: "GET", path: "/actuator/backups", es: listedRoutes(t, os("list")), status: 200, cfg: useOpenSearch},
-		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: os("catalogue-empty")}, status: 200, cfg: useOpenSearch},
-		{name: "opensearch-list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: os("catalogue-missing-repo")}, status: 500, cfg: useOpenSearch},
+		{name: "opensearch-list", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: os("list")}, status: 200, cfg: useOpenSearch},
+		{name: "list-empty", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: os("list-empty")}, status: 200, cfg: useOpenSearch},
+		{name: "opensearch-list-missing-repo", method: "GET", path: "/actuator/backups", es: map[string]string{listAll: os("list-missing-repo")}, status: 500, cfg: useOpenSearch},
+		{name: "opensearch-list-limit-empty", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: os("catalogue-empty")}, status: 200, cfg: useOpenSearch, wantES: []string{listAll}},
+		{name: "opensearch-list-limit-missing-repo", method: "GET", path: "/actuator/backups?limit=2", es: map[string]string{listAll: os("catalogue-missing-repo")}, status: 500, cfg: useOpenSearch},
 		{name: "get-unknown", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: os("state-unknown")}, status: 404, cfg: useOpenSearch},
 		{name: "opensearch-get-missing-repo", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: os("state-missing-repo")}, status: 500, cfg: useOpenSearch},
 		{name: "opensearch-get-completed", method: "GET", path: "/actuator/backups/1", es: map[string]string{getBackup1: os("state-completed")}, status: 200, cfg: useOpenSearch},

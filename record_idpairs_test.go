@@ -47,7 +47,7 @@ func TestRecordIDPairs(t *testing.T) {
 	get("ids-get-1", "pattern of 1 while 12 exists: 1's two snapshots", "1")
 	state("ids-state-1", "pattern of 1 while 12 exists: 1's two snapshots", "1")
 	state("ids-state-12", "pattern of 12 while 1 exists: 12's two snapshots", "12")
-	r.saveList("ids-list", "every camunda_optimize_* snapshot of nightly, nightly_1, 1 and 12", repo, nil, listFields)
+	r.save("ids-list", "every camunda_optimize_* snapshot of nightly, nightly_1, 1 and 12", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+listQuery(), "")
 
 	// Elasticsearch's refusals, which the ID rules keep the sidecar from provoking.
 	r.save("ids-create-invalid-name", "create a snapshot whose name holds '#'", "PUT", "/_snapshot/"+repo+"/"+seg(snapshotName("a#b", "3.9.0", 1))+"?master_timeout=30s&wait_for_completion=false",

@@ -42,15 +42,17 @@ func TestRecordOpenSearch(t *testing.T) {
 	}
 	r := realES{t: t, url: os.Getenv("OPTIMIZE_BACKUP_TEST_ES_URL"), runDir: os.Getenv("OPTIMIZE_BACKUP_TEST_ES_RUN_DIR")}
 	repo := r.newRepo("record-os-repo")
-	one, state := openSearchQuery(snapshotFields), openSearchQuery(stateFields)
+	all, one, state := openSearchQuery(listFields), openSearchQuery(snapshotFields), openSearchQuery(stateFields)
 
 	// A pattern that matches nothing: 404 snapshot_missing_exception (Elasticsearch: []), but
 	// for the catalogue, read with ignore_unavailable.
+	r.save("list-empty", "no snapshot matches camunda_optimize_*: a 404, where Elasticsearch answers an empty list", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+all, "")
 	r.save("catalogue-empty", "the catalogue of a repository without backups (ignore_unavailable: a 200)", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+catalogueQuery(), "")
 	r.save("get-unknown", "no snapshot of backup 404: a 404", "GET", "/_snapshot/"+repo+"/camunda_optimize_404_*"+one, "")
 	r.save("state-unknown", "no snapshot of backup 404, as GET reads it: a 404", "GET", "/_snapshot/"+repo+"/camunda_optimize_404_*"+state, "")
 	// A missing repository: a 404 (Elasticsearch: a 200 with failures).
 	r.save("state-missing-repo", "the repository is not registered, as GET reads it: a 404 repository_missing_exception", "GET", "/_snapshot/no-such-repo/camunda_optimize_1_*"+state, "")
+	r.save("list-missing-repo", "listing a repository that is not registered: a 404 repository_missing_exception", "GET", "/_snapshot/no-such-repo/camunda_optimize_*"+all, "")
 	r.save("catalogue-missing-repo", "the catalogue of a repository that is not registered: a 404 repository_missing_exception", "GET", "/_snapshot/no-such-repo/camunda_optimize_*"+catalogueQuery(), "")
 	// Sorting or paging parameters: refused.
 	r.save("list-sorted-refused", "get-snapshots with Elasticsearch's sort, order and size: refused", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+snapshotQuery(1000, ""), "")
@@ -67,7 +69,7 @@ func TestRecordOpenSearch(t *testing.T) {
 		snap("camunda_optimize_"+id+"_3.9.0_part_1_of_2", "optimize-import-index_v3", id, 1)
 		snap("camunda_optimize_"+id+"_3.9.0_part_2_of_2", "optimize-metadata_v3", id, 2)
 	}
-	r.saveList("list", "backups 2 (part 1 only), 1 and 12, made in that order", repo, nil, listFields)
+	r.save("list", "backups 2 (part 1 only), 1 and 12, made in that order: every match in one answer", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+all, "")
 	r.save("state-completed", "backup 1: both parts SUCCESS, as GET reads it", "GET", "/_snapshot/"+repo+"/camunda_optimize_1_*"+state, "")
 	r.save("get-part1-done-1", "part 1 of backup 1, SUCCESS", "GET", "/_snapshot/"+repo+"/camunda_optimize_1_3.9.0_part_1_of_2"+one, "")
 

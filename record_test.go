@@ -100,6 +100,13 @@ func snapshotQuery(size int, after string) string {
 	return "?" + q.Encode()
 }
 
+// listQuery is the query of the list of every backup (allBackups): newest first, the list's
+// fields, no size or after.
+func listQuery() string {
+	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(listFields, ",")}}
+	return "?" + q.Encode()
+}
+
 // stateQuery is the query a GET of one backup sends (see backupStates): only stateFields.
 func stateQuery() string {
 	q := url.Values{"sort": {"start_time"}, "order": {"desc"}, "filter_path": {strings.Join(stateFields, ",")}}
@@ -184,7 +191,9 @@ func TestRecord(t *testing.T) {
 	// named as Optimize 3.9 names them (no metadata) and a foreign one.
 	r.must("PUT", "/_snapshot/"+repo+"/camunda_optimize_legacy_3.9.0_part_1_of_2?wait_for_completion=true", `{"indices":"optimize-import-index_v3","include_global_state":false}`)
 	r.must("PUT", "/_snapshot/"+repo+"/nightly-cluster-snapshot?wait_for_completion=true", `{"indices":"unrelated-logs","include_global_state":false}`)
-	r.saveList("list", "backups 12, 2, 3, 6, legacy (as Optimize 3.9 names them) and a foreign snapshot", repo, nil, listFields)
+	r.save("list", "backups 12, 2, 3, 6, legacy (as Optimize 3.9 names them) and a foreign snapshot: every camunda_optimize_* snapshot in one answer", "GET", "/_snapshot/"+repo+"/camunda_optimize_*"+listQuery(), "")
+	r.save("list-empty", "no snapshot in the repository matches", "GET", "/_snapshot/"+repo+"/nothing_*"+listQuery(), "")
+	r.save("list-missing-repo", "listing a repository that is not registered: a 200 with failures", "GET", "/_snapshot/no-such-repo/camunda_optimize_*"+listQuery(), "")
 
 	// Restore: what the preconditions read, and a real restore of backup 12 (its indices
 	// deleted first; make record runs on a node of its own).

@@ -294,8 +294,8 @@ func (s *server) backupSnapshotsWith(ctx context.Context, id string, fields []st
 
 // backupsNamed returns the backups whose IDs keep accepts (nil: every backup), their snapshots
 // read with these fields and grouped by backup ID. The catalogue names them (free), then each is
-// read once, by name: one snapshot_meta task per finished snapshot. A paged read through
-// get-snapshots' sort and after would load every matching snapshot again for each page.
+// read once, by name: one snapshot_meta task per finished snapshot, whatever the repository
+// holds besides.
 func (s *server) backupsNamed(ctx context.Context, keep func(id string) bool, fields []string) (map[string][]snapshot, error) {
 	all, err := s.catalogue(ctx)
 	if err != nil {
@@ -313,6 +313,24 @@ func (s *server) backupsNamed(ctx context.Context, keep func(id string) bool, fi
 		return nil, err
 	}
 	return groupByBackup(read), nil
+}
+
+// allBackups returns every backup with these fields: one get-snapshots of every Optimize
+// snapshot, which loads each once, as a client asking directly would (in one request, which
+// is ten times faster than asking by name in batches of a request line). A repository whose
+// answer would be larger than the sidecar reads at once (about 50,000 snapshots) is read by
+// name instead (backupsNamed). Never through get-snapshots' sort, size and after: Elasticsearch
+// loads every matching snapshot again for each page.
+func (s *server) allBackups(ctx context.Context, fields []string) (map[string][]snapshot, error) {
+	answer, err := s.getSnapshots(ctx, "camunda_optimize_*", fields)
+	if errors.Is(err, errAnswerTooLarge) {
+		s.log.Info("the repository is too large to list in one answer; reading its snapshots by name", "repository", s.cfg.Repository)
+		return s.backupsNamed(ctx, nil, fields)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return groupByBackup(answer.Snapshots), nil
 }
 
 // groupByBackup groups snapshots named like Optimize's backups by backup ID.
