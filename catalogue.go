@@ -126,6 +126,10 @@ func (c *factsCache) synced(uuids []string) {
 		delete(c.unsaved, uuid)
 		delete(c.gone, uuid)
 	}
+	// A map never shrinks: once a first read's 20,000 facts are stored, let their room go.
+	if len(c.unsaved) == 0 {
+		c.unsaved = map[string]storedFacts{}
+	}
 }
 
 // catalogued is one backup as the catalogue and the facts show it: its snapshots with name,
