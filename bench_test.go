@@ -1007,8 +1007,8 @@ func (b *bench) taskCosts() {
 	defer b.es.do("DELETE", "/bench-tiny", "")
 	const live = "bench-tasks"
 	defer b.repo(live)()
-	fmt.Fprintf(&b.report, "\n## Snapshot details read per request\n\nSnapshot details the database reads from the blob store (`snap-*.dat` opened in the fs repository, counted with inotify; on Elasticsearch as many `snapshot_meta` tasks): on S3, GCS or Azure a remote GET each. A sidecar started on the repository with an empty jobs index: its first scrape reads every finished snapshot once and stores their facts; the figures after it are the largest of 3 requests. Then a second sidecar (a replica that starts, or a restart): its first scrape and ?limit=5. Times are one request's wall time.\n\n")
-	fmt.Fprintf(&b.report, "| backups | first scrape: reads / ms | scrape: reads / ms | goal | ?limit=5: reads / ms | goal | second sidecar's first scrape: reads / ms | its ?limit=5: reads | GET one backup: reads | whole list: reads | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b.report, "\n## Snapshot details read per request\n\nSnapshot details the database reads from the blob store (`snap-*.dat` opened in the fs repository, counted with inotify; on Elasticsearch as many `snapshot_meta` tasks): on S3, GCS or Azure a remote GET each. A sidecar started on the repository with an empty jobs index: its first scrapes read every finished snapshot once and store their facts (a scrape that reaches its 10 s deadline keeps what it read, and the next carries on: they are repeated until one reads nothing, which is counted too); the figures after them are the largest of 3 requests. Then a second sidecar (a replica that starts, or a restart): its first scrape and ?limit=5. Times are one request's wall time.\n\n")
+	fmt.Fprintf(&b.report, "| backups | first scrapes: reads / ms (scrapes until one reads nothing) | scrape: reads / ms | goal | ?limit=5: reads / ms | goal | second sidecar's first scrape: reads / ms | its ?limit=5: reads | GET one backup: reads | whole list: reads | RSS after the scrapes MiB | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	have := 0
 	for _, n := range []int{10, 1000, 10000} {
 		repo := live
@@ -1048,7 +1048,14 @@ func (b *bench) taskRow(repo string, n int) {
 		}
 		return most, took
 	}
-	firstReads, firstTook := cost(sc, "/actuator/prometheus", 1)
+	// The first scrapes learn the repository: one, or a few when the first outlasts the scrape's
+	// 10 s deadline (each keeps what it read, the next carries on).
+	firstReads, scrapes, firstTook := 0, 0, time.Duration(0)
+	for reads := -1; reads != 0 && scrapes < 5; scrapes++ {
+		var took time.Duration
+		reads, took = cost(sc, "/actuator/prometheus", 1)
+		firstReads, firstTook = firstReads+reads, firstTook+took
+	}
 	scrapeReads, scrapeTook := cost(sc, "/actuator/prometheus", 3)
 	limitReads, limitTook := cost(sc, "/actuator/backups?limit=5", 3)
 	getReads, _ := cost(sc, "/actuator/backups/1", 3)
@@ -1059,7 +1066,7 @@ func (b *bench) taskRow(repo string, n int) {
 	defer second.stop()
 	secondReads, secondTook := cost(second, "/actuator/prometheus", 1)
 	secondLimit, _ := cost(second, "/actuator/backups?limit=5", 1)
-	fmt.Fprintf(&b.report, "| %d | %d / %s | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d / %s | %d | %d | %d | %.1f | %s |\n", n, firstReads, ms(firstTook), scrapeReads, ms(scrapeTook),
+	fmt.Fprintf(&b.report, "| %d | %d / %s (%d) | %d / %s | ≤ 10 | %d / %s | ≤ 20 | %d / %s | %d | %d | %d | %.1f | %s |\n", n, firstReads, ms(firstTook), scrapes, scrapeReads, ms(scrapeTook),
 		limitReads, ms(limitTook), secondReads, ms(secondTook), secondLimit, getReads, listReads, float64(rss)/1024,
 		verdict(scrapeReads <= 10 && limitReads <= 20 && secondReads <= 10 && secondLimit <= 20))
 }
