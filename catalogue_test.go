@@ -261,6 +261,16 @@ func (sim *simRepo) count(snaps []snapshot) {
 	}
 }
 
+// finished is how many snapshots of the repository have finished: one read each to learn them.
+func (sim *simRepo) finished() (n int) {
+	for _, sn := range sim.snaps {
+		if sn.State != "IN_PROGRESS" {
+			n++
+		}
+	}
+	return n
+}
+
 // taskCount is how many snapshot_meta tasks the repository has cost so far.
 func (sim *simRepo) taskCount() int {
 	sim.mu.Lock()
@@ -326,12 +336,7 @@ func TestFactsKeptBatchByBatch(t *testing.T) {
 	if up := gauges(scrape(t, srv), "optimize_backup_repository_up", "")[""]; up != 1 {
 		t.Fatalf("got optimize_backup_repository_up %v; want 1", up)
 	}
-	finished := 0
-	for _, sn := range sim.snaps {
-		if sn.State != "IN_PROGRESS" {
-			finished++
-		}
-	}
+	finished := sim.finished()
 	if total := sim.taskCount(); learned == 0 || learned >= finished || total != finished {
 		t.Errorf("the failed scrape read %d snapshots' details, both %d; want some, then only the rest: %d in all", learned, total, finished)
 	}
@@ -348,12 +353,7 @@ func TestColdReplicaReadsStoredFacts(t *testing.T) {
 	fake := httptest.NewServer(http.HandlerFunc(sim.serve))
 	defer fake.Close()
 	replica := func() *server { return newTestServer(t, testConfig(fake.URL)) }
-	finished := 0
-	for _, sn := range sim.snaps {
-		if sn.State != "IN_PROGRESS" {
-			finished++
-		}
-	}
+	finished := sim.finished()
 	first := replica()
 	want := gauges(scrape(t, first), "optimize_backup_backups", "state")
 	wantList := serve(t, first, "GET", "/actuator/backups?limit=5", "", nil).Body.String()
@@ -460,22 +460,14 @@ func TestFactsDocumentsFollowTheRepository(t *testing.T) {
 // the snapshots again; a document that does not decode costs the read of its snapshot only; and
 // a backup deleted while others run has its documents deleted.
 func TestFactsStoreSurvivesFailures(t *testing.T) {
-	finishedIn := func(sim *simRepo) (n int) {
-		for _, sn := range sim.snaps {
-			if sn.State != "IN_PROGRESS" {
-				n++
-			}
-		}
-		return n
-	}
 	refused := newSimRepo(rand.New(rand.NewPCG(22, 5)), 50)
 	refused.failMget = true
 	fake := httptest.NewServer(http.HandlerFunc(refused.serve))
 	scrape(t, newTestServer(t, testConfig(fake.URL)))
 	fake.Close()
-	if refused.autoCreated || len(refused.docs) != finishedIn(refused) {
+	if refused.autoCreated || len(refused.docs) != refused.finished() {
 		t.Errorf("with the multi-get failing: the jobs index created by a bulk request: %v, %d documents stored; want it created first, and %d",
-			refused.autoCreated, len(refused.docs), finishedIn(refused))
+			refused.autoCreated, len(refused.docs), refused.finished())
 	}
 
 	sim := newSimRepo(rand.New(rand.NewPCG(22, 4)), 100)
@@ -490,9 +482,9 @@ func TestFactsStoreSurvivesFailures(t *testing.T) {
 	sim.mu.Unlock()
 	learned := sim.taskCount()
 	scrape(t, srv)
-	if stored != 0 || len(sim.docs) != finishedIn(sim) || sim.taskCount() != learned {
+	if stored != 0 || len(sim.docs) != sim.finished() || sim.taskCount() != learned {
 		t.Fatalf("bulk failing, then not: %d then %d documents stored (want 0, then %d), %d more tasks (want 0)",
-			stored, len(sim.docs), finishedIn(sim), sim.taskCount()-learned)
+			stored, len(sim.docs), sim.finished(), sim.taskCount()-learned)
 	}
 
 	sim.mu.Lock()
@@ -542,12 +534,7 @@ func TestListTooLargeForOneAnswer(t *testing.T) {
 	if got.Code != 200 || got.Body.String() != want.Body.String() {
 		t.Errorf("too large for one answer: got %d %.300s; want %d %.300s", got.Code, got.Body, want.Code, want.Body)
 	}
-	finished := 0
-	for _, sn := range sim.snaps {
-		if sn.State != "IN_PROGRESS" {
-			finished++
-		}
-	}
+	finished := sim.finished()
 	if tasks := sim.taskCount(); tasks != finished {
 		t.Errorf("read by name: %d snapshot_meta tasks; want %d, one per finished snapshot", tasks, finished)
 	}
