@@ -88,9 +88,9 @@ func TestListLimitReadsOnlyTheNewest(t *testing.T) {
 
 // simRepo is a simulated repository behind a fake get-snapshots API that answers like
 // Elasticsearch 8.14 (recorded on the real node): the catalogue (verbose=false) in name order,
-// reads by name (ignore_unavailable), and the paged list sorted by start time. It counts what
-// Elasticsearch's snapshot_meta pool would: one task per finished snapshot whose details it
-// returns.
+// reads by name (ignore_unavailable), and the list of every snapshot sorted by start time. It
+// counts what Elasticsearch's snapshot_meta pool would: one task per finished snapshot whose
+// details it returns.
 type simRepo struct {
 	mu    sync.Mutex
 	snaps []snapshot
@@ -157,7 +157,6 @@ func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 	target := strings.TrimPrefix(r.URL.Path, "/_snapshot/test-repo/")
 	q := r.URL.Query()
 	var out []snapshot
-	next := ""
 	switch {
 	case q.Get("verbose") == "false":
 		for _, sn := range sim.snaps {
@@ -186,7 +185,7 @@ func (sim *simRepo) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		sim.count(out)
 	}
-	json.NewEncoder(w).Encode(map[string]any{"snapshots": out, "next": next})
+	json.NewEncoder(w).Encode(map[string]any{"snapshots": out})
 }
 
 // serveJobsIndex answers the jobs index's creation, multi-get and bulk requests as Elasticsearch

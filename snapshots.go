@@ -50,13 +50,13 @@ type snapshotFailure struct {
 var snapshotFields = []string{
 	"snapshots.snapshot", "snapshots.uuid", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
 	"snapshots.end_time_in_millis", "snapshots.indices", "snapshots.metadata", "snapshots.failures", "snapshots.shards",
-	"next", "failures",
+	"failures",
 }
 
-// listFields are the fields listing needs: not the index lists and metadata, most of a page.
+// listFields are the fields listing needs: not the index lists and metadata, most of an answer.
 var listFields = []string{
 	"snapshots.snapshot", "snapshots.state", "snapshots.reason", "snapshots.start_time_in_millis",
-	"snapshots.end_time_in_millis", "snapshots.failures", "next", "failures",
+	"snapshots.end_time_in_millis", "snapshots.failures", "failures",
 }
 
 // stateFields are the fields a GET of one backup reads: what backupState needs and the UUIDs a
